@@ -1,0 +1,417 @@
+"""Asya runtime shim: the small Python process that runs your handler.
+
+The Asya supervisor (a Node.js program) owns the Unix socket the sidecar talks to.
+It starts this file with your image's Python and exchanges messages with it over
+stdin/stdout. For every message this file:
+
+  1. decodes the JSON payload (or the whole envelope in envelope mode),
+  2. calls your function or method with it,
+  3. encodes what you returned as JSON and hands it back.
+
+Everything else (the socket, validation, routing, logs, restarts) happens in the
+supervisor. This file uses only the standard library and runs on Python 3.7+.
+
+Anything your code prints (print, os.write(1, ...), C printf) goes to the logs,
+never into the channel: the channel's file descriptors are moved aside first.
+"""
+
+import importlib
+import importlib.util
+import inspect
+import json
+import math
+import os
+import signal
+import struct
+import sys
+import time
+import traceback
+
+MIN_PYTHON = (3, 7)
+
+
+# ---------------------------------------------------------------- channel ---
+
+def claim_channel():
+    """Move the channel off fds 0/1 so handler output cannot corrupt it.
+
+    fd 0 becomes /dev/null (input() sees EOF), fd 1 becomes the supervisor's
+    handler-output pipe (fd 3 when given, else stderr).
+    """
+    chan_in = os.dup(0)
+    chan_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        os.fstat(3)
+        os.dup2(3, 1)
+        os.close(3)
+    except OSError:
+        os.dup2(2, 1)
+    return chan_in, chan_out
+
+
+def read_exact(fd, n):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        chunk = os.readv(fd, [view[got:]])
+        if chunk == 0:
+            return None
+        got += chunk
+    return view
+
+
+def read_message(fd):
+    head = read_exact(fd, 4)
+    if head is None:
+        return None
+    body = read_exact(fd, struct.unpack(">I", head)[0])
+    if body is None:
+        return None
+    return unpack(body)
+
+
+def write_message(fd, obj):
+    parts = [b""]
+    pack(obj, parts)
+    parts[0] = struct.pack(">I", sum(len(p) for p in parts))
+    data = memoryview(b"".join(parts))  # one copy, header included
+    while data:
+        data = data[os.write(fd, data):]
+
+
+# ---------------------------------------------------------------- msgpack ---
+# A minimal MessagePack codec: just the types the supervisor exchanges.
+
+def pack(obj, out):
+    if obj is None:
+        out.append(b"\xc0")
+    elif obj is True:
+        out.append(b"\xc3")
+    elif obj is False:
+        out.append(b"\xc2")
+    elif isinstance(obj, int):
+        if 0 <= obj < 0x80:
+            out.append(struct.pack("B", obj))
+        elif -32 <= obj < 0:
+            out.append(struct.pack("b", obj))
+        elif 0 <= obj < 2 ** 32:
+            out.append(b"\xce" + struct.pack(">I", obj))
+        elif -2 ** 31 <= obj < 0:
+            out.append(b"\xd2" + struct.pack(">i", obj))
+        elif 0 <= obj < 2 ** 64:
+            out.append(b"\xcf" + struct.pack(">Q", obj))
+        else:
+            out.append(b"\xd3" + struct.pack(">q", obj))
+    elif isinstance(obj, float):
+        out.append(b"\xcb" + struct.pack(">d", obj))
+    elif isinstance(obj, str):
+        data = obj.encode("utf-8", "replace")
+        out.append(_sized(len(data), 0xA0, 32, b"\xd9", b"\xda", b"\xdb"))
+        out.append(data)
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        out.append(_sized(len(obj), None, 0, b"\xc4", b"\xc5", b"\xc6"))
+        out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        out.append(_sized(len(obj), 0x90, 16, None, b"\xdc", b"\xdd"))
+        for item in obj:
+            pack(item, out)
+    elif isinstance(obj, dict):
+        out.append(_sized(len(obj), 0x80, 16, None, b"\xde", b"\xdf"))
+        for key, value in obj.items():
+            pack(key, out)
+            pack(value, out)
+    else:
+        raise TypeError("cannot pack %s" % type(obj).__name__)
+
+
+def _sized(n, fix_base, fix_limit, tag8, tag16, tag32):
+    if fix_base is not None and n < fix_limit:
+        return struct.pack("B", fix_base | n)
+    if tag8 is not None and n < 0x100:
+        return tag8 + struct.pack("B", n)
+    if n < 0x10000:
+        return tag16 + struct.pack(">H", n)
+    return tag32 + struct.pack(">I", n)
+
+
+def unpack(view):
+    obj, _ = _unpack_at(view, 0)
+    return obj
+
+
+_FIXED = {0xC0: None, 0xC2: False, 0xC3: True}
+_NUMBERS = {0xCA: ">f", 0xCB: ">d", 0xCC: "B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q",
+            0xD0: "b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q"}
+_LENGTHS = {0xC4: ("bin", "B"), 0xC5: ("bin", ">H"), 0xC6: ("bin", ">I"),
+            0xD9: ("str", "B"), 0xDA: ("str", ">H"), 0xDB: ("str", ">I"),
+            0xDC: ("array", ">H"), 0xDD: ("array", ">I"),
+            0xDE: ("map", ">H"), 0xDF: ("map", ">I")}
+
+
+def _unpack_at(view, pos):
+    tag = view[pos]
+    pos += 1
+    if tag < 0x80:
+        return tag, pos
+    if tag >= 0xE0:
+        return tag - 0x100, pos
+    if tag in _FIXED:
+        return _FIXED[tag], pos
+    if tag in _NUMBERS:
+        fmt = _NUMBERS[tag]
+        size = struct.calcsize(fmt)
+        return struct.unpack_from(fmt, view, pos)[0], pos + size
+    if 0xA0 <= tag <= 0xBF:
+        kind, n = "str", tag & 0x1F
+    elif 0x90 <= tag <= 0x9F:
+        kind, n = "array", tag & 0x0F
+    elif 0x80 <= tag <= 0x8F:
+        kind, n = "map", tag & 0x0F
+    elif tag in _LENGTHS:
+        kind, fmt = _LENGTHS[tag]
+        n = struct.unpack_from(fmt, view, pos)[0]
+        pos += struct.calcsize(fmt)
+    else:
+        raise ValueError("unsupported msgpack tag 0x%02x" % tag)
+    if kind == "bin":
+        return view[pos:pos + n], pos + n  # a zero-copy slice
+    if kind == "str":
+        return str(view[pos:pos + n], "utf-8"), pos + n
+    if kind == "array":
+        items = []
+        for _ in range(n):
+            item, pos = _unpack_at(view, pos)
+            items.append(item)
+        return items, pos
+    result = {}
+    for _ in range(n):
+        key, pos = _unpack_at(view, pos)
+        result[key], pos = _unpack_at(view, pos)
+    return result, pos
+
+
+# ------------------------------------------------------------------- JSON ---
+
+def _reject_constant(name):
+    raise ValueError("%s is not valid JSON" % name)
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _to_plain(obj):
+    # numpy scalars and arrays (and anything else with tolist) become JSON numbers/lists
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_to_plain)
+
+
+def _finite(obj):
+    """Replace NaN and +-Infinity with None (JSON null), like JavaScript and orjson do."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if callable(getattr(obj, "tolist", None)) and not isinstance(obj, (str, bytes)):
+        return _finite(obj.tolist())
+    return obj
+
+
+def decode_json(data):
+    return _decoder.decode(str(data, "utf-8"))
+
+
+def encode_json(obj):
+    try:
+        text = _encoder.encode(obj)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        text = _encoder.encode(_finite(obj))
+    return text.encode("utf-8")
+
+
+# -------------------------------------------------------- handler loading ---
+
+class LoadError(Exception):
+    """The handler cannot be loaded; the message says why, in the user's terms."""
+
+
+def import_module_prefix(spec):
+    """Import the longest importable prefix of `spec`; return (module, rest)."""
+    parts = spec.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:i])
+        try:
+            found = importlib.util.find_spec(name)
+        except ModuleNotFoundError:
+            found = None
+        except Exception as exc:
+            raise LoadError("importing a parent package of %r raised %s: %s"
+                            % (name, type(exc).__name__, exc))
+        if found is None:
+            continue
+        try:
+            return importlib.import_module(name), parts[i:]
+        except Exception as exc:
+            raise LoadError("importing module %r raised %s: %s" % (name, type(exc).__name__, exc))
+    tried = ", ".join(repr(".".join(parts[:i])) for i in range(len(parts) - 1, 0, -1))
+    raise LoadError("no module found for handler %r: tried %s on sys.path %s "
+                    "(set PYTHONPATH to the directory that holds your module)"
+                    % (spec, tried, [p for p in sys.path if p]))
+
+
+def instantiate(cls, where):
+    init = cls.__init__
+    if init is not object.__init__:
+        params = list(inspect.signature(init).parameters.values())[1:]
+        for p in params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if p.default is p.empty:
+                raise LoadError("%s.__init__() parameter %r has no default value: the runtime "
+                                "creates the class with no arguments, so every parameter needs "
+                                "a default" % (where, p.name))
+    try:
+        return cls()
+    except Exception as exc:
+        raise LoadError("%s() raised %s: %s" % (where, type(exc).__name__, exc))
+
+
+def load_handler(spec):
+    module, rest = import_module_prefix(spec)
+    where = module.__name__
+    if len(rest) > 2:
+        raise LoadError("%r: after module %r expected 'function' or 'Class.method', got %r"
+                        % (spec, where, ".".join(rest)))
+    target = module
+    for name in rest[:1]:
+        if not hasattr(target, name):
+            raise LoadError("module %r has no attribute %r" % (where, name))
+        target = getattr(target, name)
+        where = "%s.%s" % (where, name)
+    if len(rest) == 1:
+        if inspect.isclass(target):
+            raise LoadError("%s is a class: name one of its methods, e.g. %s.process" % (where, where))
+        if not callable(target):
+            raise LoadError("%s is not callable (it is a %s)" % (where, type(target).__name__))
+        return target, "function"
+    if not inspect.isclass(target):
+        raise LoadError("%s is not a class (it is a %s), so %r cannot be its method"
+                        % (where, type(target).__name__, rest[1]))
+    instance = instantiate(target, where)
+    method = getattr(instance, rest[1], None)
+    if method is None:
+        raise LoadError("class %s has no method %r" % (where, rest[1]))
+    if not callable(method):
+        raise LoadError("%s.%s is not callable" % (where, rest[1]))
+    return method, "class"
+
+
+# ---------------------------------------------------------------- calling ---
+
+def error_reply(kind, exc):
+    return {"t": kind, "type": type(exc).__name__, "message": str(exc),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+
+
+def as_list(result):
+    if result is None:
+        return []
+    if isinstance(result, (list, tuple)):
+        return result
+    return [result]
+
+
+def encode_envelopes(items):
+    # Payload and the rest travel apart so the supervisor can check the route
+    # without ever parsing the (possibly large) payload.
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            meta = {k: v for k, v in item.items() if k != "payload"}
+            payload = encode_json(item["payload"]) if "payload" in item else None
+            out.append([encode_json(meta), payload])
+        else:
+            out.append([encode_json(item), None])
+    return out
+
+
+def handle_call(handler, envelope_mode, msg):
+    try:
+        arg = decode_json(msg["p"])
+        if "m" in msg:
+            envelope = decode_json(msg["m"])
+            envelope["payload"] = arg
+            arg = envelope
+    except (ValueError, RecursionError) as exc:
+        return error_reply("bad", exc)
+    try:
+        items = as_list(handler(arg))
+        if envelope_mode:
+            return {"t": "env", "o": encode_envelopes(items)}
+        return {"t": "ok", "o": [encode_json(item) for item in items]}
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit from a handler must not end the shim
+        return error_reply("err", exc)
+
+
+def main():
+    chan_in, chan_out = claim_channel()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # The supervisor alone decides when this process ends (it closes the channel).
+        signal.signal(sig, signal.SIG_IGN)
+    if sys.version_info < MIN_PYTHON:
+        write_message(chan_out, {"t": "fatal", "type": "UnsupportedPython", "traceback": "",
+                                 "message": "Python %s is too old: the runtime needs 3.7 or newer"
+                                            % sys.version.split()[0]})
+        return 3
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == here:
+        del sys.path[0]  # the shim's directory is not part of the user's import path
+    init = read_message(chan_in)
+    if init is None:
+        return 0
+    for path in reversed(init.get("path") or []):
+        sys.path.insert(0, path)
+    started = time.monotonic()
+    try:
+        handler, kind = load_handler(init["handler"])
+    except LoadError as exc:
+        write_message(chan_out, {"t": "fatal", "type": "LoadError", "message": str(exc),
+                                 "traceback": _cause_traceback(exc)})
+        return 3
+    except Exception as exc:
+        write_message(chan_out, dict(error_reply("fatal", exc)))
+        return 3
+    write_message(chan_out, {"t": "ready", "kind": kind, "python": sys.version.split()[0],
+                             "executable": sys.executable, "pid": os.getpid(),
+                             "load_ms": round((time.monotonic() - started) * 1000)})
+    envelope_mode = init.get("mode") == "envelope"
+    while True:
+        msg = read_message(chan_in)
+        if msg is None:
+            return 0
+        write_message(chan_out, handle_call(handler, envelope_mode, msg))
+
+
+def _cause_traceback(exc):
+    cause = exc.__context__
+    if cause is None:
+        return ""
+    return "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

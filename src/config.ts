@@ -1,0 +1,196 @@
+/**
+ * Configuration: every ASYA_* variable parsed once, at start, into one typed object.
+ *
+ * A value the runtime does not understand is a startup error naming the variable and the
+ * rejected value, never a silent default.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+export const HANDLER_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/;
+const LEGACY_MODULE_PATTERN = /^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?::([A-Za-z_][A-Za-z0-9_]*))?$/;
+
+export type HandlerMode = 'payload' | 'envelope';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type JsonCodec = 'auto' | 'json' | 'orjson';
+
+export interface Config {
+  /** `module.function` or `module.Class.method`. */
+  handler: string;
+  /** Which variable the handler came from, for messages. */
+  handlerVariable: 'ASYA_HANDLER' | 'ASYA_PROCESS_MODULE';
+  mode: HandlerMode;
+  /** A name looked up on PATH, or a path. */
+  python: string;
+  socketPath: string;
+  /** Holds the socket and the ready file. */
+  socketDir: string;
+  readyFile: string;
+  /** null: leave the socket's mode as created. */
+  socketChmod: number | null;
+  validate: boolean;
+  includeMetadata: boolean;
+  /** Accepted for compatibility with the upstream runtime; Node sizes its own reads. */
+  chunkSize: number;
+  maxMessageSize: number;
+  logLevel: LogLevel;
+  jsonCodec: JsonCodec;
+  /** null: no limit. */
+  handlerTimeoutMs: number | null;
+  readTimeoutMs: number;
+  shutdownTimeoutMs: number;
+}
+
+export const DEFAULTS = {
+  socketDir: '/var/run/asya',
+  socketName: 'asya-runtime.sock',
+  socketChmod: '0o666',
+  python: 'python3',
+  chunkSize: 65536,
+  maxMessageSize: 64 * 1024 * 1024,
+  readTimeoutSeconds: 30,
+  shutdownTimeoutSeconds: 25,
+} as const;
+
+type Ctx = z.RefinementCtx;
+
+/** Reject with a message that names the variable and quotes the value. */
+function reject(ctx: Ctx, name: string, value: string, expected: string): never {
+  ctx.addIssue({ code: 'custom', message: `${name}=${JSON.stringify(value)} is not valid: expected ${expected}` });
+  return z.NEVER as never;
+}
+
+/** An unset or empty variable takes the default, as in the upstream runtime. */
+const text = () =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+function oneOf<T extends string>(name: string, choices: Record<string, T>, fallback: T) {
+  return text().transform((v, ctx): T => {
+    if (v === undefined) return fallback;
+    const hit = choices[v.toLowerCase()];
+    return hit ?? reject(ctx, name, v, Object.keys(choices).join(', ') + ' (any case)');
+  });
+}
+
+function boolean(name: string, fallback: boolean) {
+  return oneOf(name, { true: 'y', '1': 'y', yes: 'y', false: 'n', '0': 'n', no: 'n' }, fallback ? 'y' : 'n').transform(
+    (v) => v === 'y',
+  );
+}
+
+function integer(name: string, fallback: number, min: number, max: number) {
+  return text().transform((v, ctx): number => {
+    if (v === undefined) return fallback;
+    const n = /^\d+$/.test(v) ? Number(v) : NaN;
+    return Number.isSafeInteger(n) && n >= min && n <= max ? n : reject(ctx, name, v, `an integer from ${min} to ${max}`);
+  });
+}
+
+/** Seconds, decimals allowed, as milliseconds. */
+function seconds(name: string, fallback: number | null) {
+  return text().transform((v, ctx): number | null => {
+    if (v === undefined) return fallback === null ? null : fallback * 1000;
+    const n = /^\d+(\.\d+)?$|^\.\d+$/.test(v) ? Number(v) : NaN;
+    return n > 0 && n <= 365 * 86400 ? Math.round(n * 1000) || 1 : reject(ctx, name, v, 'a positive number of seconds, e.g. 30 or 2.5');
+  });
+}
+
+const envObject = z.object({
+    ASYA_HANDLER: text(),
+    ASYA_PROCESS_MODULE: text(),
+    ASYA_HANDLER_MODE: oneOf('ASYA_HANDLER_MODE', { payload: 'payload', envelope: 'envelope' } as const, 'payload'),
+    ASYA_PYTHONEXECUTABLE: text().transform((v) => v ?? DEFAULTS.python),
+    ASYA_SOCKET_DIR: text().transform((v) => v ?? DEFAULTS.socketDir),
+    ASYA_SOCKET_NAME: text().transform((v, ctx) =>
+      v === undefined ? DEFAULTS.socketName : v.includes('/') ? reject(ctx, 'ASYA_SOCKET_NAME', v, 'a file name without "/"') : v,
+    ),
+    ASYA_SOCKET_PATH: text(),
+    // Not `text()`: an empty ASYA_SOCKET_CHMOD is meaningful (leave the mode alone).
+    ASYA_SOCKET_CHMOD: z
+      .string()
+      .optional()
+      .transform((raw, ctx): number | null => {
+        const v = (raw ?? DEFAULTS.socketChmod).trim();
+        if (v === '') return null;
+        const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
+        return m?.[1] !== undefined ? parseInt(m[1], 8) : reject(ctx, 'ASYA_SOCKET_CHMOD', v, 'an octal mode such as 0o660, 0660 or 660, or empty to skip');
+      }),
+    ASYA_ENABLE_VALIDATION: boolean('ASYA_ENABLE_VALIDATION', true),
+    ASYA_INCLUDE_METADATA: boolean('ASYA_INCLUDE_METADATA', false),
+    ASYA_CHUNK_SIZE: integer('ASYA_CHUNK_SIZE', DEFAULTS.chunkSize, 1, 2 ** 31 - 1),
+    ASYA_MAX_MESSAGE_SIZE: integer('ASYA_MAX_MESSAGE_SIZE', DEFAULTS.maxMessageSize, 1, 2 ** 32 - 1),
+    ASYA_LOG_LEVEL: oneOf(
+      'ASYA_LOG_LEVEL',
+      { debug: 'debug', info: 'info', warning: 'warn', warn: 'warn', error: 'error', critical: 'error' } as const,
+      'info',
+    ),
+    ASYA_JSON_CODEC: oneOf('ASYA_JSON_CODEC', { auto: 'auto', json: 'json', orjson: 'orjson' } as const, 'auto'),
+    ASYA_HANDLER_TIMEOUT: seconds('ASYA_HANDLER_TIMEOUT', null),
+    ASYA_READ_TIMEOUT: seconds('ASYA_READ_TIMEOUT', DEFAULTS.readTimeoutSeconds),
+    ASYA_SHUTDOWN_TIMEOUT: seconds('ASYA_SHUTDOWN_TIMEOUT', DEFAULTS.shutdownTimeoutSeconds),
+});
+
+const envSchema = envObject.transform((env, ctx): Config => {
+    const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, ctx);
+    const socketPath = path.resolve(env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME));
+    const socketDir = path.dirname(socketPath);
+    return {
+      handler: handler.spec,
+      handlerVariable: handler.variable,
+      mode: env.ASYA_HANDLER_MODE,
+      python: env.ASYA_PYTHONEXECUTABLE,
+      socketPath,
+      socketDir,
+      readyFile: path.join(socketDir, 'runtime-ready'),
+      socketChmod: env.ASYA_SOCKET_CHMOD,
+      validate: env.ASYA_ENABLE_VALIDATION,
+      includeMetadata: env.ASYA_INCLUDE_METADATA,
+      chunkSize: env.ASYA_CHUNK_SIZE,
+      maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE,
+      logLevel: env.ASYA_LOG_LEVEL,
+      jsonCodec: env.ASYA_JSON_CODEC,
+      handlerTimeoutMs: env.ASYA_HANDLER_TIMEOUT,
+      readTimeoutMs: env.ASYA_READ_TIMEOUT as number,
+      shutdownTimeoutMs: env.ASYA_SHUTDOWN_TIMEOUT as number,
+    };
+  });
+
+function resolveHandler(
+  handler: string | undefined,
+  legacy: string | undefined,
+  ctx: Ctx,
+): { spec: string; variable: Config['handlerVariable'] } {
+  if (handler !== undefined) {
+    if (!HANDLER_PATTERN.test(handler)) {
+      return reject(ctx, 'ASYA_HANDLER', handler, "'module.function' or 'module.Class.method' (letters, digits, _ and dots)");
+    }
+    return { spec: handler, variable: 'ASYA_HANDLER' };
+  }
+  if (legacy !== undefined) {
+    const m = LEGACY_MODULE_PATTERN.exec(legacy);
+    if (!m) return reject(ctx, 'ASYA_PROCESS_MODULE', legacy, "'module.path:function' or 'module.path'");
+    return { spec: `${m[1]}.${m[2] ?? 'process'}`, variable: 'ASYA_PROCESS_MODULE' };
+  }
+  ctx.addIssue({
+    code: 'custom',
+    message: "ASYA_HANDLER is not set: set it to your handler, e.g. ASYA_HANDLER=my_module.process or my_module.MyClass.process",
+  });
+  return z.NEVER as never;
+}
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[]; logLevel: LogLevel };
+
+/** Parse the environment. Returns every problem at once, so one restart fixes them all. */
+export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
+  const result = envSchema.safeParse(env);
+  if (result.success) return { ok: true, config: result.data };
+  const level = envObject.shape.ASYA_LOG_LEVEL.safeParse(env.ASYA_LOG_LEVEL);
+  return {
+    ok: false,
+    errors: result.error.issues.map((issue) => issue.message),
+    logLevel: level.success ? level.data : 'info',
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * Structured JSON logs on stderr (stdout stays free for CLI output). Writes are synchronous:
+ * the hot path logs nothing at INFO, and a FATAL line must reach the terminal before exit.
+ */
+import { pino, type Logger } from 'pino';
+import type { LogLevel } from './config.js';
+
+export type { Logger };
+
+export function createLogger(level: LogLevel): Logger {
+  return pino(
+    {
+      name: 'asya-runtime',
+      level,
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.destination({ dest: 2, sync: true }),
+  );
+}
+
+/**
+ * Splits a stream into lines for the log, so a handler's `print` becomes one record per line.
+ * A line longer than `maxLine` is cut into pieces rather than held in memory.
+ */
+export class LineSplitter {
+  private pending = '';
+
+  constructor(
+    private readonly emit: (line: string) => void,
+    private readonly maxLine = 16 * 1024,
+  ) {}
+
+  push(chunk: Buffer | string): void {
+    const text = this.pending + chunk.toString();
+    const lines = text.split('\n');
+    this.pending = lines.pop() ?? '';
+    for (const line of lines) this.emit(line.endsWith('\r') ? line.slice(0, -1) : line);
+    while (this.pending.length > this.maxLine) {
+      this.emit(this.pending.slice(0, this.maxLine));
+      this.pending = this.pending.slice(this.maxLine);
+    }
+  }
+
+  flush(): void {
+    if (this.pending) this.emit(this.pending);
+    this.pending = '';
+  }
+}

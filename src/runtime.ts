@@ -1,0 +1,103 @@
+/**
+ * The runtime's lifecycle: configuration in, socket up, handler loaded, ready file written,
+ * serve until SIGTERM/SIGINT, then drain and clean up. Every way out is one log line and an
+ * exit code.
+ */
+import type { Config } from './config.js';
+import { parseRequest } from './envelope.js';
+import { errorResponse } from './envelope.js';
+import { ExitCode, FatalError, WireError } from './errors.js';
+import { resolveInterpreter } from './interpreter.js';
+import type { Logger } from './logger.js';
+import { ReadyFile } from './readiness.js';
+import { SocketServer } from './server.js';
+import { locateShim } from './shim.js';
+import { Supervisor } from './supervisor.js';
+
+export interface RunningRuntime {
+  /** Resolves with the exit code once the runtime has stopped. */
+  done: Promise<number>;
+  shutdown(reason: string): Promise<number>;
+}
+
+export async function startRuntime(config: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningRuntime> {
+  log.info(
+    {
+      handler: config.handler,
+      from: config.handlerVariable,
+      mode: config.mode,
+      validation: config.validate,
+      include_metadata: config.includeMetadata,
+      socket: config.socketPath,
+      max_message_size: config.maxMessageSize,
+      handler_timeout_s: config.handlerTimeoutMs === null ? null : config.handlerTimeoutMs / 1000,
+    },
+    'starting Asya runtime',
+  );
+  const ready = new ReadyFile(config.readyFile, log);
+  ready.clearStale();
+
+  let finish!: (code: number) => void;
+  const done = new Promise<number>((resolve) => (finish = resolve));
+  let serverUp = false;
+  let workerUp = false;
+  let stopping = false;
+  const updateReady = () => ready.set(serverUp && workerUp && !stopping);
+
+  const python = resolveInterpreter(config.python, env.PATH, env.ASYA_PYTHONEXECUTABLE !== undefined && env.ASYA_PYTHONEXECUTABLE.trim() !== '');
+  const supervisor = new Supervisor(
+    config,
+    { python, shimPath: locateShim(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, log },
+    log,
+    {
+      onReady: (up) => {
+        workerUp = up;
+        updateReady();
+      },
+      onFatal: (err) => void stop(err),
+    },
+  );
+  const server = new SocketServer(config, log, (frame, exchange) => {
+    const received = process.hrtime.bigint();
+    try {
+      supervisor.submit({ envelope: parseRequest(frame, config.validate), exchange, received });
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      log.warn({ error: err.code, bytes: frame.length }, err.message);
+      exchange.respond(errorResponse(err));
+    }
+  });
+
+  const stop = async (cause: FatalError | string): Promise<number> => {
+    if (stopping) return done;
+    stopping = true;
+    updateReady();
+    server.stopAccepting();
+    if (cause instanceof FatalError) {
+      log.fatal({ exit_code: cause.exitCode, ...cause.fields }, `FATAL: ${cause.message}`);
+      await supervisor.shutdown(0);
+    } else {
+      log.info({ reason: cause, grace_s: config.shutdownTimeoutMs / 1000 }, 'shutting down');
+      const { unfinished } = await supervisor.shutdown(config.shutdownTimeoutMs);
+      if (unfinished > 0) log.warn({ unfinished }, 'closed unfinished messages without an answer at the end of the grace period; the sidecar will retry them');
+    }
+    server.removeSocketFile();
+    ready.set(false);
+    const code = cause instanceof FatalError ? cause.exitCode : ExitCode.ok;
+    log.info({ exit_code: code }, 'stopped');
+    finish(code);
+    return code;
+  };
+
+  try {
+    await server.listen();
+    serverUp = true;
+    await supervisor.start();
+    workerUp = true;
+    updateReady();
+  } catch (err) {
+    const fatal = err instanceof FatalError ? err : new FatalError(ExitCode.handler, (err as Error).message);
+    await stop(fatal);
+  }
+  return { done, shutdown: (reason) => stop(reason) };
+}

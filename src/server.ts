@@ -1,0 +1,176 @@
+/**
+ * The Unix socket the sidecar connects to: one connection per message, a length-prefixed JSON
+ * frame each way. This module owns transport only: it reads every connection concurrently (so
+ * a slow or silent client delays nobody), answers transport failures itself, and hands each
+ * complete frame on.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Config } from './config.js';
+import { errorResponse } from './envelope.js';
+import { ExitCode, FatalError, type WireError, wireError } from './errors.js';
+import { FrameDecoder, FrameTooLarge } from './framing.js';
+import type { Logger } from './logger.js';
+import type { Exchange } from './supervisor.js';
+
+export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
+
+/** Kernel accept queue; Linux caps it at net.core.somaxconn. The upstream runtime's 5 drops bursts. */
+const LISTEN_BACKLOG = 4096;
+
+export class SocketServer {
+  private readonly server: net.Server;
+  private readonly open = new Set<net.Socket>();
+
+  constructor(
+    private readonly config: Pick<Config, 'socketPath' | 'socketDir' | 'socketChmod' | 'maxMessageSize' | 'readTimeoutMs'>,
+    private readonly log: Logger,
+    private readonly onFrame: FrameHandler,
+  ) {
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+  }
+
+  async listen(): Promise<void> {
+    const { socketPath, socketDir, socketChmod } = this.config;
+    try {
+      fs.mkdirSync(socketDir, { recursive: true });
+    } catch (err) {
+      throw socketFatal(`cannot create socket directory ${socketDir}`, err);
+    }
+    await removeStaleSocket(socketPath);
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ path: socketPath, backlog: LISTEN_BACKLOG }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    }).catch((err: unknown) => {
+      throw socketFatal(`cannot listen on ${socketPath}`, err);
+    });
+    if (socketChmod !== null) {
+      try {
+        fs.chmodSync(socketPath, socketChmod);
+      } catch (err) {
+        throw socketFatal(`cannot chmod ${socketPath} to 0o${socketChmod.toString(8)} (ASYA_SOCKET_CHMOD)`, err);
+      }
+    }
+    this.log.info({ socket: socketPath, mode: socketChmod === null ? 'unchanged' : `0o${socketChmod.toString(8)}` }, 'listening');
+  }
+
+  /** Stop accepting; connections already accepted keep going. */
+  stopAccepting(): void {
+    this.server.close();
+    this.removeSocketFile();
+  }
+
+  removeSocketFile(): void {
+    try {
+      if (fs.lstatSync(this.config.socketPath).isSocket()) fs.rmSync(this.config.socketPath, { force: true });
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Connections still open (reading, waiting for an answer, or flushing one). */
+  get connections(): number {
+    return this.open.size;
+  }
+
+  private accept(socket: net.Socket): void {
+    this.open.add(socket);
+    socket.on('close', () => this.open.delete(socket));
+    socket.on('error', () => undefined); // a vanished client is not the runtime's problem
+    const decoder = new FrameDecoder(this.config.maxMessageSize);
+    let answered = false;
+    const exchange: Exchange = {
+      respond: (chunks) => {
+        if (answered) return;
+        answered = true;
+        if (socket.destroyed) return;
+        socket.cork();
+        for (const chunk of chunks) socket.write(chunk);
+        socket.uncork();
+        // Destroy after flushing: unread bytes from the client must not keep the fd open.
+        socket.end(() => socket.destroy());
+      },
+      abort: () => {
+        answered = true;
+        socket.destroy();
+      },
+    };
+    const fail = (err: WireError) => {
+      this.log.warn({ error: err.code }, err.message);
+      exchange.respond(errorResponse(err));
+    };
+    let complete = false;
+    const timer = setTimeout(() => {
+      const { received, expected } = decoder.progress();
+      fail(
+        wireError.connection(
+          `no complete request within ASYA_READ_TIMEOUT=${this.config.readTimeoutMs / 1000}s ` +
+            `(received ${received} of ${expected ?? 'at least 4'} bytes)`,
+        ),
+      );
+    }, this.config.readTimeoutMs);
+    socket.on('data', (chunk: Buffer) => {
+      if (complete) return; // one request per connection; anything after it is ignored
+      try {
+        decoder.push(chunk, (frame) => {
+          if (complete) return;
+          complete = true;
+          clearTimeout(timer);
+          this.onFrame(frame, exchange);
+        });
+      } catch (err) {
+        if (!(err instanceof FrameTooLarge)) throw err;
+        complete = true;
+        clearTimeout(timer);
+        fail(wireError.tooLarge(err.size, err.limit));
+      }
+    });
+    socket.on('end', () => {
+      if (complete) return;
+      complete = true;
+      clearTimeout(timer);
+      const { received, expected } = decoder.progress();
+      fail(
+        wireError.connection(
+          received === 0 && expected === null
+            ? 'client closed the connection without sending a request'
+            : `client closed the connection mid-frame (received ${received} of ${expected ?? 'at least 4'} bytes)`,
+        ),
+      );
+    });
+    socket.on('close', () => clearTimeout(timer));
+  }
+}
+
+function socketFatal(what: string, err: unknown): FatalError {
+  return new FatalError(ExitCode.socket, `${what}: ${(err as Error).message}`);
+}
+
+/** A socket file nobody listens on is left over from an earlier run: remove it. Anything else stays. */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(socketPath);
+  } catch {
+    return;
+  }
+  if (stat.isDirectory()) {
+    throw new FatalError(ExitCode.socket, `socket path ${socketPath} is a directory; remove it or set ASYA_SOCKET_NAME/ASYA_SOCKET_PATH to a free path`);
+  }
+  if (!stat.isSocket()) {
+    throw new FatalError(ExitCode.socket, `socket path ${socketPath} exists and is not a socket; remove it or choose another path`);
+  }
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new FatalError(ExitCode.socket, `another process is already listening on ${socketPath}`);
+  fs.rmSync(socketPath, { force: true });
+}
