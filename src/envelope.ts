@@ -35,6 +35,7 @@ function isObject(value: unknown): value is JsonObject {
 
 /** JSON type names, worded for people who write Python. */
 function typeName(value: unknown): string {
+  if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';

@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+// Runs the whole suite: prepares the test virtualenv (numpy, installed offline from the
+// machine's wheels), then every test/*.test.ts against the built runtime in dist/.
+// Usage: node scripts/run-tests.mjs [test files...]
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const venv = path.join(root, '.cache', 'test-venv');
+const venvPython = path.join(venv, 'bin', 'python3');
+
+function ensureVenv() {
+  const probe = spawnSync(venvPython, ['-c', 'import numpy'], { stdio: 'ignore' });
+  if (probe.status === 0) return;
+  console.log(`preparing ${path.relative(root, venv)} (numpy) for the tests...`);
+  fs.rmSync(venv, { recursive: true, force: true });
+  execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
+  execFileSync(venvPython, ['-m', 'pip', 'install', '--quiet', 'numpy'], { stdio: 'inherit' });
+}
+
+ensureVenv();
+const files = process.argv.slice(2).length
+  ? process.argv.slice(2)
+  : fs.readdirSync(path.join(root, 'test')).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join('test', f));
+const result = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files],
+  { cwd: root, stdio: 'inherit' },
+);
+process.exit(result.status ?? 1);

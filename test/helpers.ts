@@ -1,0 +1,225 @@
+/**
+ * Test harness: starts the real runtime (node dist/cli.js), which spawns a real Python, and
+ * talks to it over its real Unix socket with the sidecar's framing.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'dist', 'cli.js');
+export const HANDLERS = path.join(ROOT, 'test', 'handlers');
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+export interface RuntimeOptions {
+  handler?: string;
+  env?: Record<string, string | undefined>;
+  /** Wait for the ready file (default) or only for the process to start. */
+  waitReady?: boolean;
+  cwd?: string;
+  /** Extra PYTHONPATH entries before test/handlers. */
+  pythonPath?: string[];
+  /** Run the CLI under this command prefix (e.g. unshare). */
+  wrap?: string[];
+}
+
+export class Runtime {
+  readonly logs: LogLine[] = [];
+  readonly stderrText: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(
+    readonly child: ChildProcess,
+    readonly dir: string,
+    readonly socketPath: string,
+  ) {
+    let pending = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        this.stderrText.push(line);
+        try {
+          this.logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          // not a log record
+        }
+      }
+    });
+    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get readyFile(): string {
+    return path.join(path.dirname(this.socketPath), 'runtime-ready');
+  }
+
+  isReady(): boolean {
+    return fs.existsSync(this.readyFile);
+  }
+
+  async send(envelope: unknown, timeoutMs = 30_000): Promise<unknown> {
+    const answer = await rawExchange(this.socketPath, Buffer.from(JSON.stringify(envelope)), timeoutMs);
+    if (answer === null) throw new Error('connection closed without an answer');
+    return JSON.parse(answer.toString('utf8')) as unknown;
+  }
+
+  async sendRaw(frameBody: Buffer, timeoutMs = 30_000): Promise<unknown> {
+    const answer = await rawExchange(this.socketPath, frameBody, timeoutMs);
+    if (answer === null) throw new Error('connection closed without an answer');
+    return JSON.parse(answer.toString('utf8')) as unknown;
+  }
+
+  /** Wait for a log record matching `pred`. */
+  async waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 20_000): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.logs.find(pred);
+      if (hit) return hit;
+      if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms; logs:\n${this.stderrText.join('\n')}`);
+      await sleep(25);
+    }
+  }
+
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    const result = await this.exited;
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    return result;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function tempDir(prefix = 'asya-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Start the runtime; resolves when the ready file exists (or, with waitReady=false, at once). */
+export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> {
+  const dir = tempDir();
+  const socketDir = path.join(dir, 'sock');
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/root',
+    PYTHONPATH: [...(opts.pythonPath ?? []), HANDLERS].join(':'),
+    ASYA_SOCKET_DIR: socketDir,
+    ASYA_LOG_LEVEL: 'DEBUG',
+  };
+  if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
+  if (opts.handler !== undefined) env.ASYA_HANDLER = opts.handler;
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  const cmd = [...(opts.wrap ?? []), process.execPath, CLI];
+  const child = spawn(cmd[0] as string, cmd.slice(1), { env, cwd: opts.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const socketPath = env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR ?? socketDir, env.ASYA_SOCKET_NAME ?? 'asya-runtime.sock');
+  const rt = new Runtime(child, dir, socketPath);
+  if (opts.waitReady === false) return rt;
+  const deadline = Date.now() + 30_000;
+  while (!rt.isReady()) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`runtime exited (${child.exitCode ?? child.signalCode}) before ready:\n${rt.stderrText.join('\n')}`);
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`runtime not ready within 30 s:\n${rt.stderrText.join('\n')}`);
+    }
+    await sleep(20);
+  }
+  return rt;
+}
+
+/** Run the runtime expecting it to exit on its own (startup failures). */
+export async function runToExit(opts: RuntimeOptions, timeoutMs = 30_000): Promise<{ code: number | null; logs: LogLine[]; text: string; readyFileSeen: boolean }> {
+  const rt = await startRuntime({ ...opts, waitReady: false });
+  let readyFileSeen = false;
+  const poll = setInterval(() => (readyFileSeen ||= rt.isReady()), 5);
+  const timer = setTimeout(() => rt.child.kill('SIGKILL'), timeoutMs);
+  const { code } = await rt.exited;
+  clearInterval(poll);
+  clearTimeout(timer);
+  readyFileSeen ||= rt.isReady();
+  await sleep(20); // let the last stderr chunk arrive
+  fs.rmSync(rt.dir, { recursive: true, force: true });
+  return { code, logs: rt.logs, text: rt.stderrText.join('\n'), readyFileSeen };
+}
+
+/**
+ * Send raw bytes as one framed request; resolves with the answer body, or null if the runtime
+ * closed the connection without one.
+ */
+export function rawExchange(socketPath: string, body: Buffer | null, timeoutMs = 30_000, rawBytes?: Buffer): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.on('connect', () => {
+      if (rawBytes) sock.write(rawBytes);
+      if (body) {
+        const head = Buffer.alloc(4);
+        head.writeUInt32BE(body.length);
+        sock.write(Buffer.concat([head, body]));
+      }
+    });
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      clearTimeout(timer);
+      const all = Buffer.concat(chunks);
+      if (all.length < 4) return resolve(null);
+      const n = all.readUInt32BE(0);
+      if (all.length !== 4 + n) return reject(new Error(`bad answer framing: prefix ${n}, got ${all.length - 4} bytes`));
+      resolve(all.subarray(4));
+    });
+  });
+}
+
+/** An envelope around a payload. */
+export function env(payload: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { id: 'msg-1', route: { actors: ['a', 'b', 'c'], current: 0 }, payload, ...extra };
+}
+
+export type ErrorAnswer = Array<{ error: string; details: { message: string; type: string; traceback: string; [k: string]: unknown } }>;
+
+export function asError(answer: unknown): ErrorAnswer[0] {
+  if (!Array.isArray(answer) || answer.length !== 1 || typeof answer[0]?.error !== 'string') {
+    throw new Error(`expected one error object, got ${JSON.stringify(answer).slice(0, 500)}`);
+  }
+  return answer[0] as ErrorAnswer[0];
+}
+
+/** Interpreters under pyenv for version tests: newest patch of each minor. */
+export function pyenvPython(minor: string): string | null {
+  let root = process.env.PYENV_ROOT;
+  if (!root) {
+    try {
+      root = execFileSync('pyenv', ['root'], { encoding: 'utf8' }).trim();
+    } catch {
+      return null;
+    }
+  }
+  const dir = path.join(root, 'versions');
+  if (!fs.existsSync(dir)) return null;
+  const hits = fs.readdirSync(dir).filter((v) => v === minor || v.startsWith(`${minor}.`)).sort();
+  const last = hits[hits.length - 1];
+  return last ? path.join(dir, last, 'bin', 'python3') : null;
+}
+
+/** The test virtualenv with numpy (made by scripts/run-tests.mjs). */
+export const TEST_VENV_PYTHON = path.join(ROOT, '.cache', 'test-venv', 'bin', 'python3');
