@@ -61,7 +61,7 @@ async function serve(): Promise<number> {
     return ExitCode.config;
   }
   const log = createLogger(parsed.config.logLevel);
-  const runtime = await startRuntime(parsed.config, log);
+  const runtime = startRuntime(parsed.config, log);
   let signals = 0;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {

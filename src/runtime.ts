@@ -20,7 +20,11 @@ export interface RunningRuntime {
   shutdown(reason: string): Promise<number>;
 }
 
-export async function startRuntime(config: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningRuntime> {
+/**
+ * Start the runtime. Returns at once (so signal handlers can be installed before a handler's
+ * long __init__); startup continues in the background and `done` resolves at exit.
+ */
+export function startRuntime(config: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): RunningRuntime {
   log.info(
     {
       handler: config.handler,
@@ -44,23 +48,13 @@ export async function startRuntime(config: Config, log: Logger, env: NodeJS.Proc
   let stopping = false;
   const updateReady = () => ready.set(serverUp && workerUp && !stopping);
 
-  const python = resolveInterpreter(config.python, env.PATH, env.ASYA_PYTHONEXECUTABLE !== undefined && env.ASYA_PYTHONEXECUTABLE.trim() !== '');
-  const supervisor = new Supervisor(
-    config,
-    { python, shimPath: locateShim(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, log },
-    log,
-    {
-      onReady: (up) => {
-        workerUp = up;
-        updateReady();
-      },
-      onFatal: (err) => void stop(err),
-    },
-  );
+  let supervisor: Supervisor | null = null;
   const server = new SocketServer(config, log, (frame, exchange) => {
     const received = process.hrtime.bigint();
     try {
-      supervisor.submit({ envelope: parseRequest(frame, config.validate), exchange, received });
+      const envelope = parseRequest(frame, config.validate);
+      if (supervisor) supervisor.submit({ envelope, exchange, received });
+      else exchange.abort();
     } catch (err) {
       if (!(err instanceof WireError)) throw err;
       log.warn({ error: err.code, bytes: frame.length }, err.message);
@@ -75,10 +69,10 @@ export async function startRuntime(config: Config, log: Logger, env: NodeJS.Proc
     server.stopAccepting();
     if (cause instanceof FatalError) {
       log.fatal({ exit_code: cause.exitCode, ...cause.fields }, `FATAL: ${cause.message}`);
-      await supervisor.shutdown(0);
+      await supervisor?.shutdown(0);
     } else {
       log.info({ reason: cause, grace_s: config.shutdownTimeoutMs / 1000 }, 'shutting down');
-      const { unfinished } = await supervisor.shutdown(config.shutdownTimeoutMs);
+      const { unfinished } = (await supervisor?.shutdown(config.shutdownTimeoutMs)) ?? { unfinished: 0 };
       if (unfinished > 0) log.warn({ unfinished }, 'closed unfinished messages without an answer at the end of the grace period; the sidecar will retry them');
     }
     server.removeSocketFile();
@@ -89,15 +83,32 @@ export async function startRuntime(config: Config, log: Logger, env: NodeJS.Proc
     return code;
   };
 
-  try {
-    await server.listen();
-    serverUp = true;
-    await supervisor.start();
-    workerUp = true;
-    updateReady();
-  } catch (err) {
-    const fatal = err instanceof FatalError ? err : new FatalError(ExitCode.handler, (err as Error).message);
-    await stop(fatal);
-  }
+  const boot = async () => {
+    try {
+      // Before the socket: without Python there is nothing to serve.
+      const python = resolveInterpreter(config.python, env.PATH, env.ASYA_PYTHONEXECUTABLE !== undefined && env.ASYA_PYTHONEXECUTABLE.trim() !== '');
+      supervisor = new Supervisor(
+        config,
+        { python, shimPath: locateShim(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, log },
+        log,
+        {
+          onReady: (up) => {
+            workerUp = up;
+            updateReady();
+          },
+          onFatal: (err) => void stop(err),
+        },
+      );
+      await server.listen();
+      if (stopping) return server.stopAccepting(); // a signal arrived while binding
+      serverUp = true;
+      await supervisor.start(); // readiness follows through onReady
+    } catch (err) {
+      if (stopping) return; // shut down during startup: the handler load was cut short on purpose
+      const fatal = err instanceof FatalError ? err : new FatalError(ExitCode.handler, (err as Error).message);
+      await stop(fatal);
+    }
+  };
+  void boot();
   return { done, shutdown: (reason) => stop(reason) };
 }

@@ -21,6 +21,8 @@ const LISTEN_BACKLOG = 4096;
 export class SocketServer {
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
+  /** Only the process that bound the path may remove it (another runtime may own it). */
+  private bound = false;
 
   constructor(
     private readonly config: Pick<Config, 'socketPath' | 'socketDir' | 'socketChmod' | 'maxMessageSize' | 'readTimeoutMs'>,
@@ -42,6 +44,7 @@ export class SocketServer {
       this.server.once('error', reject);
       this.server.listen({ path: socketPath, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
+        this.bound = true;
         resolve();
       });
     }).catch((err: unknown) => {
@@ -64,6 +67,7 @@ export class SocketServer {
   }
 
   removeSocketFile(): void {
+    if (!this.bound) return;
     try {
       if (fs.lstatSync(this.config.socketPath).isSocket()) fs.rmSync(this.config.socketPath, { force: true });
     } catch {

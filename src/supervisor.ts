@@ -44,7 +44,10 @@ type State = 'starting' | 'ready' | 'restarting' | 'stopping';
 
 export class Supervisor {
   private state: State = 'starting';
+  /** The current Python process, from spawn on (it may still be in __init__). */
   private worker: PythonWorker | null = null;
+  /** The same process once its handler is loaded: the only one calls go to. */
+  private active: PythonWorker | null = null;
   private readonly queue: Job[] = [];
   private inFlight: Job | null = null;
   /** Deaths and failed inits since the last successful call. */
@@ -68,6 +71,7 @@ export class Supervisor {
     try {
       const ready = await this.spawn();
       this.setState('ready');
+      this.pump(); // messages may have queued up during a long __init__
       return ready;
     } catch (err) {
       throw toFatal(err, this.config.handler);
@@ -88,9 +92,9 @@ export class Supervisor {
    * is left without an answer and stop the worker.
    */
   async shutdown(graceMs: number): Promise<{ unfinished: number }> {
-    const wasIdle = this.queued === 0;
+    const wasReady = this.state === 'ready';
     this.setState('stopping');
-    if (!wasIdle) {
+    if (this.queued > 0 && wasReady) {
       this.log.info({ queued: this.queued, grace_ms: graceMs }, 'finishing queued and in-flight messages');
       // Queued messages still run: the worker is up and the sidecar is waiting for them.
       this.pumpWhileStopping = true;
@@ -106,8 +110,10 @@ export class Supervisor {
     for (const job of this.queue.splice(0)) job.exchange.abort();
     const worker = this.worker;
     this.worker = null;
+    this.active = null;
     if (worker) {
-      if (this.inFlight) worker.terminate('stopped');
+      // In flight past the grace period, or still in __init__: nothing to wait for.
+      if (this.inFlight || !wasReady) worker.terminate('stopped');
       await worker.stop(2000);
     }
     return { unfinished };
@@ -126,8 +132,11 @@ export class Supervisor {
   }
 
   private async spawn(): Promise<ReadyInfo> {
-    const { worker, ready } = await PythonWorker.start(this.workerOptions);
+    // Owned from the first moment, so a shutdown during a long __init__ can stop it.
+    const worker = PythonWorker.spawn(this.workerOptions);
     this.worker = worker;
+    const ready = await worker.handshake();
+    this.active = worker;
     this.log.info(
       { handler: this.config.handler, kind: ready.kind, python: ready.python, executable: ready.executable, python_pid: ready.pid, load_ms: ready.load_ms },
       'handler loaded',
@@ -139,6 +148,7 @@ export class Supervisor {
   private onExit(worker: PythonWorker, death: WorkerDied): void {
     if (worker !== this.worker || this.state === 'stopping') return;
     this.worker = null;
+    this.active = null;
     this.streak++;
     this.log.error(
       { reason: death.reason, exit_code: death.exitCode, signal: death.signal, stderr_tail: death.stderrTail || undefined },
@@ -179,7 +189,7 @@ export class Supervisor {
 
   private pump(): void {
     const serving = this.state === 'ready' || (this.state === 'stopping' && this.pumpWhileStopping);
-    if (!serving || this.inFlight || !this.worker) {
+    if (!serving || this.inFlight || !this.active) {
       if (this.queued === 0) this.notifyIdle();
       return;
     }
@@ -189,7 +199,7 @@ export class Supervisor {
       return;
     }
     this.inFlight = job;
-    void this.run(this.worker, job).finally(() => {
+    void this.run(this.active, job).finally(() => {
       this.inFlight = null;
       this.pump();
     });

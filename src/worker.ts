@@ -166,17 +166,22 @@ export class PythonWorker {
     });
   }
 
+  /** Spawn the shim. Call `handshake()` next. */
+  static spawn(opts: WorkerOptions): PythonWorker {
+    return new PythonWorker(opts);
+  }
+
   /**
-   * Spawn the shim and load the handler. Resolves once the handler is ready (a class's
-   * `__init__` may take minutes); rejects with HandlerLoadFailed or WorkerDied.
+   * Load the handler. Resolves once it is ready (a class's `__init__` may take minutes);
+   * rejects with HandlerLoadFailed or WorkerDied.
    */
-  static async start(opts: WorkerOptions): Promise<{ worker: PythonWorker; ready: ReadyInfo }> {
-    const worker = new PythonWorker(opts);
-    const reply = worker.next();
-    worker.send({ t: 'init', handler: opts.handler, mode: opts.mode, codec: opts.jsonCodec, path: opts.extraPath ?? [] });
+  async handshake(): Promise<ReadyInfo> {
+    const opts = this.opts;
+    const reply = this.next();
+    this.send({ t: 'init', handler: opts.handler, mode: opts.mode, codec: opts.jsonCodec, path: opts.extraPath ?? [] });
     const msg = await reply;
-    if (msg.t === 'ready') return { worker, ready: msg };
-    await worker.stop(1000);
+    if (msg.t === 'ready') return msg;
+    await this.stop(1000);
     if (msg.t === 'fatal') throw new HandlerLoadFailed(msg.message, msg.type, msg.traceback);
     throw new HandlerLoadFailed(`unexpected first message '${msg.t}' from the shim`, 'ProtocolError', '');
   }
