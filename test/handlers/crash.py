@@ -19,3 +19,16 @@ def maybe_crash(payload):
     if payload.get("crash"):
         os._exit(1)
     return {"ok": True, "pid": os.getpid()}
+
+
+class FailsAfterFirstStart:
+    """Starts once; every re-initialisation after a crash fails (a model file that vanished)."""
+
+    def __init__(self):
+        marker = os.environ["CRASH_MARKER"]
+        if os.path.exists(marker):
+            raise RuntimeError("model file vanished")
+        open(marker, "w").close()
+
+    def process(self, payload):
+        os._exit(1)

@@ -1,0 +1,156 @@
+/** Unit tests for the pure parts: configuration, the JSON scanner, envelope rules, framing. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseConfig } from '../src/config.js';
+import { envelopeModeResponse, parseRequest, payloadModeResponse, routeProblem } from '../src/envelope.js';
+import { WireError } from '../src/errors.js';
+import { FrameDecoder, FrameTooLarge } from '../src/framing.js';
+import { scanObjectMembers } from '../src/json-scan.js';
+import { restartDelay } from '../src/supervisor.js';
+
+describe('config', () => {
+  it('defaults', () => {
+    const r = parseConfig({ ASYA_HANDLER: 'm.f' });
+    assert.ok(r.ok);
+    assert.equal(r.config.socketPath, '/var/run/asya/asya-runtime.sock');
+    assert.equal(r.config.readyFile, '/var/run/asya/runtime-ready');
+    assert.equal(r.config.socketChmod, 0o666);
+    assert.equal(r.config.mode, 'payload');
+    assert.equal(r.config.validate, true);
+    assert.equal(r.config.maxMessageSize, 64 * 1024 * 1024);
+    assert.equal(r.config.handlerTimeoutMs, null);
+    assert.equal(r.config.logLevel, 'info');
+  });
+
+  it('parses every form', () => {
+    const r = parseConfig({
+      ASYA_HANDLER: 'a.b.C.m',
+      ASYA_HANDLER_MODE: 'Envelope',
+      ASYA_SOCKET_CHMOD: '660',
+      ASYA_ENABLE_VALIDATION: 'FALSE',
+      ASYA_INCLUDE_METADATA: '1',
+      ASYA_HANDLER_TIMEOUT: '2.5',
+      ASYA_LOG_LEVEL: 'warning',
+      ASYA_SOCKET_PATH: '/tmp/x/app.sock',
+    });
+    assert.ok(r.ok);
+    assert.equal(r.config.mode, 'envelope');
+    assert.equal(r.config.socketChmod, 0o660);
+    assert.equal(r.config.validate, false);
+    assert.equal(r.config.includeMetadata, true);
+    assert.equal(r.config.handlerTimeoutMs, 2500);
+    assert.equal(r.config.logLevel, 'warn');
+    assert.equal(r.config.readyFile, '/tmp/x/runtime-ready');
+    assert.equal(parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_CHMOD: '' }).ok && (parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_CHMOD: '' }) as { config: { socketChmod: unknown } }).config.socketChmod, null);
+  });
+
+  it('legacy module forms', () => {
+    const a = parseConfig({ ASYA_PROCESS_MODULE: 'my_app.handler:run' });
+    const b = parseConfig({ ASYA_PROCESS_MODULE: 'my_app.handler' });
+    assert.ok(a.ok && b.ok);
+    assert.equal(a.config.handler, 'my_app.handler.run');
+    assert.equal(b.config.handler, 'my_app.handler.process');
+  });
+
+  it('errors name the variable and value', () => {
+    const r = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_MAX_MESSAGE_SIZE: '1e9', ASYA_LOG_LEVEL: 'x' });
+    assert.ok(!r.ok);
+    assert.ok(r.errors.some((e) => e.startsWith('ASYA_MAX_MESSAGE_SIZE="1e9"')));
+    assert.ok(r.errors.some((e) => e.startsWith('ASYA_LOG_LEVEL="x"')));
+  });
+});
+
+describe('JSON scanner', () => {
+  it('finds member spans, skipping strings with escaped quotes and nested containers', () => {
+    const text = ' { "a" : "x\\"}]" , "payload":[{"k":"]"},[1,2]], "z":null } ';
+    const m = scanObjectMembers(Buffer.from(text));
+    assert.ok(m);
+    const slice = (k: string) => text.slice(m.get(k)!.start, m.get(k)!.end);
+    assert.equal(slice('a'), '"x\\"}]"');
+    assert.equal(slice('payload'), '[{"k":"]"},[1,2]]');
+    assert.equal(slice('z'), 'null');
+  });
+
+  it('handles an escaped backslash before a closing quote', () => {
+    const m = scanObjectMembers(Buffer.from('{"a":"x\\\\","b":1}'));
+    assert.deepEqual([...m!.keys()], ['a', 'b']);
+  });
+
+  it('returns null for non-objects and throws on broken structure', () => {
+    assert.equal(scanObjectMembers(Buffer.from('[1]')), null);
+    assert.throws(() => scanObjectMembers(Buffer.from('{"a":1')), /expected ',' or '}'/);
+    assert.throws(() => scanObjectMembers(Buffer.from('{"a":"x')), /unterminated string/);
+    assert.throws(() => scanObjectMembers(Buffer.from('{"a":1}x')), /unexpected data/);
+  });
+});
+
+describe('envelope rules', () => {
+  const req = (o: unknown) => parseRequest(Buffer.from(JSON.stringify(o)), true);
+
+  it('keeps the payload as the exact request bytes', () => {
+    const raw = Buffer.from('{"route":{"actors":["a"]},"payload": {"b":  1.50}}');
+    const e = parseRequest(raw, true);
+    assert.equal(e.payload.toString(), '{"b":  1.50}');
+    assert.equal(e.route.current, 0);
+  });
+
+  it('route rule', () => {
+    const input = { actors: ['a', 'b', 'c'], current: 1 };
+    assert.equal(routeProblem(input, { actors: ['a', 'b'], current: 2 }), null);
+    assert.equal(routeProblem(input, { actors: ['a', 'b', 'x', 'y'], current: 1 }), null);
+    assert.match(routeProblem(input, { actors: ['a'], current: 0 }) ?? '', /erased/);
+    assert.match(routeProblem(input, { actors: ['z', 'b'], current: 1 }) ?? '', /already-processed actor was modified/);
+    assert.match(routeProblem(input, { actors: ['a', 'z'], current: 1 }) ?? '', /current actor changed/);
+    // end of route: everything is processed
+    assert.match(routeProblem({ actors: ['a'], current: 1 }, { actors: ['b'], current: 1 }) ?? '', /modified/);
+  });
+
+  it('payload mode splices raw payload bytes into the response', () => {
+    const e = req({ route: { actors: ['a', 'b'], current: 0, metadata: { m: 1 } }, headers: { h: 'x' }, payload: 0 });
+    const body = Buffer.concat(payloadModeResponse(e, [Buffer.from('{"r":1}'), Buffer.from('2')])).toString();
+    assert.equal(
+      body,
+      '[{"route":{"actors":["a","b"],"current":1,"metadata":{"m":1}},"headers":{"h":"x"},"payload":{"r":1}},' +
+        '{"route":{"actors":["a","b"],"current":1,"metadata":{"m":1}},"headers":{"h":"x"},"payload":2}]',
+    );
+    assert.equal(Buffer.concat(payloadModeResponse(e, [])).toString(), '[]');
+  });
+
+  it('envelope mode validates and names the broken output', () => {
+    const e = req({ route: { actors: ['a', 'b'], current: 0 }, payload: 0 });
+    const good = Buffer.from('{"route":{"actors":["a","c"],"current":1}}');
+    const bad = Buffer.from('{"route":{"actors":["x"],"current":0}}');
+    assert.equal(Buffer.concat(envelopeModeResponse(e, [[good, Buffer.from('5')]], true)).toString(), '[{"route":{"actors":["a","c"],"current":1},"payload":5}]');
+    assert.throws(
+      () => envelopeModeResponse(e, [[good, Buffer.from('5')], [bad, Buffer.from('5')]], true),
+      (err: unknown) => err instanceof WireError && err.code === 'processing_error' && /^Invalid output envelope\[1\/2\]/.test(err.message),
+    );
+    assert.equal(Buffer.concat(envelopeModeResponse(e, [[Buffer.from('{}'), Buffer.from('1')], [bad, null]], false)).toString(), '[{"payload":1},{"route":{"actors":["x"],"current":0}}]');
+  });
+});
+
+describe('framing', () => {
+  it('decodes frames split at every byte boundary', () => {
+    const frames = [Buffer.from('hello'), Buffer.alloc(0), Buffer.from('x'.repeat(300))];
+    const wire = Buffer.concat(frames.flatMap((f) => { const h = Buffer.alloc(4); h.writeUInt32BE(f.length); return [h, f]; }));
+    for (const step of [1, 3, 7, wire.length]) {
+      const got: string[] = [];
+      const d = new FrameDecoder(1000);
+      for (let i = 0; i < wire.length; i += step) d.push(wire.subarray(i, i + step), (f) => got.push(f.toString()));
+      assert.deepEqual(got, frames.map((f) => f.toString()));
+    }
+  });
+
+  it('rejects an oversized length before allocating', () => {
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(2 ** 31);
+    assert.throws(() => new FrameDecoder(1024).push(h, () => undefined), FrameTooLarge);
+  });
+});
+
+describe('restart backoff', () => {
+  it('is immediate first, then doubles up to a bound', () => {
+    assert.deepEqual([1, 2, 3, 4, 5].map(restartDelay), [0, 250, 500, 1000, 2000]);
+    assert.equal(restartDelay(50), 15_000);
+  });
+});
