@@ -40,7 +40,7 @@ export class WireError extends Error {
     super(details.message);
     this.name = 'WireError';
     this.code = code;
-    this.details = { type: 'RuntimeError', traceback: '', ...details };
+    this.details = { message: details.message, type: details.type ?? 'RuntimeError', traceback: details.traceback ?? '', ...details };
   }
 
   /** The JSON text of the one-element response array. */
