@@ -241,6 +241,46 @@ def encode_json(obj):
     return text.encode("utf-8")
 
 
+def use_orjson(choice):
+    """Switch to orjson when asked ("orjson") or available ("auto"), keeping stdlib semantics.
+
+    orjson is only trusted where its result equals the stdlib path's: anything it would treat
+    differently (big ints, str/int/dict subclasses, dataclasses, datetimes) is handed back to the
+    stdlib encoder, and any input it rejects is re-parsed by the stdlib decoder so errors read the
+    same. NaN/Infinity become null in both.
+    """
+    global decode_json, encode_json
+    if choice == "json":
+        return "json"
+    try:
+        import orjson
+    except ImportError:
+        if choice == "orjson":
+            raise LoadError("ASYA_JSON_CODEC=orjson but orjson is not installed for %s" % sys.executable)
+        return "json"
+    std_decode, std_encode = decode_json, encode_json
+    options = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+               | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
+
+    # The fallbacks run outside the except blocks so their errors carry no orjson context.
+    def fast_decode(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        return std_decode(data)
+
+    def fast_encode(obj):
+        try:
+            return orjson.dumps(obj, default=_to_plain, option=options)
+        except TypeError:
+            pass
+        return std_encode(obj)
+
+    decode_json, encode_json = fast_decode, fast_encode
+    return "orjson " + orjson.__version__
+
+
 # -------------------------------------------------------- handler loading ---
 
 class LoadError(Exception):
@@ -387,6 +427,7 @@ def main():
         sys.path.insert(0, path)
     started = time.monotonic()
     try:
+        codec = use_orjson(init.get("codec", "auto"))
         handler, kind = load_handler(init["handler"])
     except LoadError as exc:
         write_message(chan_out, {"t": "fatal", "type": "LoadError", "message": str(exc),
@@ -395,7 +436,7 @@ def main():
     except Exception as exc:
         write_message(chan_out, dict(error_reply("fatal", exc)))
         return 3
-    write_message(chan_out, {"t": "ready", "kind": kind, "python": sys.version.split()[0],
+    write_message(chan_out, {"t": "ready", "kind": kind, "python": sys.version.split()[0], "codec": codec,
                              "executable": sys.executable, "pid": os.getpid(),
                              "load_ms": round((time.monotonic() - started) * 1000)})
     envelope_mode = init.get("mode") == "envelope"

@@ -12,12 +12,12 @@ const venv = path.join(root, '.cache', 'test-venv');
 const venvPython = path.join(venv, 'bin', 'python3');
 
 function ensureVenv() {
-  const probe = spawnSync(venvPython, ['-c', 'import numpy'], { stdio: 'ignore' });
+  const probe = spawnSync(venvPython, ['-c', 'import numpy, orjson'], { stdio: 'ignore' });
   if (probe.status === 0) return;
   console.log(`preparing ${path.relative(root, venv)} (numpy) for the tests...`);
   fs.rmSync(venv, { recursive: true, force: true });
   execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
-  execFileSync(venvPython, ['-m', 'pip', 'install', '--quiet', 'numpy'], { stdio: 'inherit' });
+  execFileSync(venvPython, ['-m', 'pip', 'install', '--quiet', 'numpy', 'orjson'], { stdio: 'inherit' });
 }
 
 ensureVenv();

@@ -40,7 +40,8 @@ export class WireError extends Error {
     super(details.message);
     this.name = 'WireError';
     this.code = code;
-    this.details = { message: details.message, type: details.type ?? 'RuntimeError', traceback: details.traceback ?? '', ...details };
+    const { message, type = 'RuntimeError', traceback = '', ...extra } = details;
+    this.details = { message, type, traceback, ...extra };
   }
 
   /** The JSON text of the one-element response array. */

@@ -138,7 +138,7 @@ export class Supervisor {
     const ready = await worker.handshake();
     this.active = worker;
     this.log.info(
-      { handler: this.config.handler, kind: ready.kind, python: ready.python, executable: ready.executable, python_pid: ready.pid, load_ms: ready.load_ms },
+      { handler: this.config.handler, kind: ready.kind, python: ready.python, codec: ready.codec, executable: ready.executable, python_pid: ready.pid, load_ms: ready.load_ms },
       'handler loaded',
     );
     void worker.exited.then((death) => this.onExit(worker, death));
