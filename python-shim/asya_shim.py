@@ -49,26 +49,27 @@ def claim_channel():
         os.close(3)
     except OSError:
         os.dup2(2, 1)
-    return chan_in, chan_out
+    return os.fdopen(chan_in, "rb", buffering=65536), chan_out
 
 
-def read_exact(fd, n):
-    buf = bytearray(n)
-    view = memoryview(buf)
+def read_exact(reader, n):
+    view = memoryview(bytearray(n))
     got = 0
     while got < n:
-        chunk = os.readv(fd, [view[got:]])
-        if chunk == 0:
+        chunk = reader.readinto(view[got:])
+        if not chunk:
             return None
         got += chunk
     return view
 
 
-def read_message(fd):
-    head = read_exact(fd, 4)
+def read_message(reader):
+    # `reader` is buffered: a small message arrives in one read; a large one is read straight
+    # into its own buffer.
+    head = read_exact(reader, 4)
     if head is None:
         return None
-    body = read_exact(fd, struct.unpack(">I", head)[0])
+    body = read_exact(reader, struct.unpack(">I", head)[0])
     if body is None:
         return None
     return unpack(body)
@@ -241,6 +242,18 @@ def encode_json(obj):
     return text.encode("utf-8")
 
 
+MAX_ORJSON_DEPTH = 500  # well below the default recursion limit of 1000
+
+
+def _nests_without_limit(orjson):
+    deep = b"[" * 2000 + b"]" * 2000
+    try:
+        orjson.loads(deep)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def use_orjson(choice):
     """Switch to orjson when asked ("orjson") or available ("auto"), keeping stdlib semantics.
 
@@ -262,8 +275,17 @@ def use_orjson(choice):
     options = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
                | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
 
+    # orjson before 3.9 nests without limit where the stdlib stops at the recursion limit; on
+    # those versions input that could nest that deep (bounded by its bracket count) goes to the
+    # stdlib, so it is refused the same way.
+    unbounded = _nests_without_limit(orjson)
+
     # The fallbacks run outside the except blocks so their errors carry no orjson context.
     def fast_decode(data):
+        if unbounded:
+            data = bytes(data)
+            if data.count(b"[") + data.count(b"{") >= MAX_ORJSON_DEPTH:
+                return std_decode(data)
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -193,7 +193,14 @@ export class PythonWorker {
   /** Run the handler on one message. Rejects with WorkerDied if the process dies or overruns. */
   async call(request: CallRequest, timeoutMs: number | null): Promise<CallOutcome> {
     const reply = this.next();
-    this.send(request.meta ? { t: 'call', p: request.payload, m: request.meta } : { t: 'call', p: request.payload });
+    const chunks = encodeCall(request);
+    if (chunks.length === 2 && chunks[1]!.length < SMALL_CALL) {
+      this.stdin.write(Buffer.concat(chunks)); // one syscall for the common small message
+    } else {
+      this.stdin.cork();
+      for (const chunk of chunks) this.stdin.write(chunk);
+      this.stdin.uncork();
+    }
     const timer =
       timeoutMs === null
         ? null
@@ -261,6 +268,32 @@ export class PythonWorker {
     stream.on('end', () => lines.flush());
     stream.on('error', () => undefined);
   }
+}
+
+/** Below this, a call is sent as one buffer; above, as chunks so the payload is never copied. */
+const SMALL_CALL = 64 * 1024;
+
+function binHeader(key: string, length: number): Buffer {
+  // fixstr key (1 char) + bin32 length
+  const head = Buffer.allocUnsafe(7);
+  head[0] = 0xa1;
+  head[1] = key.charCodeAt(0);
+  head[2] = 0xc6;
+  head.writeUInt32BE(length, 3);
+  return head;
+}
+
+/**
+ * The hot-path message, `{t: "call", p: <payload bytes>, m?: <meta bytes>}`, written as msgpack by hand:
+ * msgpackr copies a 10 MB buffer into its own (measured ~27 ms); these chunks reference the request frame.
+ */
+export function encodeCall({ payload, meta }: CallRequest): Buffer[] {
+  const parts: Buffer[] = [Buffer.from([meta ? 0x83 : 0x82, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]), binHeader('p', payload.length), payload];
+  if (meta) parts.push(binHeader('m', meta.length), meta);
+  const head = parts.shift() as Buffer;
+  let length = head.length;
+  for (const p of parts) length += p.length;
+  return [Buffer.concat([lengthPrefix(length), head, parts.shift() as Buffer]), ...parts];
 }
 
 function toOutcome(msg: ShimMessage): CallOutcome {
