@@ -123,6 +123,8 @@ export class PythonWorker {
       encoding: 'buffer',
       stripFinalNewline: false,
       cleanup: true,
+      env: shimEnvironment(process.env),
+      extendEnv: false,
     });
     child.catch(() => undefined); // outcome is read from the exit event below
     this.pid = child.pid;
@@ -268,6 +270,18 @@ export class PythonWorker {
     stream.on('end', () => lines.flush());
     stream.on('error', () => undefined);
   }
+}
+
+/**
+ * glibc returns freed blocks above 128 KiB to the kernel at once, so every large message costs the
+ * shim fresh pages; first-touch faults dominated large-message latency in the benchmark (on its VM
+ * they cost as much as parsing the JSON). Keeping such blocks in the heap lets the next message reuse
+ * them. An operator's own GLIBC_TUNABLES (even empty) wins; musl ignores the variable.
+ */
+const SHIM_MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456';
+
+export function shimEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return 'GLIBC_TUNABLES' in env ? env : { ...env, GLIBC_TUNABLES: SHIM_MALLOC_TUNABLES };
 }
 
 /** Below this, a call is sent as one buffer; above, as chunks so the payload is never copied. */

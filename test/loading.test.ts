@@ -110,10 +110,10 @@ describe('handler load failures: FATAL line naming the cause, non-zero exit, no 
 });
 
 describe('handler loading that works', () => {
-  async function serves(handler: string, vars: Record<string, string> = {}): Promise<unknown> {
+  async function serves(handler: string, vars: Record<string, string> = {}, payload: unknown = {}): Promise<Record<string, unknown>> {
     const rt = await startRuntime({ handler, env: vars });
     try {
-      return ((await rt.send(env({}))) as Array<{ payload: unknown }>)[0]?.payload;
+      return ((await rt.send(env(payload))) as Array<{ payload: Record<string, unknown> }>)[0]!.payload;
     } finally {
       await rt.stop();
     }
@@ -143,6 +143,14 @@ describe('handler loading that works', () => {
     assert.deepEqual(await serves('', { ASYA_HANDLER: '', ASYA_PROCESS_MODULE: 'pkg.sub.mod' }), { from: 'pkg.sub.mod' });
     assert.deepEqual(await serves('classes.NoInit.process', { ASYA_PROCESS_MODULE: 'pkg.sub.mod:process' }), { no_init: true });
     await expectFatal({ handler: undefined, env: { ASYA_PROCESS_MODULE: 'bad-module:f' } }, 2, /ASYA_PROCESS_MODULE="bad-module:f" is not valid/);
+  });
+
+  it("the handler sees the runtime's environment, plus malloc tunables unless the operator set their own", async () => {
+    const names = { names: ['GLIBC_TUNABLES', 'MY_SETTING'] };
+    const tuned = await serves('basic.environ', { MY_SETTING: 'kept' }, names);
+    assert.equal(tuned.MY_SETTING, 'kept');
+    assert.match(String(tuned.GLIBC_TUNABLES), /glibc\.malloc\.mmap_threshold=\d+/);
+    assert.deepEqual(await serves('basic.environ', { GLIBC_TUNABLES: '' }, names), { GLIBC_TUNABLES: '', MY_SETTING: null });
   });
 
   it('mode and booleans are case-insensitive', async () => {

@@ -86,3 +86,7 @@ def sleep(payload):
 
 def read_stdin(payload):
     return {"stdin": sys.stdin.read()}
+
+
+def environ(payload):
+    return {name: os.environ.get(name) for name in payload["names"]}
