@@ -1,43 +1,46 @@
 #!/usr/bin/env node
 /**
  * `asya-runtime`: with no command it is the runtime the operator injects (configured by ASYA_*
- * variables). `send` talks to a running runtime the way the sidecar does.
+ * variables). The commands are for people: `call` and `check` a handler locally, `send` to a
+ * running runtime.
  */
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { exchange } from './client.js';
-import { parseConfig } from './config.js';
+import { call, callHelp } from './commands/call.js';
+import { check, checkHelp } from './commands/check.js';
+import { UsageError } from './commands/messages.js';
+import { send, sendHelp } from './commands/send.js';
+import { serve } from './commands/serve.js';
 import { ExitCode } from './errors.js';
-import { createLogger } from './logger.js';
-import { startRuntime } from './runtime.js';
-
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+import { VERSION } from './version.js';
 
 const HELP = `asya-runtime ${VERSION}: the Asya actor runtime
 
 Usage:
-  asya-runtime                    run the runtime (configured by ASYA_* environment variables)
-  asya-runtime send [options] [JSON]
-                                  send one message to a running runtime, print the answer
+  asya-runtime                      run the runtime (configured by ASYA_* environment variables)
+  asya-runtime call --handler SPEC [JSON]
+                                    run a handler on messages locally, print the answers
+  asya-runtime check --handler SPEC load a handler and report whether it works (pre-deploy check)
+  asya-runtime send [--socket PATH] [JSON]
+                                    send messages to a running runtime, as the sidecar does
+  asya-runtime COMMAND --help       options of a command
   asya-runtime --version | --help
 
-Runtime environment (see docs/configuration.md for all of them):
+Runtime environment (docs/configuration.md has all of them):
   ASYA_HANDLER=module.function | module.Class.method   (required)
   ASYA_SOCKET_DIR=/var/run/asya   ASYA_HANDLER_MODE=payload|envelope   ASYA_LOG_LEVEL=INFO
 
-send options:
-  --socket PATH      the runtime's socket (default: $ASYA_SOCKET_DIR/asya-runtime.sock)
-  --envelope         JSON is a whole envelope, sent as is (default: JSON is the payload)
-  --route a,b,c      actors of the route built around a payload (default: the one actor "actor")
-  --timeout SECONDS  give up waiting for the answer (default: no limit)
-  JSON               the message; "-" or nothing reads it from stdin
-
-Exit codes: 0 ok, 1 the answer was an error, 2 bad configuration or usage, 3 Python not found,
+Exit codes: 0 ok, 1 an answer was an error, 2 bad configuration or usage, 3 Python not found,
 4 handler failed to load, 5 socket problem, 6 Python kept failing to restart.`;
+
+const commands: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
+  call: { run: call, help: callHelp },
+  check: { run: check, help: checkHelp },
+  send: { run: send, help: sendHelp },
+};
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === '--version' || command === '-v') {
+  if (command === undefined) return serve();
+  if (command === '--version' || command === '-v' || command === 'version') {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
@@ -45,64 +48,25 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
-  if (command === 'send') return send(rest);
-  if (command !== undefined) {
-    process.stderr.write(`asya-runtime: unknown command ${JSON.stringify(command)}; see asya-runtime --help\n`);
-    return ExitCode.config;
+  const cmd = commands[command];
+  if (!cmd) return usage(`unknown command ${JSON.stringify(command)}`, '');
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${cmd.help}\n`);
+    return 0;
   }
-  return serve();
-}
-
-async function serve(): Promise<number> {
-  const parsed = parseConfig(process.env);
-  if (!parsed.ok) {
-    const log = createLogger(parsed.logLevel);
-    for (const error of parsed.errors) log.fatal({ exit_code: ExitCode.config }, `FATAL: ${error}`);
-    return ExitCode.config;
-  }
-  const log = createLogger(parsed.config.logLevel);
-  const runtime = startRuntime(parsed.config, log);
-  let signals = 0;
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      if (++signals > 1) {
-        log.warn({ signal }, 'second signal: exiting without waiting');
-        process.exit(1);
-      }
-      void runtime.shutdown(signal);
-    });
-  }
-  return runtime.done;
-}
-
-async function send(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      socket: { type: 'string' },
-      envelope: { type: 'boolean', default: false },
-      route: { type: 'string', default: 'actor' },
-      timeout: { type: 'string' },
-    },
-  });
-  const socket = values.socket ?? `${process.env.ASYA_SOCKET_DIR || '/var/run/asya'}/${process.env.ASYA_SOCKET_NAME || 'asya-runtime.sock'}`;
-  const text = positionals[0] === undefined || positionals[0] === '-' ? readFileSync(0, 'utf8') : positionals[0];
-  let message: unknown;
   try {
-    message = JSON.parse(text);
+    return await cmd.run(rest);
   } catch (err) {
-    process.stderr.write(`asya-runtime send: the message is not valid JSON: ${(err as Error).message}\n`);
-    return ExitCode.config;
+    // parseArgs reports unknown or malformed options with an ERR_PARSE_ARGS_* code
+    const code = (err as { code?: string }).code ?? '';
+    if (err instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) return usage((err as Error).message, ` ${command}`);
+    throw err;
   }
-  const envelope = values.envelope
-    ? message
-    : { id: `cli-${Date.now()}`, route: { actors: values.route.split(',').map((a) => a.trim()), current: 0 }, payload: message };
-  const answer = await exchange(socket, Buffer.from(JSON.stringify(envelope)), values.timeout ? Number(values.timeout) * 1000 : 0);
-  const parsed = JSON.parse(answer.toString('utf8')) as unknown;
-  process.stdout.write(`${process.stdout.isTTY ? JSON.stringify(parsed, null, 2) : JSON.stringify(parsed)}\n`);
-  const failed = Array.isArray(parsed) && parsed.some((e) => typeof e === 'object' && e !== null && 'error' in e && (e as { error: unknown }).error);
-  return failed ? 1 : 0;
+}
+
+function usage(message: string, command: string): number {
+  process.stderr.write(`asya-runtime${command}: ${message}\nSee asya-runtime${command} --help\n`);
+  return ExitCode.config;
 }
 
 main(process.argv.slice(2)).then(

@@ -1,21 +1,21 @@
 /**
- * Structured JSON logs on stderr (stdout stays free for CLI output). Writes are synchronous:
- * the hot path logs nothing at INFO, and a FATAL line must reach the terminal before exit.
+ * Logs on stderr (stdout stays free for CLI output): structured JSON for log collectors, or
+ * human-readable lines when stderr is a terminal. Writes are synchronous: the hot path logs
+ * nothing at INFO, and a FATAL line must reach the terminal before exit.
  */
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import type { LogLevel } from './config.js';
 
 export type { Logger };
 
-export function createLogger(level: LogLevel): Logger {
+export function createLogger(level: LogLevel, human = process.stderr.isTTY === true): Logger {
+  const options = { name: 'asya-runtime', level, base: { pid: process.pid } };
+  if (human) {
+    return pino(options, pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', singleLine: true }));
+  }
   return pino(
-    {
-      name: 'asya-runtime',
-      level,
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
+    { ...options, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
     pino.destination({ dest: 2, sync: true }),
   );
 }

@@ -17,6 +17,8 @@ import { Supervisor } from './supervisor.js';
 export interface RunningRuntime {
   /** Resolves with the exit code once the runtime has stopped. */
   done: Promise<number>;
+  /** Resolves true when the runtime first becomes ready, false if it stops before that. */
+  ready: Promise<boolean>;
   shutdown(reason: string): Promise<number>;
 }
 
@@ -24,7 +26,13 @@ export interface RunningRuntime {
  * Start the runtime. Returns at once (so signal handlers can be installed before a handler's
  * long __init__); startup continues in the background and `done` resolves at exit.
  */
-export function startRuntime(config: Config, log: Logger, env: NodeJS.ProcessEnv = process.env): RunningRuntime {
+export interface RuntimeOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Directories put in front of the handler's sys.path (`asya-runtime call` adds the working directory). */
+  extraPath?: string[];
+}
+
+export function startRuntime(config: Config, log: Logger, { env = process.env, extraPath }: RuntimeOptions = {}): RunningRuntime {
   log.info(
     {
       handler: config.handler,
@@ -46,7 +54,14 @@ export function startRuntime(config: Config, log: Logger, env: NodeJS.ProcessEnv
   let serverUp = false;
   let workerUp = false;
   let stopping = false;
-  const updateReady = () => ready.set(serverUp && workerUp && !stopping);
+  let firstReady!: (ready: boolean) => void;
+  const readyOnce = new Promise<boolean>((resolve) => (firstReady = resolve));
+  void done.then(() => firstReady(false));
+  const updateReady = () => {
+    const up = serverUp && workerUp && !stopping;
+    ready.set(up);
+    if (up) firstReady(true);
+  };
 
   let supervisor: Supervisor | null = null;
   const server = new SocketServer(config, log, (frame, exchange) => {
@@ -89,7 +104,7 @@ export function startRuntime(config: Config, log: Logger, env: NodeJS.ProcessEnv
       const python = resolveInterpreter(config.python, env.PATH, env.ASYA_PYTHONEXECUTABLE !== undefined && env.ASYA_PYTHONEXECUTABLE.trim() !== '');
       supervisor = new Supervisor(
         config,
-        { python, shimPath: locateShim(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, log },
+        { python, shimPath: locateShim(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log },
         log,
         {
           onReady: (up) => {
@@ -110,5 +125,5 @@ export function startRuntime(config: Config, log: Logger, env: NodeJS.ProcessEnv
     }
   };
   void boot();
-  return { done, shutdown: (reason) => stop(reason) };
+  return { done, ready: readyOnce, shutdown: (reason) => stop(reason) };
 }

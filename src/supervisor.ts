@@ -259,7 +259,7 @@ export class Supervisor {
   }
 }
 
-function toFatal(err: unknown, handler: string): FatalError {
+export function toFatal(err: unknown, handler: string): FatalError {
   if (err instanceof FatalError) return err;
   if (err instanceof HandlerLoadFailed) {
     return new FatalError(ExitCode.handler, `cannot load handler ${JSON.stringify(handler)}: ${err.message}`, {

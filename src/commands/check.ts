@@ -1,0 +1,63 @@
+/**
+ * `asya-runtime check`: import the handler and instantiate its class in the Python it will run
+ * under, then report. A pre-deploy gate for CI pipelines: the exit code says whether the pod
+ * would start, the message says why not.
+ */
+import { parseArgs } from 'node:util';
+import { ExitCode, FatalError } from '../errors.js';
+import { resolveInterpreter } from '../interpreter.js';
+import { createLogger } from '../logger.js';
+import { locateShim } from '../shim.js';
+import { toFatal } from '../supervisor.js';
+import { PythonWorker } from '../worker.js';
+import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
+
+export const checkHelp = `Usage: asya-runtime check --handler SPEC [options]
+
+Load the handler the way the runtime would (find Python, import the module, instantiate the
+class) and report whether it works. Nothing is served.
+
+Options:
+${handlerOptionsHelp}
+  -h, --help
+
+Exit code: 0 the handler loads, 2 bad usage or configuration, 3 Python not found,
+4 the handler failed to load (the message says why).
+
+Example:
+  asya-runtime check --handler model.Classifier.predict && echo deployable`;
+
+export async function check(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: handlerOptions });
+  const env = handlerEnvironment(values, null);
+  const config = handlerConfig(env);
+  const log = createLogger(config.logLevel);
+  try {
+    const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
+    const worker = PythonWorker.spawn({
+      python,
+      shimPath: locateShim(),
+      handler: config.handler,
+      mode: config.mode,
+      jsonCodec: config.jsonCodec,
+      extraPath: [process.cwd()],
+      log,
+    });
+    let ready;
+    try {
+      ready = await worker.handshake();
+    } catch (err) {
+      throw toFatal(err, config.handler);
+    }
+    await worker.stop(2000);
+    process.stdout.write(
+      `ok: ${config.handler} (${ready.kind}, ${config.mode} mode) loaded in ${ready.load_ms} ms ` +
+        `by Python ${ready.python} at ${ready.executable}${ready.codec ? `, JSON codec ${ready.codec}` : ''}\n`,
+    );
+    return ExitCode.ok;
+  } catch (err) {
+    if (!(err instanceof FatalError)) throw err;
+    log.fatal({ exit_code: err.exitCode, ...err.fields }, `FATAL: ${err.message}`);
+    return err.exitCode;
+  }
+}

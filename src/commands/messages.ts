@@ -1,0 +1,92 @@
+/**
+ * What the CLI's `call` and `send` share: reading messages (argument, --payload, --file, stdin),
+ * wrapping payloads in envelopes, and printing answers.
+ */
+import fs from 'node:fs';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface MessageSource {
+  positionals: string[];
+  payloads?: string[];
+  file?: string;
+}
+
+/**
+ * Every message, in order. A text that is one JSON value is one message; otherwise each non-empty
+ * line must be one (JSON lines), so `cat requests.jsonl | asya-runtime call ...` sends them all.
+ */
+export function readMessages(source: MessageSource, what: string): unknown[] {
+  const texts: Array<{ text: string; from: string }> = [];
+  for (const p of source.positionals) texts.push(p === '-' ? { text: readStdin(), from: 'stdin' } : { text: p, from: 'the argument' });
+  for (const p of source.payloads ?? []) texts.push({ text: p, from: '--payload' });
+  if (source.file !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(source.file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read --file ${source.file}: ${(err as Error).message}`);
+    }
+    texts.push({ text, from: source.file });
+  }
+  if (texts.length === 0) {
+    if (process.stdin.isTTY) throw new UsageError(`no ${what} given: pass it as an argument, with --payload or --file, or on stdin`);
+    texts.push({ text: readStdin(), from: 'stdin' });
+  }
+  return texts.flatMap(({ text, from }) => parseMessages(text, from));
+}
+
+function readStdin(): string {
+  return fs.readFileSync(0, 'utf8');
+}
+
+export function parseMessages(text: string, from: string): unknown[] {
+  try {
+    return [JSON.parse(text)];
+  } catch (whole) {
+    const lines = text.split('\n').filter((l) => l.trim() !== '');
+    if (lines.length < 2) throw new UsageError(`${from} is not valid JSON: ${(whole as Error).message}`);
+    return lines.map((line, i) => {
+      try {
+        return JSON.parse(line) as unknown;
+      } catch (err) {
+        throw new UsageError(`${from}, line ${i + 1}, is not valid JSON: ${(err as Error).message}`);
+      }
+    });
+  }
+}
+
+export function parseRoute(route: string): string[] {
+  const actors = route.split(',').map((a) => a.trim());
+  if (actors.some((a) => a === '')) throw new UsageError(`--route ${JSON.stringify(route)} has an empty actor name; use a,b,c`);
+  return actors;
+}
+
+export function positiveSeconds(option: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${option} ${JSON.stringify(text)} is not a positive number of seconds`);
+  return n;
+}
+
+let counter = 0;
+
+/** A payload becomes an envelope whose route starts at the first actor, as the gateway would send it. */
+export function toEnvelope(message: unknown, asEnvelope: boolean, actors: string[]): unknown {
+  if (asEnvelope) return message;
+  return { id: `cli-${process.pid}-${++counter}`, route: { actors, current: 0 }, payload: message };
+}
+
+/** Pretty on a terminal, one compact line otherwise (so output can be piped to jq or a file). */
+export function printAnswer(answer: unknown): void {
+  process.stdout.write(`${process.stdout.isTTY ? JSON.stringify(answer, null, 2) : JSON.stringify(answer)}\n`);
+}
+
+/** The sidecar treats an answer as failed when any element carries a non-empty `error`. */
+export function isErrorAnswer(answer: unknown): boolean {
+  return Array.isArray(answer) && answer.some((e) => typeof e === 'object' && e !== null && typeof (e as { error?: unknown }).error === 'string' && (e as { error: string }).error !== '');
+}

@@ -1,0 +1,60 @@
+/** `asya-runtime send`: one or more messages to a running runtime, exactly as the sidecar sends them. */
+import { parseArgs } from 'node:util';
+import { exchange } from '../client.js';
+import { isErrorAnswer, parseRoute, positiveSeconds, printAnswer, readMessages, toEnvelope } from './messages.js';
+
+export const sendHelp = `Usage: asya-runtime send [options] [JSON | -]
+
+Send messages to a runtime that is already running, the way the sidecar does (one connection per
+message, 4-byte length prefix), and print each answer.
+
+Options:
+  --socket PATH      the runtime's socket (default: $ASYA_SOCKET_DIR/asya-runtime.sock,
+                     ASYA_SOCKET_DIR defaulting to /var/run/asya)
+  --payload JSON     a message (repeatable)
+  --file PATH        messages from a file: one JSON value, or JSON lines
+  --envelope         messages are whole envelopes, sent as they are (default: payloads, wrapped
+                     in an envelope whose route is --route)
+  --route a,b,c      actors of the route around a payload (default: actor)
+  --timeout SECONDS  give up waiting for an answer (default: no limit)
+  -h, --help
+
+JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
+Exit code: 0 all answers ok, 1 an answer was an error, 2 bad usage, 5 the socket is unreachable.
+
+Example:
+  asya-runtime send --socket .asya/asya-runtime.sock '{"text": "hi"}'`;
+
+export async function send(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      socket: { type: 'string' },
+      payload: { type: 'string', multiple: true },
+      file: { type: 'string' },
+      envelope: { type: 'boolean', default: false },
+      route: { type: 'string', default: 'actor' },
+      timeout: { type: 'string' },
+    },
+  });
+  const socket = values.socket ?? `${process.env.ASYA_SOCKET_DIR || '/var/run/asya'}/${process.env.ASYA_SOCKET_NAME || 'asya-runtime.sock'}`;
+  const timeoutMs = values.timeout === undefined ? 0 : positiveSeconds('--timeout', values.timeout) * 1000;
+  const actors = parseRoute(values.route);
+  const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');
+  let failed = false;
+  for (const message of messages) {
+    let raw: Buffer;
+    try {
+      raw = await exchange(socket, Buffer.from(JSON.stringify(toEnvelope(message, values.envelope, actors))), timeoutMs);
+    } catch (err) {
+      process.stderr.write(`asya-runtime send: no answer from ${socket}: ${(err as Error).message}\n`);
+      return 5;
+    }
+    const answer = JSON.parse(raw.toString('utf8')) as unknown;
+    printAnswer(answer);
+    failed ||= isErrorAnswer(answer);
+  }
+  return failed ? 1 : 0;
+}
+
