@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs the whole suite: prepares the test virtualenv (numpy, installed offline from the
+// Runs the whole suite: prepares the test virtualenv (numpy, orjson, scikit-learn, installed offline from the
 // machine's wheels), then every test/*.test.ts against the built runtime in dist/.
 // Usage: node scripts/run-tests.mjs [test files...]
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -12,12 +12,17 @@ const venv = path.join(root, '.cache', 'test-venv');
 const venvPython = path.join(venv, 'bin', 'python3');
 
 function ensureVenv() {
-  const probe = spawnSync(venvPython, ['-c', 'import numpy, orjson'], { stdio: 'ignore' });
+  const probe = spawnSync(venvPython, ['-c', 'import numpy, orjson, sklearn'], { stdio: 'ignore' });
   if (probe.status === 0) return;
-  console.log(`preparing ${path.relative(root, venv)} (numpy) for the tests...`);
+  console.log(`preparing ${path.relative(root, venv)} (numpy, orjson, scikit-learn) for the tests...`);
   fs.rmSync(venv, { recursive: true, force: true });
   execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' });
-  execFileSync(venvPython, ['-m', 'pip', 'install', '--quiet', 'numpy', 'orjson'], { stdio: 'inherit' });
+  // This machine's wheels are in a local index; naming it avoids pip retrying pypi.org offline.
+  const local = fs.existsSync('/opt/pypi/simple') ? { PIP_INDEX_URL: 'file:///opt/pypi/simple' } : {};
+  execFileSync(venvPython, ['-m', 'pip', 'install', '--quiet', 'numpy', 'orjson', 'scikit-learn'], {
+    stdio: 'inherit',
+    env: { ...process.env, ...local },
+  });
 }
 
 ensureVenv();
