@@ -439,9 +439,11 @@ def main():
                                  "message": "Python %s is too old: the runtime needs 3.7 or newer"
                                             % sys.version.split()[0]})
         return 3
-    here = os.path.dirname(os.path.abspath(__file__))
-    if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == here:
-        del sys.path[0]  # the shim's directory is not part of the user's import path
+    # The shim's own directory (or, run with -c by the single executable, the working directory)
+    # is not part of the user's import path.
+    here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else ""
+    if sys.path and (sys.path[0] == here or (here and os.path.abspath(sys.path[0]) == here)):
+        del sys.path[0]
     init = read_message(chan_in)
     if init is None:
         return 0

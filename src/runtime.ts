@@ -11,7 +11,7 @@ import { resolveInterpreter } from './interpreter.js';
 import type { Logger } from './logger.js';
 import { ReadyFile } from './readiness.js';
 import { SocketServer } from './server.js';
-import { locateShim } from './shim.js';
+import { shimArguments } from './shim.js';
 import { Supervisor } from './supervisor.js';
 
 export interface RunningRuntime {
@@ -104,7 +104,7 @@ export function startRuntime(config: Config, log: Logger, { env = process.env, e
       const python = resolveInterpreter(config.python, env.PATH, env.ASYA_PYTHONEXECUTABLE !== undefined && env.ASYA_PYTHONEXECUTABLE.trim() !== '');
       supervisor = new Supervisor(
         config,
-        { python, shimPath: locateShim(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log },
+        { python, shimArgs: shimArguments(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log },
         log,
         {
           onReady: (up) => {

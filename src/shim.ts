@@ -1,14 +1,27 @@
 /**
- * Where the Python shim lives. From a checkout or npm install it is the file in python-shim/;
- * the single executable (see docs/deploy) carries it embedded and writes it out first.
+ * How Python is told to run the shim. From a checkout or an npm install it is the file in
+ * python-shim/. The single executable carries the shim as an embedded asset and hands it to
+ * Python with `-c`, so nothing has to be written anywhere (read-only images work).
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const SHIM_FILE = 'asya_shim.py';
 
-export function locateShim(): string {
+/** Interpreter flags: unbuffered pipes, and a Python traceback on a segfault. */
+const PYTHON_FLAGS = ['-u', '-X', 'faulthandler'];
+
+/** Set by the executable's entry point (see scripts/package.mjs) to the embedded shim source. */
+let embeddedSource: string | null = null;
+
+export function useEmbeddedShim(source: string): void {
+  embeddedSource = source;
+}
+
+/** Arguments after the interpreter's path that start the shim. */
+export function shimArguments(): string[] {
+  if (embeddedSource !== null) return [...PYTHON_FLAGS, '-c', embeddedSource];
   const file = fileURLToPath(new URL(`../python-shim/${SHIM_FILE}`, import.meta.url));
   if (!existsSync(file)) throw new Error(`the Python shim is missing: expected ${file}`);
-  return file;
+  return [...PYTHON_FLAGS, file];
 }

@@ -22,7 +22,8 @@ const STDERR_TAIL_LINES = 40;
 
 export interface WorkerOptions {
   python: string;
-  shimPath: string;
+  /** Interpreter arguments that start the shim (see shim.ts). */
+  shimArgs: string[];
   handler: string;
   mode: HandlerMode;
   jsonCodec: JsonCodec;
@@ -116,7 +117,7 @@ export class PythonWorker {
   private readonly kill: (signal: NodeJS.Signals) => void;
 
   private constructor(private readonly opts: WorkerOptions) {
-    const child = execa(opts.python, ['-u', '-X', 'faulthandler', opts.shimPath], {
+    const child = execa(opts.python, opts.shimArgs, {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       buffer: false,
       reject: false,

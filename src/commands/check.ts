@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { ExitCode, FatalError } from '../errors.js';
 import { resolveInterpreter } from '../interpreter.js';
 import { createLogger } from '../logger.js';
-import { locateShim } from '../shim.js';
+import { shimArguments } from '../shim.js';
 import { toFatal } from '../supervisor.js';
 import { PythonWorker } from '../worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
@@ -36,7 +36,7 @@ export async function check(args: string[]): Promise<number> {
     const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
     const worker = PythonWorker.spawn({
       python,
-      shimPath: locateShim(),
+      shimArgs: shimArguments(),
       handler: config.handler,
       mode: config.mode,
       jsonCodec: config.jsonCodec,
