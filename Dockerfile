@@ -1,18 +1,27 @@
-# First version: builds the runtime and ships it with Node.js 20 for images that can take a Node
-# layer. The injectable single executable (no Node in the model image) is the packaging issue's work.
+# The carrier image: the single executable and nothing else the model image needs, shipped for
+# injection the way Istio, Dapr and Linkerd ship their binaries. An init container copies it into
+# a shared emptyDir; the model container runs it (docs/deploy/).
+#
+# Docker does not run on the machines this is developed on, so scripts/build-carrier.sh performs
+# these same steps without it, and test/package.test.ts checks that the two stay in sync and tests
+# what the script produces. Change both together.
+
+# --- build: bundle the supervisor, embed the shim, inject into node (scripts/package.mjs)
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
-RUN npm ci
+# `npm ci` refuses this lock file: the registry serves no entries for other platforms' optional
+# msgpackr-extract builds (unused: the executable runs msgpackr's JavaScript path).
+RUN npm install --no-audit --no-fund
 COPY src ./src
 COPY python-shim ./python-shim
-RUN npm run build && npm prune --omit=dev
+COPY scripts/package.mjs ./scripts/package.mjs
+RUN npm run package
+RUN ./dist/asya-runtime --version
 
-FROM node:20-bookworm-slim
-WORKDIR /opt/asya-runtime
-COPY --from=build /src/package.json ./
-COPY --from=build /src/dist ./dist
-COPY --from=build /src/python-shim ./python-shim
-COPY --from=build /src/node_modules ./node_modules
-RUN ln -s /opt/asya-runtime/dist/cli.js /usr/local/bin/asya-runtime
-ENTRYPOINT ["asya-runtime"]
+# --- carrier: busybox for the init container's `cp`, the executable at /asya-runtime
+FROM busybox:1.36
+COPY --from=build /src/dist/asya-runtime /asya-runtime
+USER 65532:65532
+ENTRYPOINT ["cp", "/asya-runtime"]
+CMD ["/asya/bin/asya-runtime"]

@@ -25,7 +25,17 @@ function ensureVenv() {
   });
 }
 
+/** The unchanged-image test's Debian root filesystem (root only: debootstrap and chroot need it). */
+function ensureRootfs() {
+  if (process.getuid?.() !== 0) {
+    console.log('not root: the unchanged-image test (debootstrap + chroot) will be skipped');
+    return;
+  }
+  execFileSync('bash', [path.join(root, 'scripts', 'make-rootfs.sh')], { stdio: 'inherit' });
+}
+
 ensureVenv();
+ensureRootfs();
 const files = process.argv.slice(2).length
   ? process.argv.slice(2)
   : fs.readdirSync(path.join(root, 'test')).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join('test', f));

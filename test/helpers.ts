@@ -30,6 +30,8 @@ export interface RuntimeOptions {
   pythonPath?: string[];
   /** Run the CLI under this command prefix (e.g. unshare). */
   wrap?: string[];
+  /** Run this executable (the packaged single executable) instead of `node dist/cli.js`. */
+  executable?: string;
 }
 
 export class Runtime {
@@ -123,7 +125,7 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const cmd = [...(opts.wrap ?? []), process.execPath, CLI];
+  const cmd = [...(opts.wrap ?? []), ...(opts.executable ? [opts.executable] : [process.execPath, CLI])];
   const child = spawn(cmd[0] as string, cmd.slice(1), { env, cwd: opts.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const socketPath = env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR ?? socketDir, env.ASYA_SOCKET_NAME ?? 'asya-runtime.sock');
   const rt = new Runtime(child, dir, socketPath);

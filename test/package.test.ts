@@ -1,0 +1,224 @@
+/**
+ * The packaged executable: built by the Dockerfile's steps (scripts/build-carrier.sh), run with no
+ * Node.js anywhere, in a Debian root filesystem that only has Python, and with several Pythons.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { HANDLERS, ROOT, TEST_VENV_PYTHON, asError, env, pyenvPython, rawExchange, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+
+const CARRIER = path.join(ROOT, 'dist', 'carrier', 'rootfs');
+const EXE = path.join(CARRIER, 'asya-runtime');
+const ROOTFS = path.join(ROOT, '.cache', 'rootfs-bookworm');
+
+/** A PATH with one directory holding only the given interpreter, under the given name: no node. */
+function pathWithOnly(python: string, name = 'python3'): string {
+  const dir = path.join(tempDir('asya-path-'), 'bin');
+  fs.mkdirSync(dir);
+  fs.symlinkSync(python, path.join(dir, name));
+  return dir;
+}
+
+const SYSTEM_PYTHON = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+
+before(
+  () => {
+    execFileSync('bash', [path.join(ROOT, 'scripts', 'build-carrier.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  },
+  { timeout: 600_000 },
+);
+
+describe('the Dockerfile and scripts/build-carrier.sh', () => {
+  it('perform the same steps', () => {
+    const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+    const script = fs.readFileSync(path.join(ROOT, 'scripts', 'build-carrier.sh'), 'utf8');
+    const runs = [...dockerfile.matchAll(/^RUN (.+)$/gm)].map((m) => m[1]!);
+    assert.ok(runs.length >= 3);
+    for (const run of runs) assert.ok(script.includes(`(cd "$src" && ${run})`), `build-carrier.sh lacks the Dockerfile step: RUN ${run}`);
+    const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)].flatMap((m) => m[1]!.split(' '));
+    for (const source of copies) assert.ok(script.includes(`"$root/${source}"`), `build-carrier.sh does not copy ${source}`);
+    const carried = [...dockerfile.matchAll(/^COPY --from=build \/src\/(\S+) \/(\S+)$/gm)];
+    assert.equal(carried.length, 1, 'the carrier holds one file');
+    assert.ok(script.includes(`cp "$src/${carried[0]![1]}" "$out/rootfs/${carried[0]![2]}"`));
+  });
+
+  it('produce one executable of a documented size', () => {
+    const mib = fs.statSync(EXE).size / 2 ** 20;
+    assert.ok(mib > 50 && mib < 150, `${mib} MiB`);
+    assert.deepEqual(fs.readdirSync(CARRIER), ['asya-runtime']);
+  });
+});
+
+describe('the executable, with only a python3 on PATH', () => {
+  let rt: Awaited<ReturnType<typeof startRuntime>>;
+  const onlyPython = pathWithOnly(SYSTEM_PYTHON);
+  before(async () => {
+    rt = await startRuntime({ executable: EXE, handler: 'basic.enrich', env: { PATH: onlyPython } });
+  });
+  after(async () => {
+    await rt.stop();
+  });
+
+  it('serves payloads, errors and malformed frames', async () => {
+    assert.deepEqual(await rt.send(env({ text: 'Hi There' })), [
+      { route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { text: 'Hi There', seen: true } },
+    ]);
+    assert.equal(asError(JSON.parse((await rawExchange(rt.socketPath, Buffer.from('[1]')))!.toString())).error, 'msg_parsing_error');
+    assert.equal(asError(await rt.send(env('not a dict'))).error, 'processing_error');
+  });
+
+  it('reports the interpreter it found; the shim arrived without a file', async () => {
+    const loaded = await rt.waitForLog((l) => l.msg === 'handler loaded');
+    assert.equal(fs.realpathSync(String(loaded.executable)), fs.realpathSync(SYSTEM_PYTHON));
+  });
+
+  it('SIGTERM: drains, removes socket and ready file, exits 0', async () => {
+    const stopped = await rt.stop();
+    assert.equal(stopped.code, 0);
+    assert.equal(fs.existsSync(rt.socketPath), false);
+    rt = await startRuntime({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython } });
+  });
+
+  it('call and check work from the executable', () => {
+    const out = execFileSync(EXE, ['call', '--handler', 'basic.echo', '{"x": 1}'], { env: { PATH: onlyPython, PYTHONPATH: HANDLERS }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    assert.deepEqual(JSON.parse(out), [{ route: { actors: ['actor'], current: 1 }, payload: { x: 1 } }]);
+    const ok = execFileSync(EXE, ['check', '--handler', 'classes.Counter.process'], { env: { PATH: onlyPython, PYTHONPATH: HANDLERS }, encoding: 'utf8' });
+    assert.match(ok, /^ok: classes\.Counter\.process \(class/);
+  });
+});
+
+describe('interpreter resolution by the executable', () => {
+  it('an image with only `python`: ASYA_PYTHONEXECUTABLE=python works; without it a FATAL names python3', async () => {
+    const onlyPython = pathWithOnly(SYSTEM_PYTHON, 'python');
+    const rt = await startRuntime({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython, ASYA_PYTHONEXECUTABLE: 'python' } });
+    try {
+      assert.deepEqual(await rt.send(env(1)), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: 1 }]);
+    } finally {
+      await rt.stop();
+    }
+    const missing = await runToExit({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython } });
+    assert.equal(missing.code, 3);
+    assert.match(missing.text, /Python interpreter not found: the default \\"python3\\" is not on PATH/);
+  });
+
+  for (const minor of ['3.7', '3.13']) {
+    it(`the same handler under Python ${minor}`, async (t) => {
+      const python = pyenvPython(minor);
+      if (!python) return t.skip(`no Python ${minor} under pyenv`);
+      const rt = await startRuntime({ executable: EXE, handler: 'basic.enrich', env: { PATH: pathWithOnly(python) } });
+      try {
+        const [out] = (await rt.send(env({ text: 'a b' }))) as Array<{ payload: { seen: boolean } }>;
+        assert.equal(out?.payload.seen, true);
+        assert.match(String((await rt.waitForLog((l) => l.msg === 'handler loaded')).python), new RegExp(`^${minor.replace('.', '\\.')}\\.`));
+      } finally {
+        await rt.stop();
+      }
+    });
+  }
+
+  it('a virtualenv whose numpy the system Python lacks, activated by PATH', async () => {
+    const rt = await startRuntime({ executable: EXE, handler: 'numpy_handlers.top_array', env: { PATH: path.dirname(TEST_VENV_PYTHON) } });
+    try {
+      assert.deepEqual(await rt.send(env({})), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: [1, 2, 3] }]);
+    } finally {
+      await rt.stop();
+    }
+  });
+});
+
+describe('an unchanged image: Debian with only Python (debootstrap), the executable mounted in', () => {
+  it('serves a client outside the root filesystem through the shared socket directory; the seeds probe passes inside', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root for chroot');
+    assert.ok(fs.existsSync(path.join(ROOTFS, '.complete')), 'scripts/make-rootfs.sh did not build the root filesystem');
+    assert.equal(fs.existsSync(path.join(ROOTFS, 'usr', 'bin', 'node')), false, 'the image has no Node.js');
+    // What the init container does: copy the executable into a volume the model container mounts.
+    fs.mkdirSync(path.join(ROOTFS, 'asya', 'bin'), { recursive: true });
+    fs.rmSync(path.join(ROOTFS, 'asya', 'bin', 'asya-runtime'), { force: true });
+    fs.copyFileSync(EXE, path.join(ROOTFS, 'asya', 'bin', 'asya-runtime'));
+    fs.chmodSync(path.join(ROOTFS, 'asya', 'bin', 'asya-runtime'), 0o755);
+    fs.mkdirSync(path.join(ROOTFS, 'app'), { recursive: true });
+    fs.copyFileSync(path.join(HANDLERS, 'basic.py'), path.join(ROOTFS, 'app', 'basic.py'));
+    // Debian's /var/run is a link to /run: from outside, the socket directory is <rootfs>/run/asya.
+    const socketDir = path.join(ROOTFS, 'run', 'asya');
+    fs.rmSync(socketDir, { recursive: true, force: true });
+    const probe = ['chroot', ROOTFS, 'sh', '-c', 'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready'];
+    const probeOk = () => spawnStatus(probe) === 0;
+
+    const child = spawn(
+      'unshare',
+      ['--mount', '--pid', '--fork', '--kill-child', `--root=${ROOTFS}`, '--mount-proc', 'env', '-i', 'PATH=/usr/local/bin:/usr/bin:/bin', 'PYTHONPATH=/app', 'ASYA_HANDLER=basic.enrich', 'ASYA_SOCKET_DIR=/var/run/asya', '/asya/bin/asya-runtime'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let logs = '';
+    child.stderr.on('data', (c) => (logs += c));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!probeOk()) {
+        assert.ok(Date.now() < deadline, `not ready within 30 s:\n${logs}`);
+        await sleep(50);
+      }
+      const answer = await rawExchange(path.join(socketDir, 'asya-runtime.sock'), Buffer.from(JSON.stringify(env({ text: 'From Outside' }))));
+      assert.deepEqual(JSON.parse(answer!.toString()), [
+        { route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { text: 'From Outside', seen: true } },
+      ]);
+      assert.match(logs, /"executable":"\/usr\/bin\/python3"/);
+      // SIGTERM to the runtime (PID 1 of its namespace), as the kubelet would; unshare exits with its code
+      const runtimePid = Number(execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).trim());
+      process.kill(runtimePid, 'SIGTERM');
+      assert.equal(await exited, 0, logs);
+    } finally {
+      child.kill('SIGKILL'); // no-op when it has exited; otherwise --kill-child takes the runtime with it
+    }
+    assert.equal(probeOk(), false, 'the probe fails once the runtime has stopped');
+  });
+});
+
+describe('docs/deploy manifests', () => {
+  const docs = (name: string) => YAML.parseAllDocuments(fs.readFileSync(path.join(ROOT, 'docs', 'deploy', name), 'utf8')).map((d) => {
+    assert.deepEqual(d.errors, [], `${name}: ${d.errors.join('; ')}`);
+    return d.toJS() as Record<string, any>;
+  });
+
+  it('injection.yaml: the init container fills the volume the runtime runs from; the socket volume is shared; the seeds probe', () => {
+    const [deployment] = docs('injection.yaml');
+    assert.equal(deployment!.kind, 'Deployment');
+    const pod = deployment!.spec.template.spec;
+    const [init] = pod.initContainers;
+    const runtime = pod.containers.find((c: { name: string }) => c.name === 'asya-runtime');
+    const sidecar = pod.containers.find((c: { name: string }) => c.name === 'asya-sidecar');
+    const binMount = init.volumeMounts[0];
+    assert.equal(init.command.at(-1), path.posix.join(binMount.mountPath, 'asya-runtime'), 'init copies into its mount');
+    const runtimeBin = runtime.volumeMounts.find((m: { name: string }) => m.name === binMount.name);
+    assert.equal(runtime.command[0], path.posix.join(runtimeBin.mountPath, 'asya-runtime'));
+    const socketDir = runtime.env.find((e: { name: string }) => e.name === 'ASYA_SOCKET_DIR').value;
+    const mountOf = (c: { volumeMounts: Array<{ name: string; mountPath: string }> }) => c.volumeMounts.find((m) => m.mountPath === socketDir)?.name;
+    assert.ok(mountOf(runtime) && mountOf(runtime) === mountOf(sidecar), 'runtime and sidecar share the socket directory');
+    assert.deepEqual(runtime.readinessProbe.exec.command, ['sh', '-c', 'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready']);
+    const volumes = pod.volumes.map((v: { name: string }) => v.name);
+    for (const c of [init, runtime, sidecar]) for (const m of c.volumeMounts) assert.ok(volumes.includes(m.name), `volume ${m.name} is declared`);
+    assert.ok(pod.terminationGracePeriodSeconds > 25, 'longer than ASYA_SHUTDOWN_TIMEOUT');
+  });
+
+  it('asyncactor.yaml: the same container and handler', () => {
+    const [actor] = docs('asyncactor.yaml');
+    const [deployment] = docs('injection.yaml');
+    assert.equal(actor!.kind, 'AsyncActor');
+    const container = actor!.spec.workload.template.spec.containers[0];
+    const runtime = deployment!.spec.template.spec.containers[0];
+    assert.equal(container.image, runtime.image);
+    assert.equal(container.env[0].value, runtime.env[0].value);
+  });
+});
+
+function spawnStatus(cmd: string[]): number | null {
+  try {
+    execFileSync(cmd[0]!, cmd.slice(1), { stdio: 'ignore' });
+    return 0;
+  } catch (err) {
+    return (err as { status: number | null }).status;
+  }
+}
