@@ -22,16 +22,16 @@ export interface RunningRuntime {
   shutdown(reason: string): Promise<number>;
 }
 
-/**
- * Start the runtime. Returns at once (so signal handlers can be installed before a handler's
- * long __init__); startup continues in the background and `done` resolves at exit.
- */
 export interface RuntimeOptions {
   env?: NodeJS.ProcessEnv;
   /** Directories put in front of the handler's sys.path (`asya-runtime call` adds the working directory). */
   extraPath?: string[];
 }
 
+/**
+ * Start the runtime. Returns at once (so signal handlers can be installed before a handler's
+ * long __init__); startup continues in the background and `done` resolves at exit.
+ */
 export function startRuntime(config: Config, log: Logger, { env = process.env, extraPath }: RuntimeOptions = {}): RunningRuntime {
   log.info(
     {
