@@ -13,6 +13,7 @@ import { ReadyFile } from './readiness.js';
 import { SocketServer } from './server.js';
 import { shimArguments } from './shim.js';
 import { Supervisor } from './supervisor.js';
+import type { WorkerOptions } from './worker.js';
 
 export interface RunningRuntime {
   /** Resolves with the exit code once the runtime has stopped. */
@@ -26,6 +27,16 @@ export interface RuntimeOptions {
   env?: NodeJS.ProcessEnv;
   /** Directories put in front of the handler's sys.path (`asya-runtime call` adds the working directory). */
   extraPath?: string[];
+}
+
+/**
+ * How to start the Python worker for this configuration. Finds the interpreter first, so a
+ * missing Python is a FatalError before anything else happens; shared by `serve` and `check`
+ * so both load the handler the same way.
+ */
+export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logger, extraPath?: string[]): WorkerOptions {
+  const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
+  return { python, shimArgs: shimArguments(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log };
 }
 
 /**
@@ -101,10 +112,9 @@ export function startRuntime(config: Config, log: Logger, { env = process.env, e
   const boot = async () => {
     try {
       // Before the socket: without Python there is nothing to serve.
-      const python = resolveInterpreter(config.python, env.PATH, env.ASYA_PYTHONEXECUTABLE !== undefined && env.ASYA_PYTHONEXECUTABLE.trim() !== '');
       supervisor = new Supervisor(
         config,
-        { python, shimArgs: shimArguments(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log },
+        workerOptions(config, env, log, extraPath),
         log,
         {
           onReady: (up) => {

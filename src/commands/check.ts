@@ -5,9 +5,8 @@
  */
 import { parseArgs } from 'node:util';
 import { ExitCode, FatalError } from '../errors.js';
-import { resolveInterpreter } from '../interpreter.js';
 import { createLogger } from '../logger.js';
-import { shimArguments } from '../shim.js';
+import { workerOptions } from '../runtime.js';
 import { toFatal } from '../supervisor.js';
 import { PythonWorker } from '../worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
@@ -33,16 +32,7 @@ export async function check(args: string[]): Promise<number> {
   const config = handlerConfig(env);
   const log = createLogger(config.logLevel);
   try {
-    const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
-    const worker = PythonWorker.spawn({
-      python,
-      shimArgs: shimArguments(),
-      handler: config.handler,
-      mode: config.mode,
-      jsonCodec: config.jsonCodec,
-      extraPath: [process.cwd()],
-      log,
-    });
+    const worker = PythonWorker.spawn(workerOptions(config, env, log, [process.cwd()]));
     let ready;
     try {
       ready = await worker.handshake();
