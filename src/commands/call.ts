@@ -7,11 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { exchange } from '../client.js';
 import { createLogger } from '../logger.js';
 import { startRuntime } from '../runtime.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
-import { isErrorAnswer, parseRoute, positiveSeconds, printAnswer, readMessages, toEnvelope } from './messages.js';
+import { messageOptions, parseRoute, positiveSeconds, readMessages, sendMessages } from './messages.js';
 
 export const callHelp = `Usage: asya-runtime call --handler SPEC [options] [JSON | -]
 
@@ -39,18 +38,7 @@ Examples:
   cat requests.jsonl | asya-runtime call --handler router.route --mode envelope --envelope`;
 
 export async function call(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      ...handlerOptions,
-      payload: { type: 'string', multiple: true },
-      file: { type: 'string' },
-      envelope: { type: 'boolean', default: false },
-      route: { type: 'string', default: 'actor' },
-      timeout: { type: 'string' },
-    },
-  });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...handlerOptions, ...messageOptions } });
   if (values.timeout !== undefined) positiveSeconds('--timeout', values.timeout);
   const actors = parseRoute(values.route);
   // Read everything first: a typo in a message should not cost a model load.
@@ -64,13 +52,7 @@ export async function call(args: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     if (!(await runtime.ready)) return await runtime.done;
-    let failed = false;
-    for (const message of messages) {
-      const raw = await exchange(config.socketPath, Buffer.from(JSON.stringify(toEnvelope(message, values.envelope, actors))));
-      const answer = JSON.parse(raw.toString('utf8')) as unknown;
-      printAnswer(answer);
-      failed ||= isErrorAnswer(answer);
-    }
+    const failed = await sendMessages(config.socketPath, messages, values.envelope, actors);
     const code = await runtime.shutdown('call finished');
     return code !== 0 ? code : failed ? 1 : 0;
   } finally {

@@ -1,13 +1,31 @@
 /**
  * What the CLI's `call` and `send` share: reading messages (argument, --payload, --file, stdin),
- * wrapping payloads in envelopes, and printing answers.
+ * wrapping payloads in envelopes, sending them through the socket and printing answers.
  */
 import fs from 'node:fs';
+import { exchange } from '../client.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+}
+
+/** The options both commands take for what to send (parseArgs descriptors). */
+export const messageOptions = {
+  payload: { type: 'string', multiple: true },
+  file: { type: 'string' },
+  envelope: { type: 'boolean', default: false },
+  route: { type: 'string', default: 'actor' },
+  timeout: { type: 'string' },
+} as const;
+
+/** The socket could not be reached or closed without an answer (`send` exits 5 on it). */
+export class NoAnswerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NoAnswerError';
   }
 }
 
@@ -89,4 +107,25 @@ export function printAnswer(answer: unknown): void {
 /** The sidecar treats an answer as failed when any element carries a non-empty `error`. */
 export function isErrorAnswer(answer: unknown): boolean {
   return Array.isArray(answer) && answer.some((e) => typeof e === 'object' && e !== null && typeof (e as { error?: unknown }).error === 'string' && (e as { error: string }).error !== '');
+}
+
+/**
+ * Send each message on its own connection, as the sidecar does, and print each answer as it
+ * arrives. Resolves true when any answer was an error.
+ */
+export async function sendMessages(socket: string, messages: unknown[], asEnvelope: boolean, actors: string[], timeoutMs = 0): Promise<boolean> {
+  let failed = false;
+  for (const message of messages) {
+    const request = Buffer.from(JSON.stringify(toEnvelope(message, asEnvelope, actors)));
+    let raw: Buffer;
+    try {
+      raw = await exchange(socket, request, timeoutMs);
+    } catch (err) {
+      throw new NoAnswerError(`no answer from ${socket}: ${(err as Error).message}`);
+    }
+    const answer = JSON.parse(raw.toString('utf8')) as unknown;
+    printAnswer(answer);
+    failed ||= isErrorAnswer(answer);
+  }
+  return failed;
 }

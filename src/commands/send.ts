@@ -1,7 +1,6 @@
 /** `asya-runtime send`: one or more messages to a running runtime, exactly as the sidecar sends them. */
 import { parseArgs } from 'node:util';
-import { exchange } from '../client.js';
-import { isErrorAnswer, parseRoute, positiveSeconds, printAnswer, readMessages, toEnvelope } from './messages.js';
+import { messageOptions, NoAnswerError, parseRoute, positiveSeconds, readMessages, sendMessages } from './messages.js';
 
 export const sendHelp = `Usage: asya-runtime send [options] [JSON | -]
 
@@ -26,35 +25,16 @@ Example:
   asya-runtime send --socket .asya/asya-runtime.sock '{"text": "hi"}'`;
 
 export async function send(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      socket: { type: 'string' },
-      payload: { type: 'string', multiple: true },
-      file: { type: 'string' },
-      envelope: { type: 'boolean', default: false },
-      route: { type: 'string', default: 'actor' },
-      timeout: { type: 'string' },
-    },
-  });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { socket: { type: 'string' }, ...messageOptions } });
   const socket = values.socket ?? `${process.env.ASYA_SOCKET_DIR || '/var/run/asya'}/${process.env.ASYA_SOCKET_NAME || 'asya-runtime.sock'}`;
   const timeoutMs = values.timeout === undefined ? 0 : positiveSeconds('--timeout', values.timeout) * 1000;
   const actors = parseRoute(values.route);
   const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');
-  let failed = false;
-  for (const message of messages) {
-    let raw: Buffer;
-    try {
-      raw = await exchange(socket, Buffer.from(JSON.stringify(toEnvelope(message, values.envelope, actors))), timeoutMs);
-    } catch (err) {
-      process.stderr.write(`asya-runtime send: no answer from ${socket}: ${(err as Error).message}\n`);
-      return 5;
-    }
-    const answer = JSON.parse(raw.toString('utf8')) as unknown;
-    printAnswer(answer);
-    failed ||= isErrorAnswer(answer);
+  try {
+    return (await sendMessages(socket, messages, values.envelope, actors, timeoutMs)) ? 1 : 0;
+  } catch (err) {
+    if (!(err instanceof NoAnswerError)) throw err;
+    process.stderr.write(`asya-runtime send: ${err.message}\n`);
+    return 5;
   }
-  return failed ? 1 : 0;
 }
-
