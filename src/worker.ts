@@ -197,8 +197,10 @@ export class PythonWorker {
   async call(request: CallRequest, timeoutMs: number | null): Promise<CallOutcome> {
     const reply = this.next();
     const chunks = encodeCall(request);
-    if (chunks.length === 2 && chunks[1]!.length < SMALL_CALL) {
-      this.stdin.write(Buffer.concat(chunks)); // one syscall for the common small message
+    let total = 0;
+    for (const chunk of chunks) total += chunk.length;
+    if (total < SMALL_CALL) {
+      this.stdin.write(Buffer.concat(chunks, total)); // one syscall for the common small message
     } else {
       this.stdin.cork();
       for (const chunk of chunks) this.stdin.write(chunk);
