@@ -3,30 +3,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, HANDLERS, ROOT, env, startRuntime, tempDir } from './helpers.js';
+import { CLI, type Finished, HANDLERS, ROOT, env, runNode, startRuntime, tempDir } from './helpers.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run the CLI as a user would, stdout and stderr captured (so not a TTY: compact JSON, JSON logs). */
-function cli(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: opts.cwd ?? ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', PYTHONPATH: HANDLERS, ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
-  });
+/** The CLI as a user would run it: compact JSON answers and JSON logs, handlers from test/handlers. */
+function cli(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<Finished> {
+  return runNode([CLI, ...args], { ...opts, env: { PYTHONPATH: HANDLERS, ...opts.env } });
 }
 
 /** The FATAL log line's message (stderr is JSON lines when it is not a terminal). */

@@ -1,23 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, ROOT, TEST_VENV_PYTHON } from './helpers.js';
+import { CLI, type Finished, ROOT, TEST_VENV_PYTHON, runNode } from './helpers.js';
 
-function run(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      cwd: opts.cwd ?? ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ASYA_LOG_LEVEL: 'WARNING', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function run(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Finished> {
+  return runNode(args, { ...opts, env: { ASYA_LOG_LEVEL: 'WARNING', ...opts.env } });
 }
 
 type Out = Array<{ route: { actors: string[]; current: number }; payload: Record<string, unknown> }>;
