@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { parseRequest } from './envelope.js';
 import { errorResponse } from './envelope.js';
 import { ExitCode, FatalError, WireError } from './errors.js';
+import { keepFreedMemory } from './heap.js';
 import { resolveInterpreter } from './interpreter.js';
 import type { Logger } from './logger.js';
 import { ReadyFile } from './readiness.js';
@@ -57,6 +58,7 @@ export function startRuntime(config: Config, log: Logger, { env = process.env, e
     },
     'starting Asya runtime',
   );
+  keepFreedMemory(env);
   const ready = new ReadyFile(config.readyFile, log);
   ready.clearStale();
 

@@ -1,0 +1,42 @@
+/**
+ * Make glibc keep freed memory in the supervisor's heap instead of returning it to the kernel.
+ *
+ * Every large message is read in 64 KiB chunks that live until the next garbage collection. With
+ * glibc's default thresholds (128 KiB) the freed chunks at the top of the heap go straight back to
+ * the kernel, so the next message faults all of its pages in again: on the benchmark VM that was
+ * ~4 500 page faults and ~50 ms per 10 MB message. The shim gets larger thresholds through
+ * GLIBC_TUNABLES (worker.ts), but a process cannot set its own tunables once started.
+ *
+ * glibc raises both thresholds by itself when a block it had to mmap is freed (the mmap threshold
+ * becomes that block's size, the trim threshold twice that, up to 32 MiB: see mallopt(3),
+ * M_MMAP_THRESHOLD). So we allocate one such block and free it, once, at startup.
+ */
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+/** Just under glibc's 32 MiB ceiling for the dynamic threshold (64-bit). */
+const BLOCK_BYTES = 30 * 1024 * 1024;
+
+/**
+ * Returns whether it acted. It does nothing when the operator set GLIBC_TUNABLES (theirs wins,
+ * and explicit tunables switch the dynamic adjustment off anyway) or off Linux; on musl it is a
+ * harmless allocation.
+ */
+export function keepFreedMemory(env: NodeJS.ProcessEnv): boolean {
+  if (process.platform !== 'linux' || 'GLIBC_TUNABLES' in env) return false;
+  let block: Buffer | null = Buffer.allocUnsafeSlow(BLOCK_BYTES);
+  block[0] = 1;
+  block = null;
+  // The free must happen now, not at some later collection: collect once, explicitly.
+  collectGarbage();
+  return true;
+}
+
+function collectGarbage(): void {
+  const exposed = (globalThis as { gc?: () => void }).gc;
+  if (exposed) return exposed();
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  v8.setFlagsFromString('--no-expose-gc');
+  gc();
+}
