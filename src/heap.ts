@@ -2,10 +2,11 @@
  * Make glibc keep freed memory in the supervisor's heap instead of returning it to the kernel.
  *
  * Every large message is read in 64 KiB chunks that live until the next garbage collection. With
- * glibc's default thresholds (128 KiB) the freed chunks at the top of the heap go straight back to
- * the kernel, so the next message faults all of its pages in again: on the benchmark VM that was
- * ~4 500 page faults and ~50 ms per 10 MB message. The shim gets larger thresholds through
- * GLIBC_TUNABLES (worker.ts), but a process cannot set its own tunables once started.
+ * glibc's default thresholds (128 KiB) freed memory at the top of the heap goes straight back to
+ * the kernel, so the next message faults its pages in again: on the benchmark VM a stream of 1 MB
+ * messages cost the supervisor ~200 page faults each (~10 with this), and the first 10 MB messages
+ * ~3 000 each (~50 ms). The shim gets larger thresholds through GLIBC_TUNABLES (worker.ts), but a
+ * process cannot set its own tunables once started.
  *
  * glibc raises both thresholds by itself when a block it had to mmap is freed (the mmap threshold
  * becomes that block's size, the trim threshold twice that, up to 32 MiB: see mallopt(3),
