@@ -25,7 +25,8 @@ export interface RunningRuntime {
 }
 
 export interface RuntimeOptions {
-  env?: NodeJS.ProcessEnv;
+  /** The environment `config` was parsed from: it also decides how the interpreter is looked up and reported. */
+  env: NodeJS.ProcessEnv;
   /** Directories put in front of the handler's sys.path (`asya-runtime call` adds the working directory). */
   extraPath?: string[];
 }
@@ -44,7 +45,7 @@ export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logge
  * Start the runtime. Returns at once (so signal handlers can be installed before a handler's
  * long __init__); startup continues in the background and `done` resolves at exit.
  */
-export function startRuntime(config: Config, log: Logger, { env = process.env, extraPath }: RuntimeOptions = {}): RunningRuntime {
+export function startRuntime(config: Config, log: Logger, { env, extraPath }: RuntimeOptions): RunningRuntime {
   log.info(
     {
       handler: config.handler,

@@ -110,6 +110,14 @@ describe('asya-runtime check', () => {
   });
 });
 
+describe('asya-runtime call --python', () => {
+  it('a missing interpreter is reported as the one --python named, exit 3, like check', async () => {
+    const r = await cli(['call', '--handler', 'basic.echo', '--python', '/nonexistent/python3', '{}']);
+    assert.equal(r.code, 3);
+    assert.match(fatal(r.stderr), /Python interpreter not found: ASYA_PYTHONEXECUTABLE="\/nonexistent\/python3"/);
+  });
+});
+
 describe('asya-runtime send', () => {
   it('talks to a running runtime like the sidecar; an unreachable socket is exit 5', async () => {
     const rt = await startRuntime({ handler: 'basic.echo' });

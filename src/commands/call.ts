@@ -45,9 +45,10 @@ export async function call(args: string[]): Promise<number> {
   const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-call-'));
   try {
-    const config = handlerConfig(handlerEnvironment(values, dir));
+    const env = handlerEnvironment(values, dir);
+    const config = handlerConfig(env);
     const log = createLogger(config.logLevel);
-    const runtime = startRuntime(config, log, { extraPath: [process.cwd()] });
+    const runtime = startRuntime(config, log, { env, extraPath: [process.cwd()] });
     const stop = () => void runtime.shutdown('interrupted');
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

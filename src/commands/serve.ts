@@ -12,7 +12,7 @@ export async function serve(): Promise<number> {
     return ExitCode.config;
   }
   const log = createLogger(parsed.config.logLevel);
-  const runtime = startRuntime(parsed.config, log);
+  const runtime = startRuntime(parsed.config, log, { env: process.env });
   let signals = 0;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
