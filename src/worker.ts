@@ -197,10 +197,8 @@ export class PythonWorker {
   async call(request: CallRequest, timeoutMs: number | null): Promise<CallOutcome> {
     const reply = this.next();
     const chunks = encodeCall(request);
-    let total = 0;
-    for (const chunk of chunks) total += chunk.length;
-    if (total < SMALL_CALL) {
-      this.stdin.write(Buffer.concat(chunks, total)); // one syscall for the common small message
+    if (chunks.length === 1) {
+      this.stdin.write(chunks[0]); // the common small message: one write
     } else {
       this.stdin.cork();
       for (const chunk of chunks) this.stdin.write(chunk);
@@ -287,7 +285,7 @@ export function shimEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return 'GLIBC_TUNABLES' in env ? env : { ...env, GLIBC_TUNABLES: SHIM_MALLOC_TUNABLES };
 }
 
-/** Below this, a call is sent as one buffer; above, as chunks so the payload is never copied. */
+/** Below this, a call is one buffer (one write); above, chunks, so the payload is never copied. */
 const SMALL_CALL = 64 * 1024;
 
 function binHeader(key: string, length: number): Buffer {
@@ -305,12 +303,13 @@ function binHeader(key: string, length: number): Buffer {
  * msgpackr copies a 10 MB buffer into its own (measured ~27 ms); these chunks reference the request frame.
  */
 export function encodeCall({ payload, meta }: CallRequest): Buffer[] {
-  const parts: Buffer[] = [Buffer.from([meta ? 0x83 : 0x82, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]), binHeader('p', payload.length), payload];
+  const parts = [Buffer.from([meta ? 0x83 : 0x82, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]), binHeader('p', payload.length), payload];
   if (meta) parts.push(binHeader('m', meta.length), meta);
-  const head = parts.shift() as Buffer;
-  let length = head.length;
-  for (const p of parts) length += p.length;
-  return [Buffer.concat([lengthPrefix(length), head, parts.shift() as Buffer]), ...parts];
+  let length = 0;
+  for (const part of parts) length += part.length;
+  if (length < SMALL_CALL) return [Buffer.concat([lengthPrefix(length), ...parts], 4 + length)];
+  // The prefix and headers in one chunk; payload and meta as they are
+  return [Buffer.concat([lengthPrefix(length), parts[0]!, parts[1]!]), ...parts.slice(2)];
 }
 
 function toOutcome(msg: ShimMessage): CallOutcome {
