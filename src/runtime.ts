@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import { parseRequest } from './envelope.js';
 import { errorResponse } from './envelope.js';
 import { ExitCode, FatalError, WireError } from './errors.js';
-import { keepFreedMemory } from './heap.js';
+import { tuneSupervisorMemory } from './heap.js';
 import { resolveInterpreter } from './interpreter.js';
 import type { Logger } from './logger.js';
 import { ReadyFile } from './readiness.js';
@@ -59,7 +59,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     },
     'starting Asya runtime',
   );
-  keepFreedMemory(env);
+  tuneSupervisorMemory(env, process.execArgv);
   const ready = new ReadyFile(config.readyFile, log);
   ready.clearStale();
 

@@ -1,7 +1,9 @@
 /**
- * heap.ts: the supervisor keeps freed memory, so a stream of large messages stops costing page
- * faults once the first has been through. Measured on the real runtime by its own fault counter,
- * against the same runtime with the tuning switched off (GLIBC_TUNABLES set: the operator's wins).
+ * heap.ts, measured on the real runtime against the same runtime with each tuning switched off the
+ * way an operator would: the supervisor keeps freed memory, so a stream of large messages stops
+ * costing page faults (its own fault counter; GLIBC_TUNABLES set switches it off), and it does not
+ * run a marking cycle every few large messages (V8's --trace-gc; `node --incremental-marking`
+ * switches it off).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -22,7 +24,34 @@ async function faultsPerMessage(rt: Runtime): Promise<number> {
   return (minorFaults(pid) - before) / 40;
 }
 
-describe('heap', { skip: process.platform !== 'linux' }, () => {
+/** Full collections V8 reports (--trace-gc) while the runtime handles 80 messages of 1 MB, after 10. */
+async function fullCollections(rt: Runtime): Promise<number> {
+  const message = env({ text: 'x'.repeat(1_000_000) });
+  const count = () => rt.stdoutText.split('Mark-Compact').length - 1;
+  for (let i = 0; i < 10; i++) await rt.send(message);
+  const before = count();
+  for (let i = 0; i < 80; i++) await rt.send(message);
+  return count() - before;
+}
+
+describe('heap', () => {
+  it('the supervisor does not collect its whole heap every few large messages', async (t) => {
+    const tuned = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING' }, nodeArgs: ['--trace-gc'] });
+    const plain = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING' }, nodeArgs: ['--trace-gc', '--incremental-marking'] });
+    try {
+      const withTuning = await fullCollections(tuned);
+      const without = await fullCollections(plain);
+      t.diagnostic(`full collections over 80 messages of 1 MB: ${withTuning} with the tuning, ${without} without`);
+      // Without the tuning V8 usually runs 5-16 cycles here, but whether it starts one depends on
+      // timing (it has run none), so the comparison is printed, not asserted.
+      assert.ok(withTuning <= 1, `${withTuning} full collections with the tuning (${without} without)`);
+    } finally {
+      await Promise.all([tuned.stop(), plain.stop()]);
+    }
+  });
+});
+
+describe('heap (glibc)', { skip: process.platform !== 'linux' }, () => {
   it('a stream of 1 MB messages does not fault the supervisor\'s memory in again and again', async (t) => {
     const tuned = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING' } });
     const plain = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING', GLIBC_TUNABLES: '' } });

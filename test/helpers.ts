@@ -32,11 +32,15 @@ export interface RuntimeOptions {
   wrap?: string[];
   /** Run this executable (the packaged single executable) instead of `node dist/cli.js`. */
   executable?: string;
+  /** Node options before dist/cli.js (e.g. --trace-gc, which prints to stdout). */
+  nodeArgs?: string[];
 }
 
 export class Runtime {
   readonly logs: LogLine[] = [];
   readonly stderrText: string[] = [];
+  /** Whatever the process wrote to stdout (the runtime itself logs to stderr). */
+  stdoutText = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(
@@ -44,6 +48,7 @@ export class Runtime {
     readonly dir: string,
     readonly socketPath: string,
   ) {
+    child.stdout?.on('data', (chunk: Buffer) => (this.stdoutText += chunk.toString()));
     let pending = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       pending += chunk.toString();
@@ -152,7 +157,7 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const cmd = [...(opts.wrap ?? []), ...(opts.executable ? [opts.executable] : [process.execPath, CLI])];
+  const cmd = [...(opts.wrap ?? []), ...(opts.executable ? [opts.executable] : [process.execPath, ...(opts.nodeArgs ?? []), CLI])];
   const child = spawn(cmd[0] as string, cmd.slice(1), { env, cwd: opts.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const socketPath = env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR ?? socketDir, env.ASYA_SOCKET_NAME ?? 'asya-runtime.sock');
   const rt = new Runtime(child, dir, socketPath);
