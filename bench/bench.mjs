@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Side-by-side benchmark: this runtime vs the upstream Python runtime, same handler, same load, one run.
 //
-//   npm run bench                       # full run, writes docs/bench/results.json and docs/bench/latency.svg
-//   npm run bench -- --quick            # fewer requests, for a smoke check
+//   npm run bench                       # full run, writes docs/bench/results.json, tables.md and latency.svg
+//   npm run bench -- --quick            # fewer requests, for a smoke check (partial runs write to /tmp/asya-bench)
 //   npm run bench -- --peer /path/asya_runtime.py --concurrency 4 --levels WARNING
 //
 // The load generator behaves like the sidecar: one connection per message, 4-byte big-endian length
@@ -10,6 +10,7 @@
 // hits all of them alike. The floor is the in-process cost of decoding and encoding the same envelope
 // in Python, with no socket.
 import { execFileSync, spawn } from 'node:child_process';
+import { tables } from './tables.mjs';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -26,10 +27,13 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '1' },
     levels: { type: 'string', default: 'INFO,WARNING' },
     sizes: { type: 'string', default: '100,10000,1000000,10000000' },
-    out: { type: 'string', default: path.join(root, 'docs', 'bench') },
+    out: { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
+// Only a full default run replaces the published figures in docs/bench; a partial one goes to /tmp.
+const partial = opt.quick || process.argv.slice(2).some((arg) => /^--(rounds|concurrency|levels|sizes|python|peer)\b/.test(arg));
+const outDir = opt.out ?? (partial ? path.join(os.tmpdir(), 'asya-bench') : path.join(root, 'docs', 'bench'));
 const rounds = Number(opt.rounds);
 const concurrency = Number(opt.concurrency);
 const sizes = opt.sizes.split(',').map(Number);
@@ -262,11 +266,13 @@ function human(n) {
 
 // ---------------------------------------------------------------- outputs
 
-fs.mkdirSync(opt.out, { recursive: true });
-fs.writeFileSync(path.join(opt.out, 'results.json'), JSON.stringify({ date: new Date().toISOString(), machine, concurrency, rounds, results }, null, 1));
-fs.writeFileSync(path.join(opt.out, 'latency.svg'), chart());
+fs.mkdirSync(outDir, { recursive: true });
+const run = { date: new Date().toISOString(), machine, concurrency, rounds, results };
+fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(run, null, 1));
+fs.writeFileSync(path.join(outDir, 'tables.md'), tables(run));
+fs.writeFileSync(path.join(outDir, 'latency.svg'), chart());
 fs.rmSync(handlerDir, { recursive: true, force: true });
-console.log(`wrote ${path.relative(process.cwd(), path.join(opt.out, 'results.json'))} and latency.svg`);
+console.log(`wrote ${path.relative(process.cwd(), path.join(outDir, 'results.json'))}, tables.md and latency.svg`);
 
 /** p50 latency by payload size, log-log, one line per runtime and log level (string payloads solid, floats dashed). */
 function chart() {
