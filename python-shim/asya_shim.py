@@ -254,6 +254,23 @@ def _nests_without_limit(orjson):
     return True
 
 
+def _has_brackets(data, limit):
+    """Whether data holds at least `limit` of '[' and '{' together.
+
+    find() stops at the limit and runs at memchr speed; count() scans everything, about 9 ms
+    for a 10 MB payload, more than orjson takes to parse it.
+    """
+    found = 0
+    for bracket in (b"[", b"{"):
+        pos = data.find(bracket)
+        while pos >= 0:
+            found += 1
+            if found >= limit:
+                return True
+            pos = data.find(bracket, pos + 1)
+    return False
+
+
 def use_orjson(choice):
     """Switch to orjson when asked ("orjson") or available ("auto"), keeping stdlib semantics.
 
@@ -284,7 +301,7 @@ def use_orjson(choice):
     def fast_decode(data):
         if unbounded:
             data = bytes(data)
-            if data.count(b"[") + data.count(b"{") >= MAX_ORJSON_DEPTH:
+            if _has_brackets(data, MAX_ORJSON_DEPTH):
                 return std_decode(data)
         try:
             return orjson.loads(data)
