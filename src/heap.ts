@@ -55,11 +55,12 @@ function collectGarbage(): void {
 /**
  * Switch off V8's incremental marking. With it on, V8 started a marking cycle every ~5 messages of
  * 1 MB although the old generation stood at 10 MB of a 26-47 MB limit (--trace-incremental-marking
- * says "Start (task)"; it follows the external memory of the read buffers), and the cycles cost the
- * supervisor more CPU than the message: 7.4 ms a 1 MB message with them, 2.5 ms without. Without
- * incremental marking V8 still collects, atomically, when a limit is reached: the old-space limit or
- * the external-memory limit (so buffers that lived long enough to be promoted are still freed); a
- * full collection of this heap takes a few milliseconds. `node --incremental-marking` wins.
+ * says only "Start (task)"; the external memory of the message buffers is the likely driver), and the
+ * cycles cost the supervisor more CPU than the message: 7.4 ms a 1 MB message with them, 2.5 ms
+ * without. V8 still collects, atomically, when a limit is reached: the old-space limit or the
+ * external-memory limit (so buffers that lived long enough to be promoted are still freed); a full
+ * collection of this heap takes a few milliseconds. The price is a higher plateau (~30 MiB, see
+ * docs/leak-check.md). `node --incremental-marking` wins.
  */
 export function markOnlyWhenNeeded(execArgv: readonly string[]): boolean {
   if (execArgv.some((arg) => /^--(no-)?incremental[-_]marking(=|$)/.test(arg))) return false;
