@@ -10,7 +10,7 @@
 // hits all of them alike. The floor is the in-process cost of decoding and encoding the same envelope
 // in Python, with no socket.
 import { execFileSync, spawn } from 'node:child_process';
-import { tables } from './tables.mjs';
+import { fmt, human, tables } from './tables.mjs';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -236,10 +236,6 @@ for (const level of opt.levels.split(',')) {
   printLevel(level);
 }
 
-function fmt(x, digits = 2) {
-  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(digits);
-}
-
 function printLevel(level) {
   console.log(`== ASYA_LOG_LEVEL=${level} (latency in ms, throughput in msg/s, ratios ours/peer: p50 lower is better, throughput higher is better)`);
   const header = ['size', 'shape', 'runtime', 'p50', 'p99', 'msg/s', 'MB/s', 'p50 ratio', 'thr ratio', 'floor', 'p50/floor'];
@@ -258,10 +254,6 @@ function printLevel(level) {
   const widths = header.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   for (const r of rows) console.log(r.map((c, i) => String(c).padStart(widths[i])).join('  '));
   console.log();
-}
-
-function human(n) {
-  return n >= 1e6 ? `${n / 1e6} MB` : n >= 1e3 ? `${n / 1e3} KB` : `${n} B`;
 }
 
 // ---------------------------------------------------------------- outputs

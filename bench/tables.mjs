@@ -5,11 +5,15 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const SIZE = { 100: '100 B', 10000: '10 KB', 1000000: '1 MB', 10000000: '10 MB' };
-
-function num(x) {
+/** A figure with about three significant digits ('–' when a runtime did not run). */
+export function fmt(x, digits = 2) {
   if (x === undefined) return '–';
-  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(digits);
+}
+
+/** 100 B, 10 KB, 1 MB. */
+export function human(n) {
+  return n >= 1e6 ? `${n / 1e6} MB` : n >= 1e3 ? `${n / 1e3} KB` : `${n} B`;
 }
 
 const ratio = (a, b) => (a === undefined || b === undefined ? '–' : `${(a / b).toFixed(2)}x`);
@@ -23,11 +27,11 @@ export function tables({ results }) {
     md += '|---|---|---|---|---|---|---|---|---|\n';
     for (const row of results.filter((r) => r.level === level)) {
       const { peer, ours, 'ours+orjson': fast } = row.runtimes;
-      const lat = (rt) => (rt ? `${num(rt.p50)} / ${num(rt.p99)}` : '–');
-      md += `| ${SIZE[row.size] ?? `${row.size} B`} | ${row.shape} | ${lat(peer)} | ${lat(ours)} | ${lat(fast)} `;
+      const lat = (rt) => (rt ? `${fmt(rt.p50)} / ${fmt(rt.p99)}` : '–');
+      md += `| ${human(row.size)} | ${row.shape} | ${lat(peer)} | ${lat(ours)} | ${lat(fast)} `;
       md += `| ${ratio(ours?.p50, peer?.p50)} / ${ratio(fast?.p50, peer?.p50)} `;
       md += `| ${ratio(ours?.throughput, peer?.throughput)} / ${ratio(fast?.throughput, peer?.throughput)} `;
-      md += `| ${num(row.floor.json)} / ${num(row.floor.orjson)} | ${num(ours?.cpuMsPerMsg)} |\n`;
+      md += `| ${fmt(row.floor.json)} / ${fmt(row.floor.orjson)} | ${fmt(ours?.cpuMsPerMsg)} |\n`;
     }
     md += '\n';
   }
