@@ -29,18 +29,16 @@ export function tuneSupervisorMemory(env: NodeJS.ProcessEnv, execArgv: readonly 
 const BLOCK_BYTES = 30 * 1024 * 1024;
 
 /**
- * Returns whether it acted. It does nothing when the operator set GLIBC_TUNABLES (theirs wins,
- * and explicit tunables switch the dynamic adjustment off anyway) or off Linux; on musl it is a
- * harmless allocation.
+ * Does nothing when the operator set GLIBC_TUNABLES (theirs wins, and explicit tunables switch the
+ * dynamic adjustment off anyway) or off Linux; on musl it is a harmless allocation.
  */
-export function keepFreedMemory(env: NodeJS.ProcessEnv): boolean {
-  if (process.platform !== 'linux' || 'GLIBC_TUNABLES' in env) return false;
+function keepFreedMemory(env: NodeJS.ProcessEnv): void {
+  if (process.platform !== 'linux' || 'GLIBC_TUNABLES' in env) return;
   let block: Buffer | null = Buffer.allocUnsafeSlow(BLOCK_BYTES);
   block[0] = 1;
   block = null;
   // The free must happen now, not at some later collection: collect once, explicitly.
   collectGarbage();
-  return true;
 }
 
 function collectGarbage(): void {
@@ -62,8 +60,7 @@ function collectGarbage(): void {
  * collection of this heap takes a few milliseconds. The price is a higher plateau (~30 MiB, see
  * docs/leak-check.md). `node --incremental-marking` wins.
  */
-export function markOnlyWhenNeeded(execArgv: readonly string[]): boolean {
-  if (execArgv.some((arg) => /^--(no-)?incremental[-_]marking(=|$)/.test(arg))) return false;
+function markOnlyWhenNeeded(execArgv: readonly string[]): void {
+  if (execArgv.some((arg) => /^--(no-)?incremental[-_]marking(=|$)/.test(arg))) return;
   v8.setFlagsFromString('--no-incremental-marking');
-  return true;
 }

@@ -14,24 +14,23 @@ function minorFaults(pid: number): number {
   return Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
 }
 
-/** Page faults of the supervisor per 1 MB message, after a few to warm up. */
-async function faultsPerMessage(rt: Runtime): Promise<number> {
+/** How much `counter` grows while the runtime handles `measured` messages of 1 MB, after `warm` of them. */
+async function growthOver(rt: Runtime, counter: () => number, warm: number, measured: number): Promise<number> {
   const message = env({ text: 'x'.repeat(1_000_000) });
-  for (let i = 0; i < 40; i++) await rt.send(message);
-  const pid = rt.child.pid!;
-  const before = minorFaults(pid);
-  for (let i = 0; i < 40; i++) await rt.send(message);
-  return (minorFaults(pid) - before) / 40;
+  for (let i = 0; i < warm; i++) await rt.send(message);
+  const before = counter();
+  for (let i = 0; i < measured; i++) await rt.send(message);
+  return counter() - before;
+}
+
+/** Page faults of the supervisor per 1 MB message, after 40 to warm up. */
+async function faultsPerMessage(rt: Runtime): Promise<number> {
+  return (await growthOver(rt, () => minorFaults(rt.child.pid!), 40, 40)) / 40;
 }
 
 /** Full collections V8 reports (--trace-gc) while the runtime handles 80 messages of 1 MB, after 10. */
-async function fullCollections(rt: Runtime): Promise<number> {
-  const message = env({ text: 'x'.repeat(1_000_000) });
-  const count = () => rt.stdoutText.split('Mark-Compact').length - 1;
-  for (let i = 0; i < 10; i++) await rt.send(message);
-  const before = count();
-  for (let i = 0; i < 80; i++) await rt.send(message);
-  return count() - before;
+function fullCollections(rt: Runtime): Promise<number> {
+  return growthOver(rt, () => rt.stdoutText.split('Mark-Compact').length - 1, 10, 80);
 }
 
 describe('heap', () => {
