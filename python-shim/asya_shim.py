@@ -228,8 +228,12 @@ def _finite(obj):
     return obj
 
 
-def decode_json(data):
+def decode_json_exact(data):
+    """The stdlib decoder: what json.loads gives, the reference every other decoder must equal."""
     return _decoder.decode(str(data, "utf-8"))
+
+
+decode_json = decode_json_exact  # use_orjson() may replace it with a faster equivalent
 
 
 def encode_json(obj):
@@ -400,8 +404,24 @@ def load_handler(spec):
 # ---------------------------------------------------------------- calling ---
 
 def error_reply(kind, exc):
-    return {"t": kind, "type": type(exc).__name__, "message": str(exc),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+    """The reply for an exception, whatever its __str__, __repr__ or __traceback__ do."""
+    name = _safe(lambda: type(exc).__name__, "BaseException")
+    return {"t": kind, "type": name,
+            "message": _safe(lambda: str(exc), "<%s: str() failed>" % name),
+            "traceback": _safe(lambda: "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                               "<the traceback of %s could not be formatted>" % name)}
+
+
+def _safe(produce, fallback):
+    # A handler's exception object runs its own code in str() and in traceback formatting; none
+    # of it may take the shim down.
+    try:
+        text = produce()
+        if isinstance(text, str):
+            return text
+    except BaseException:
+        pass
+    return fallback
 
 
 def as_list(result):
@@ -428,21 +448,25 @@ def encode_envelopes(items):
 
 def handle_call(handler, envelope_mode, msg):
     try:
-        arg = decode_json(msg["p"])
+        # The supervisor marks payloads with integers beyond 64 bits, which orjson would turn into
+        # floats; the rest of the envelope is small and always read by the stdlib.
+        arg = (decode_json_exact if msg.get("w") else decode_json)(msg["p"])
         if "m" in msg:
-            envelope = decode_json(msg["m"])
-            envelope["payload"] = arg
+            envelope = decode_json_exact(msg["m"])
+            envelope["payload"] = arg  # the payload's own place: the supervisor left null there
             arg = envelope
     except (ValueError, RecursionError) as exc:
         return error_reply("bad", exc)
+    except BaseException as exc:  # MemoryError on a huge payload: an answer, not a dead process
+        return error_reply("err", exc)
     try:
         items = as_list(handler(arg))
         if envelope_mode:
             return {"t": "env", "o": encode_envelopes(items)}
         return {"t": "ok", "o": [encode_json(item) for item in items]}
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # SystemExit from a handler must not end the shim
+    except BaseException as exc:
+        # Whatever a handler raises (SystemExit, KeyboardInterrupt, GeneratorExit included) is its
+        # answer for this message; the process and the loaded model stay.
         return error_reply("err", exc)
 
 

@@ -1,134 +1,241 @@
 /**
  * Envelope rules: pure functions from request bytes to a checked envelope, and from handler
- * results to response bytes. The payload stays raw JSON bytes throughout: it is sliced out of
- * the request and spliced into the response, never parsed or re-stringified here.
+ * results to response bytes.
+ *
+ * Nothing here turns input into JavaScript values and back. What the runtime forwards (route
+ * members it does not own, `headers`, `id`, unknown members, the payload) stays byte spans of the
+ * request frame or of what Python encoded, and leaves as the same bytes; the only edit ever made
+ * is `route.current` (payload mode: the next actor; both modes: filled in when missing). The
+ * rules read spans through json-scan.ts, so every key is data (`"__proto__"` too) and no value
+ * is rounded.
  */
 import { isUtf8 } from 'node:buffer';
-import { JsonScanError, describeJsonStart, scanObjectMembers } from './json-scan.js';
-import { WireError, wireError } from './errors.js';
+import {
+  JsonScanError,
+  type Member,
+  type Span,
+  describeValue,
+  isArrayAt,
+  isObjectAt,
+  isStringAt,
+  lastMember,
+  scanObject,
+  validate,
+} from './json-scan.js';
+import { type WireError, wireError } from './errors.js';
 import { lengthPrefix } from './framing.js';
 
-export interface Route {
+/** The route positions the rules need; everything else about the route stays bytes. */
+export interface RoutePosition {
   actors: string[];
   current: number;
-  /** Fields the runtime does not know (e.g. `metadata`) travel on unchanged. */
-  [field: string]: unknown;
+}
+
+export interface Route extends RoutePosition {
+  /** The route object's bytes, as received (or as Python encoded them). */
+  bytes: Buffer;
+  /** Where each `current` value sits in `bytes` (duplicates included); empty when `current` is missing. */
+  currentSpans: Span[];
+  /** Index of the route's closing brace in `bytes`, where a missing `current` is added. */
+  close: number;
+  /** The route has members before its closing brace. */
+  hasMembers: boolean;
 }
 
 export interface RequestEnvelope {
-  /** Raw JSON bytes of `payload`, a slice of the request frame. */
+  /** The whole request frame: the spans below point into it. */
+  frame: Buffer;
+  /** Raw JSON bytes of `payload`, a slice of the frame. */
   payload: Buffer;
-  /** `route`, with `current` filled in (missing means 0). */
+  /** The payload holds an integer too wide for 64 bits (a 64-bit decoder such as orjson would round it). */
+  wideIntegers: boolean;
   route: Route;
   /** Raw JSON bytes of `headers`, when the request had them. */
   headers: Buffer | undefined;
+  /** The envelope id, for logs only. */
   id: string | undefined;
-  /** Every member except `payload`, parsed, `route` normalised: what envelope-mode handlers see. */
-  meta: Record<string, unknown>;
+  /** Every top-level member in order, duplicates included. */
+  members: Member[];
 }
 
-type JsonObject = Record<string, unknown>;
-
-function isObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/**
+ * The structural rules every envelope obeys, incoming or outgoing, read from the spans of its
+ * members. Returns the first broken rule, or the route.
+ */
+function checkEnvelope(buf: Buffer, members: readonly Member[], hasPayload: boolean): string | Route {
+  if (!hasPayload) return "missing required field 'payload'";
+  const route = lastMember(members, 'route');
+  if (route === undefined) return "missing required field 'route'";
+  const parsed = readRoute(buf, route, true);
+  if (typeof parsed === 'string') return parsed;
+  const headers = lastMember(members, 'headers');
+  if (headers && !isObjectAt(buf, headers)) return `field 'headers' must be an object, got ${describeValue(buf, headers.start, headers.end)}`;
+  const id = lastMember(members, 'id');
+  if (id && !isStringAt(buf, id)) return `field 'id' must be a string, got ${describeValue(buf, id.start, id.end)}`;
+  return parsed;
 }
 
-/** JSON type names, worded for people who write Python. */
+/** An integer as Python's json reads one: no fraction, no exponent. */
+const INTEGER = /^-?(?:0|[1-9]\d*)$/;
+
+/**
+ * Reads `route` at `span` of `buf`. With `strict`, every rule on actors and current applies;
+ * without (validation off), only an object is required and a current that is not a usable
+ * integer counts as 0.
+ */
+function readRoute(buf: Buffer, span: Span, strict: boolean): string | Route {
+  if (!isObjectAt(buf, span)) return `field 'route' must be an object, got ${describeValue(buf, span.start, span.end)}`;
+  const bytes = buf.subarray(span.start, span.end);
+  // Already validated as part of its envelope: this pass only locates the members.
+  const scan = scanObject(bytes, 0, bytes.length, { depth: 2 });
+  if (scan === null) return "field 'route' must be an object";
+  const currentSpans = scan.members.filter((m) => m.key === 'current');
+  const base = { bytes, currentSpans, close: scan.close, hasMembers: scan.members.length > 0 };
+
+  let actors: string[] = [];
+  const actorsMember = lastMember(scan.members, 'actors');
+  const actorsValue: unknown = actorsMember && isArrayAt(bytes, actorsMember) ? JSON.parse(bytes.toString('utf8', actorsMember.start, actorsMember.end)) : undefined;
+  if (Array.isArray(actorsValue) && actorsValue.every((a) => typeof a === 'string')) {
+    actors = actorsValue as string[];
+  } else if (strict) {
+    if (!Array.isArray(actorsValue)) {
+      return `field 'route.actors' must be an array, got ${actorsMember ? describeValue(bytes, actorsMember.start, actorsMember.end) : 'nothing'}`;
+    }
+    const bad = actorsValue.findIndex((a) => typeof a !== 'string');
+    return `route.actors[${bad}] must be a string, got ${typeName(actorsValue[bad])}`;
+  }
+  if (strict && actors.length === 0) return "field 'route.actors' must not be empty";
+
+  const currentMember = currentSpans[currentSpans.length - 1];
+  if (currentMember === undefined) return { ...base, actors, current: 0 };
+  const text = bytes.toString('latin1', currentMember.start, currentMember.end);
+  if (!INTEGER.test(text)) {
+    if (!strict) return { ...base, actors, current: 0 };
+    const got = describeValue(bytes, currentMember.start, currentMember.end);
+    return `field 'route.current' must be an integer, got ${got === 'a number' ? text : got}`;
+  }
+  // Anything longer than 15 digits is out of range for any real route and not a safe JS number.
+  const current = text.replace('-', '').length > 15 ? (text.startsWith('-') ? -Infinity : Infinity) : Number(text);
+  if (strict && (current < 0 || current > actors.length)) {
+    return `route.current=${text} is out of range for ${actors.length} actors (allowed 0..${actors.length})`;
+  }
+  return { ...base, actors, current: Number.isSafeInteger(current) && current >= 0 ? current : 0 };
+}
+
+/** JSON type names of parsed values, worded for people who write Python. */
 function typeName(value: unknown): string {
-  if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
   return `a ${typeof value}`;
 }
 
-/**
- * The structural rules every envelope obeys, incoming or outgoing. Returns the first broken
- * rule, or null. `route.current` must already be normalised (see `normaliseRoute`).
- */
-export function envelopeProblem(env: JsonObject, hasPayload: boolean): string | null {
-  if (!hasPayload) return "missing required field 'payload'";
-  if (!('route' in env)) return "missing required field 'route'";
-  const route = env.route;
-  if (!isObject(route)) return `field 'route' must be an object, got ${typeName(route)}`;
-  const actors = route.actors;
-  if (!Array.isArray(actors)) return `field 'route.actors' must be an array, got ${typeName(actors)}`;
-  if (actors.length === 0) return "field 'route.actors' must not be empty";
-  const bad = actors.findIndex((a) => typeof a !== 'string');
-  if (bad >= 0) return `route.actors[${bad}] must be a string, got ${typeName(actors[bad])}`;
-  const current = route.current;
-  if (typeof current !== 'number' || !Number.isInteger(current)) {
-    return `field 'route.current' must be an integer, got ${typeName(current)}`;
-  }
-  if (current < 0 || current > actors.length) {
-    return `route.current=${current} is out of range for ${actors.length} actors (allowed 0..${actors.length})`;
-  }
-  if ('headers' in env && !isObject(env.headers)) return `field 'headers' must be an object, got ${typeName(env.headers)}`;
-  if ('id' in env && typeof env.id !== 'string') return `field 'id' must be a string, got ${typeName(env.id)}`;
-  return null;
-}
-
-/** A missing `route.current` means 0 (the sidecar may omit it). */
-function normaliseRoute(env: JsonObject): void {
-  const route = env.route;
-  if (isObject(route) && !('current' in route)) env.route = { ...route, current: 0 };
-}
-
-function parseMember(frame: Buffer, name: string, start: number, end: number): unknown {
-  try {
-    return JSON.parse(frame.toString('utf8', start, end));
-  } catch (err) {
-    throw wireError.parsing(`invalid JSON in field '${name}': ${(err as Error).message}`, 'JSONDecodeError');
-  }
+function parsingError(err: unknown): WireError {
+  if (!(err instanceof JsonScanError)) throw err;
+  return wireError.parsing(`invalid JSON${err.member === undefined ? '' : ` in field '${err.member}'`}: ${err.message}`, err.type);
 }
 
 /**
  * Turn a request frame into an envelope, or throw a `msg_parsing_error`. With validation off,
- * only what the runtime needs to work is checked (an object with a payload and a route).
+ * only what the runtime needs to work is checked (an object with a payload and a route object).
  */
-export function parseRequest(frame: Buffer, validate: boolean): RequestEnvelope {
+export function parseRequest(frame: Buffer, validation: boolean): RequestEnvelope {
   if (frame.length === 0) throw wireError.parsing('empty request frame: expected a JSON envelope', 'EmptyFrame');
   if (!isUtf8(frame)) throw wireError.parsing('request frame is not valid UTF-8', 'UnicodeDecodeError');
-  let members;
+  let scan;
+  let route: string | Route;
   try {
-    members = scanObjectMembers(frame);
-  } catch (err) {
-    if (err instanceof JsonScanError) throw wireError.parsing(`invalid JSON: ${err.message}`, 'JSONDecodeError');
-    throw err;
-  }
-  if (members === null) {
-    throw wireError.parsing(`envelope must be a JSON object, got ${describeJsonStart(frame)}`);
-  }
-  const meta: JsonObject = {};
-  let payload: Buffer | undefined;
-  let headers: Buffer | undefined;
-  for (const [name, { start, end }] of members) {
-    if (name === 'payload') {
-      payload = frame.subarray(start, end);
-      continue;
+    scan = scanObject(frame, 0, frame.length, { depth: 1, skipped: 'payload' });
+    if (scan === null) throw wireError.parsing(`envelope must be a JSON object, got ${describeValue(frame)}`);
+    const payloads = scan.members.filter((m) => m.key === 'payload');
+    // Only the last payload reaches Python (which checks it); earlier duplicates are checked here.
+    for (const p of payloads.slice(0, -1)) {
+      try {
+        validate(frame, p.start, p.end, 1);
+      } catch (err) {
+        if (err instanceof JsonScanError) err.member = 'payload';
+        throw err;
+      }
     }
-    meta[name] = parseMember(frame, name, start, end);
-    if (name === 'headers') headers = frame.subarray(start, end);
+    if (validation) {
+      route = checkEnvelope(frame, scan.members, payloads.length > 0);
+    } else {
+      const r = lastMember(scan.members, 'route');
+      route = payloads.length === 0 ? "missing required field 'payload'" : r ? readRoute(frame, r, false) : "missing required field 'route'";
+    }
+  } catch (err) {
+    throw parsingError(err);
   }
-  normaliseRoute(meta);
-  const problem = validate
-    ? envelopeProblem(meta, payload !== undefined)
-    : payload === undefined
-      ? "missing required field 'payload'"
-      : isObject(meta.route)
-        ? null
-        : `field 'route' must be an object, got ${typeName(meta.route)}`;
-  if (problem !== null || payload === undefined) throw wireError.parsing(`invalid envelope: ${problem}`);
-  const route = meta.route as Route;
-  if (!Number.isInteger(route.current)) route.current = 0;
-  return { payload, route, headers, id: typeof meta.id === 'string' ? meta.id : undefined, meta };
+  if (typeof route === 'string') throw wireError.parsing(`invalid envelope: ${route}`);
+  const payload = lastMember(scan.members, 'payload')!;
+  const headers = lastMember(scan.members, 'headers');
+  const id = lastMember(scan.members, 'id');
+  return {
+    frame,
+    payload: frame.subarray(payload.start, payload.end),
+    wideIntegers: scan.wideIntegers,
+    route,
+    headers: headers ? frame.subarray(headers.start, headers.end) : undefined,
+    id: id && isStringAt(frame, id) ? (JSON.parse(frame.toString('utf8', id.start, id.end)) as string) : undefined,
+    members: scan.members,
+  };
+}
+
+interface Edit {
+  start: number;
+  end: number;
+  text: string;
+}
+
+/** `buf` with the spans of `edits` (sorted, not overlapping) replaced. */
+function splice(buf: Buffer, edits: Edit[]): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const { start, end, text } of edits) {
+    if (start > at) out.push(buf.subarray(at, start));
+    out.push(Buffer.from(text));
+    at = end;
+  }
+  if (at < buf.length) out.push(buf.subarray(at));
+  return out;
+}
+
+/** Edits that set `current` in a route: each `current` value replaced, or the member added. */
+function currentEdits(route: Route, offset: number, current: number): Edit[] {
+  const text = String(current);
+  if (route.currentSpans.length > 0) {
+    return route.currentSpans.map((m) => ({ start: offset + m.start, end: offset + m.end, text }));
+  }
+  const at = offset + route.close;
+  return [{ start: at, end: at, text: `${route.hasMembers ? ',' : ''}"current":${text}` }];
+}
+
+/** The route's bytes with `current` set: the only change the runtime makes to a route. */
+export function routeWithCurrent(route: Route, current: number): Buffer {
+  return Buffer.concat(splice(route.bytes, currentEdits(route, 0, current)));
+}
+
+/**
+ * What an envelope-mode (or ASYA_INCLUDE_METADATA) handler is given besides the payload: the
+ * request's own text with every payload value replaced by `null` (the shim puts the decoded payload
+ * back in its place, so key order and duplicates read exactly as json.loads of the request would)
+ * and a missing `route.current` filled in as 0.
+ */
+export function handlerMeta(envelope: RequestEnvelope): Buffer {
+  const edits: Edit[] = envelope.members.filter((m) => m.key === 'payload').map((m) => ({ start: m.start, end: m.end, text: 'null' }));
+  const { route } = envelope;
+  if (route.currentSpans.length === 0) {
+    edits.push(...currentEdits(route, route.bytes.byteOffset - envelope.frame.byteOffset, 0));
+    edits.sort((a, b) => a.start - b.start);
+  }
+  return Buffer.concat(splice(envelope.frame, edits));
 }
 
 /**
  * The route rule of envelope mode: the processed prefix `actors[0..current]` (the current actor
  * included) must be unchanged; later actors and `current` itself may change.
  */
-export function routeProblem(input: Route, output: Route): string | null {
+export function routeProblem(input: RoutePosition, output: RoutePosition): string | null {
   const keep = input.actors.slice(0, input.current + 1);
   const got = output.actors.slice(0, keep.length);
   const show = `input actors ${JSON.stringify(input.actors)} (current=${input.current}), output actors ${JSON.stringify(output.actors)} (current=${output.current})`;
@@ -148,6 +255,8 @@ const CLOSE = Buffer.from(']');
 const COMMA = Buffer.from(',');
 const END = Buffer.from('}');
 const EMPTY_ARRAY = Buffer.from('[]');
+const PAYLOAD_FIRST = Buffer.from('"payload":');
+const PAYLOAD_NEXT = Buffer.from(',"payload":');
 
 /** Joins the output envelopes, each a list of chunks, into the chunks of one JSON array. */
 function arrayChunks(envelopes: Buffer[][]): Buffer[] {
@@ -155,7 +264,7 @@ function arrayChunks(envelopes: Buffer[][]): Buffer[] {
   const chunks: Buffer[] = [OPEN];
   envelopes.forEach((env, i) => {
     if (i > 0) chunks.push(COMMA);
-    chunks.push(...env);
+    for (const chunk of env) chunks.push(chunk);
   });
   chunks.push(CLOSE);
   return chunks;
@@ -163,9 +272,11 @@ function arrayChunks(envelopes: Buffer[][]): Buffer[] {
 
 /** Payload mode: each returned payload becomes `{route: current+1, headers?, payload}`. */
 export function payloadModeResponse(input: RequestEnvelope, payloads: Buffer[]): Buffer[] {
-  const route = JSON.stringify({ ...input.route, current: input.route.current + 1 });
-  const headers = input.headers ? `,"headers":${input.headers.toString('utf8')}` : '';
-  const head = Buffer.from(`{"route":${route}${headers},"payload":`);
+  if (payloads.length === 0) return [EMPTY_ARRAY];
+  const parts = [Buffer.from('{"route":'), routeWithCurrent(input.route, input.route.current + 1)];
+  if (input.headers) parts.push(Buffer.from(',"headers":'), input.headers);
+  parts.push(PAYLOAD_NEXT);
+  const head = Buffer.concat(parts);
   return arrayChunks(payloads.map((p) => [head, p, END]));
 }
 
@@ -173,34 +284,39 @@ export function payloadModeResponse(input: RequestEnvelope, payloads: Buffer[]):
 export type EnvelopeOutput = [meta: Buffer, payload: Buffer | null];
 
 /**
- * Envelope mode: check every output against the envelope rules and the route rule, keep
- * `id`, `parent_id`, `route`, `headers`, `payload`. With validation off, outputs pass as returned.
+ * Envelope mode: check every output against the envelope rules and the route rule. Outputs leave
+ * as Python encoded them (the payload appended to the rest), a missing `route.current` filled in
+ * as 0. With validation off, outputs pass as returned.
  */
-export function envelopeModeResponse(input: RequestEnvelope, outputs: EnvelopeOutput[], validate: boolean): Buffer[] {
+export function envelopeModeResponse(input: RequestEnvelope, outputs: EnvelopeOutput[], validation: boolean): Buffer[] {
   const n = outputs.length;
   return arrayChunks(
-    outputs.map(([metaJson, payload], i) => {
-      if (!validate) return passThrough(metaJson, payload);
-      const meta: unknown = JSON.parse(metaJson.toString('utf8'));
-      const fail = (problem: string): WireError =>
-        wireError.processing(`Invalid output envelope[${i}/${n}]: ${problem}`, 'ValueError');
-      if (!isObject(meta)) throw fail(`must be a dict with 'payload' and 'route', got ${typeName(meta)}`);
-      normaliseRoute(meta);
-      const problem = envelopeProblem(meta, payload !== null) ?? routeProblem(input.route, meta.route as Route);
-      if (problem !== null) throw fail(problem);
-      let head = '{';
-      for (const name of ['id', 'parent_id', 'route', 'headers']) {
-        if (name in meta) head += `${JSON.stringify(name)}:${JSON.stringify(meta[name])},`;
+    outputs.map(([meta, payload], i) => {
+      if (!validation) return withPayload([meta], meta, payload);
+      const fail = (problem: string): WireError => wireError.processing(`Invalid output envelope[${i}/${n}]: ${problem}`, 'ValueError');
+      let scan;
+      try {
+        scan = scanObject(meta, 0, meta.length, { depth: 1 });
+      } catch (err) {
+        throw fail(err instanceof JsonScanError ? err.message : String(err));
       }
-      return [Buffer.from(head + '"payload":'), payload as Buffer, END];
+      if (scan === null) throw fail(`must be a dict with 'payload' and 'route', got ${describeValue(meta)}`);
+      const route = checkEnvelope(meta, scan.members, payload !== null);
+      if (typeof route === 'string') throw fail(route);
+      const problem = routeProblem(input.route, route);
+      if (problem !== null) throw fail(problem);
+      const chunks = route.currentSpans.length > 0 ? [meta] : splice(meta, currentEdits(route, route.bytes.byteOffset - meta.byteOffset, 0));
+      return withPayload(chunks, meta, payload);
     }),
   );
 }
 
-function passThrough(meta: Buffer, payload: Buffer | null): Buffer[] {
-  if (payload === null || meta[0] !== 0x7b) return [meta];
-  const rest = meta.subarray(1, meta.length - 1);
-  return [Buffer.from('{'), rest, Buffer.from(rest.length > 0 ? ',"payload":' : '"payload":'), payload, END];
+/** An encoded object (as chunks) with `"payload": payload` added before its closing brace. */
+function withPayload(chunks: Buffer[], meta: Buffer, payload: Buffer | null): Buffer[] {
+  if (payload === null || meta[0] !== 0x7b) return chunks;
+  const last = chunks[chunks.length - 1]!;
+  const empty = meta.length === 2;
+  return [...chunks.slice(0, -1), last.subarray(0, last.length - 1), empty ? PAYLOAD_FIRST : PAYLOAD_NEXT, payload, END];
 }
 
 /** A response body (the array) as one 4-byte big-endian length plus chunks, ready for writev. */

@@ -13,29 +13,37 @@ export class FrameTooLarge extends Error {
 
 /**
  * Incremental decoder. A frame that arrives in one chunk is returned as a slice of it (no copy);
- * a larger one is assembled into a buffer allocated once from its length. The length is checked
- * against the limit before anything is allocated.
+ * a larger one is kept as the chunks that arrived and joined once complete. Memory follows the
+ * bytes received, never the length a peer claims: a client announcing 64 MiB and sending one
+ * byte holds one byte. The length is checked against the limit before anything is kept.
  */
 export class FrameDecoder {
   private readonly header = Buffer.alloc(4);
   private headerFill = 0;
-  private body: Buffer | null = null;
-  private bodyFill = 0;
+  /** Body length of the frame in progress, or -1 before its header is complete. */
+  private expected = -1;
+  private parts: Buffer[] = [];
+  private received = 0;
 
   constructor(private readonly limit: number) {}
 
   /** Bytes received of the frame in progress, and its announced length (null before the header). */
   progress(): { received: number; expected: number | null } {
-    return this.body === null
+    return this.expected < 0
       ? { received: this.headerFill, expected: null }
-      : { received: 4 + this.bodyFill, expected: 4 + this.body.length };
+      : { received: 4 + this.received, expected: 4 + this.expected };
+  }
+
+  /** Bytes held for the frame in progress. */
+  get held(): number {
+    return this.headerFill + this.received;
   }
 
   /** Feed bytes; `emit` is called for every completed frame. Throws FrameTooLarge. */
   push(chunk: Buffer, emit: (frame: Buffer) => void): void {
     let off = 0;
     while (off < chunk.length) {
-      if (this.body === null) {
+      if (this.expected < 0) {
         let size: number;
         if (this.headerFill === 0 && chunk.length - off >= 4) {
           size = chunk.readUInt32BE(off);
@@ -55,16 +63,17 @@ export class FrameDecoder {
           off += size;
           continue;
         }
-        this.body = Buffer.allocUnsafe(size);
-        this.bodyFill = 0;
+        this.expected = size;
       }
-      const take = Math.min(this.body.length - this.bodyFill, chunk.length - off);
-      chunk.copy(this.body, this.bodyFill, off, off + take);
-      this.bodyFill += take;
+      const take = Math.min(this.expected - this.received, chunk.length - off);
+      this.parts.push(chunk.subarray(off, off + take));
+      this.received += take;
       off += take;
-      if (this.bodyFill === this.body.length) {
-        const frame = this.body;
-        this.body = null;
+      if (this.received === this.expected) {
+        const frame = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.received);
+        this.parts = [];
+        this.received = 0;
+        this.expected = -1;
         emit(frame);
       }
     }

@@ -11,6 +11,7 @@ import { errorResponse } from './envelope.js';
 import { ExitCode, FatalError, type WireError, wireError } from './errors.js';
 import { FrameDecoder, FrameTooLarge } from './framing.js';
 import type { Logger } from './logger.js';
+import { PendingBytes, pendingLimit } from './pending-bytes.js';
 import type { Exchange } from './supervisor.js';
 
 export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
@@ -21,6 +22,10 @@ const LISTEN_BACKLOG = 4096;
 export class SocketServer {
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
+  /** Bytes held for requests still arriving, across all connections. */
+  private readonly pending: PendingBytes<net.Socket>;
+  /** How each connection is failed, for when the pending bound refuses it. */
+  private readonly refuse = new WeakMap<net.Socket, () => void>();
   /** Only the process that bound the path may remove it (another runtime may own it). */
   private bound = false;
 
@@ -30,6 +35,7 @@ export class SocketServer {
     private readonly onFrame: FrameHandler,
   ) {
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.pending = new PendingBytes(pendingLimit(config.maxMessageSize));
   }
 
   async listen(): Promise<void> {
@@ -109,8 +115,14 @@ export class SocketServer {
       exchange.respond(errorResponse(err));
     };
     let complete = false;
+    const finished = () => {
+      complete = true;
+      clearTimeout(timer);
+      this.pending.release(socket);
+    };
     const timer = setTimeout(() => {
       const { received, expected } = decoder.progress();
+      finished();
       fail(
         wireError.connection(
           `no complete request within ASYA_READ_TIMEOUT=${this.config.readTimeoutMs / 1000}s ` +
@@ -118,27 +130,41 @@ export class SocketServer {
         ),
       );
     }, this.config.readTimeoutMs);
+    this.refuse.set(socket, () => {
+      const { received, expected } = decoder.progress();
+      finished();
+      fail(
+        wireError.connection(
+          `refused: requests still arriving hold ${this.pending.bytes} bytes across ${this.pending.holders + 1} connections, ` +
+            `over the runtime's bound of ${this.pending.limit}; this connection was the newest (received ${received} of ${expected} bytes)`,
+        ),
+      );
+    });
+    // Bytes read on this connection, and how many of them the request was: the rest is logged at close.
+    let read = 0;
+    let used = 0;
     socket.on('data', (chunk: Buffer) => {
-      if (complete) return; // one request per connection; anything after it is ignored
+      read += chunk.length;
+      if (complete) return;
       try {
         decoder.push(chunk, (frame) => {
           if (complete) return;
-          complete = true;
-          clearTimeout(timer);
+          used = 4 + frame.length;
+          finished();
           this.onFrame(frame, exchange);
         });
       } catch (err) {
         if (!(err instanceof FrameTooLarge)) throw err;
-        complete = true;
-        clearTimeout(timer);
+        finished();
         fail(wireError.tooLarge(err.size, err.limit));
+        return;
       }
+      if (!complete) for (const refused of this.pending.set(socket, decoder.held)) this.refuse.get(refused)?.();
     });
     socket.on('end', () => {
       if (complete) return;
-      complete = true;
-      clearTimeout(timer);
       const { received, expected } = decoder.progress();
+      finished();
       fail(
         wireError.connection(
           received === 0 && expected === null
@@ -147,7 +173,14 @@ export class SocketServer {
         ),
       );
     });
-    socket.on('close', () => clearTimeout(timer));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      this.pending.release(socket);
+      if (used > 0 && read > used) {
+        // The sidecar sends one request per connection; a second one here would otherwise vanish unseen.
+        this.log.warn({ bytes: read - used }, 'client sent more after its request (a second request?); one request per connection: ignored');
+      }
+    });
   }
 }
 

@@ -9,6 +9,7 @@ import {
   envelopeModeResponse,
   errorResponse,
   frameChunks,
+  handlerMeta,
   payloadModeResponse,
 } from './envelope.js';
 import { ExitCode, FatalError, WireError, wireError } from './errors.js';
@@ -213,8 +214,8 @@ export class Supervisor {
     const { envelope } = job;
     let outcome: CallOutcome;
     try {
-      const meta = this.config.mode === 'envelope' || this.config.includeMetadata ? Buffer.from(JSON.stringify(envelope.meta)) : undefined;
-      outcome = await worker.call({ payload: envelope.payload, meta }, this.config.handlerTimeoutMs);
+      const meta = this.config.mode === 'envelope' || this.config.includeMetadata ? handlerMeta(envelope) : undefined;
+      outcome = await worker.call({ payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers }, this.config.handlerTimeoutMs);
     } catch (err) {
       if (!(err instanceof WorkerDied)) throw err;
       if (err.reason === 'stopped') return job.exchange.abort();
@@ -231,6 +232,8 @@ export class Supervisor {
   private answer(job: Job, outcome: CallOutcome): Buffer[] {
     const { envelope } = job;
     const ms = Number(process.hrtime.bigint() - job.received) / 1e6;
+    // Python answered: the process is healthy, whatever the answer says.
+    this.streak = 0;
     try {
       switch (outcome.kind) {
         case 'payloads':
@@ -239,12 +242,10 @@ export class Supervisor {
             outcome.kind === 'payloads'
               ? payloadModeResponse(envelope, outcome.payloads)
               : envelopeModeResponse(envelope, outcome.outputs, this.config.validate);
-          this.streak = 0;
           this.log.debug({ id: envelope.id, ms }, 'message handled');
           return frameChunks(body);
         }
         case 'raised':
-          this.streak = 0;
           this.log.error({ id: envelope.id, type: outcome.type, traceback: outcome.traceback, ms }, `handler raised ${outcome.type}: ${outcome.message}`);
           return errorResponse(wireError.processing(outcome.message, outcome.type, outcome.traceback));
         case 'bad_input':

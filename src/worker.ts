@@ -46,6 +46,8 @@ export interface CallRequest {
   payload: Buffer;
   /** Raw JSON bytes of the rest of the envelope, when the handler is to see it. */
   meta?: Buffer;
+  /** The payload holds integers beyond 64 bits: the shim must decode it with the stdlib (orjson would round them). */
+  wideIntegers?: boolean;
 }
 
 export type CallOutcome =
@@ -299,18 +301,24 @@ function binHeader(key: string, length: number): Buffer {
 }
 
 /**
- * The hot-path message, `{t: "call", p: <payload bytes>, m?: <meta bytes>}`, written as msgpack by hand:
- * msgpackr copies a 10 MB buffer into its own (measured ~27 ms); these chunks reference the request frame.
+ * The hot-path message, `{t: "call", p: <payload bytes>, m?: <meta bytes>, w?: true}`, written as msgpack
+ * by hand: msgpackr copies a 10 MB buffer into its own (measured ~27 ms); these chunks reference the
+ * request frame.
  */
-export function encodeCall({ payload, meta }: CallRequest): Buffer[] {
-  const parts = [Buffer.from([meta ? 0x83 : 0x82, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]), binHeader('p', payload.length), payload];
+export function encodeCall({ payload, meta, wideIntegers }: CallRequest): Buffer[] {
+  const size = 2 + (meta ? 1 : 0) + (wideIntegers ? 1 : 0);
+  const parts = [Buffer.from([0x80 | size, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]), binHeader('p', payload.length), payload];
   if (meta) parts.push(binHeader('m', meta.length), meta);
+  if (wideIntegers) parts.push(WIDE_INTEGERS);
   let length = 0;
   for (const part of parts) length += part.length;
   if (length < SMALL_CALL) return [Buffer.concat([lengthPrefix(length), ...parts], 4 + length)];
   // The prefix and headers in one chunk; payload and meta as they are
   return [Buffer.concat([lengthPrefix(length), parts[0]!, parts[1]!]), ...parts.slice(2)];
 }
+
+/** `"w": true` */
+const WIDE_INTEGERS = Buffer.from([0xa1, 0x77, 0xc3]);
 
 function toOutcome(msg: ShimMessage): CallOutcome {
   switch (msg.t) {

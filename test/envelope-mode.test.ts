@@ -95,8 +95,8 @@ describe('envelope mode', () => {
     assert.deepEqual(await outputs('abort'), []);
   });
 
-  it('keeps only the envelope fields on output when validating', async () => {
-    assert.deepEqual(await outputs('extra_fields'), [input]);
+  it('passes members it does not check through as Python encoded them, when validating too', async () => {
+    assert.deepEqual(await outputs('extra_fields'), [{ ...input, status: 'extra top-level field' }]);
   });
 
   it('passes outputs through as returned when validation is off', async () => {

@@ -5,7 +5,7 @@ import { parseConfig } from '../src/config.js';
 import { envelopeModeResponse, parseRequest, payloadModeResponse, routeProblem } from '../src/envelope.js';
 import { WireError } from '../src/errors.js';
 import { FrameDecoder, FrameTooLarge } from '../src/framing.js';
-import { scanObjectMembers } from '../src/json-scan.js';
+import { MAX_NESTING, type Member, scanObject } from '../src/json-scan.js';
 import { restartDelay } from '../src/supervisor.js';
 
 describe('config', () => {
@@ -61,26 +61,51 @@ describe('config', () => {
 });
 
 describe('JSON scanner', () => {
+  const scan = (text: string, skipped?: string) => scanObject(Buffer.from(text), 0, Buffer.byteLength(text), { depth: 1, skipped });
+  const byKey = (members: Member[]) => new Map(members.map((m) => [m.key, m]));
+
   it('finds member spans, skipping strings with escaped quotes and nested containers', () => {
     const text = ' { "a" : "x\\"}]" , "payload":[{"k":"]"},[1,2]], "z":null } ';
-    const m = scanObjectMembers(Buffer.from(text));
-    assert.ok(m);
+    const m = byKey(scan(text, 'payload')!.members);
     const slice = (k: string) => text.slice(m.get(k)!.start, m.get(k)!.end);
     assert.equal(slice('a'), '"x\\"}]"');
     assert.equal(slice('payload'), '[{"k":"]"},[1,2]]');
     assert.equal(slice('z'), 'null');
   });
 
-  it('handles an escaped backslash before a closing quote', () => {
-    const m = scanObjectMembers(Buffer.from('{"a":"x\\\\","b":1}'));
-    assert.deepEqual([...m!.keys()], ['a', 'b']);
+  it('handles an escaped backslash before a closing quote, and keeps duplicates in order', () => {
+    const r = scan('{"a":"x\\\\","b":1,"a":2}');
+    assert.deepEqual(r!.members.map((m) => m.key), ['a', 'b', 'a']);
+  });
+
+  it('decodes escaped member names and keeps __proto__ as data', () => {
+    assert.deepEqual(scan('{"pay\\u006coad":1,"__proto__":{"route":1}}')!.members.map((m) => m.key), ['payload', '__proto__']);
   });
 
   it('returns null for non-objects and throws on broken structure', () => {
-    assert.equal(scanObjectMembers(Buffer.from('[1]')), null);
-    assert.throws(() => scanObjectMembers(Buffer.from('{"a":1')), /expected ',' or '}'/);
-    assert.throws(() => scanObjectMembers(Buffer.from('{"a":"x')), /unterminated string/);
-    assert.throws(() => scanObjectMembers(Buffer.from('{"a":1}x')), /unexpected data/);
+    assert.equal(scan('[1]'), null);
+    assert.throws(() => scan('{"a":1'), /expected ',' or '}'/);
+    assert.throws(() => scan('{"a":"x'), /unterminated string/);
+    assert.throws(() => scan('{"a":1}x'), /unexpected data/);
+    assert.throws(() => scan('{"a":NaN}'), /expected a value/);
+    assert.throws(() => scan('{"a":01}'), /expected ','/);
+    assert.throws(() => scan('{"a":"\t"}'), /control character/); // a raw tab inside a string
+  });
+
+  it('bounds nesting everywhere, the skipped member included', () => {
+    const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+    assert.ok(scan(`{"h":${deep(MAX_NESTING - 1)}}`));
+    assert.throws(() => scan(`{"h":${deep(MAX_NESTING)}}`), /nesting deeper than/);
+    assert.throws(() => scan(`{"payload":${deep(100_000)}}`, 'payload'), /nesting deeper than/);
+  });
+
+  it('notices integers too wide for 64 bits in the skipped member only where they are integers', () => {
+    const wide = (payload: string) => scan(`{"payload":${payload}}`, 'payload')!.wideIntegers;
+    assert.equal(wide('18446744073709551616'), true);
+    assert.equal(wide('[1,-9223372036854775809]'), true);
+    assert.equal(wide('{"a":[123456789012345678901234567890]}'), true);
+    assert.equal(wide('[0.0021060533511106927, 1e1234567890123456789, 12345678901234567890.5, "12345678901234567890"]'), false);
+    assert.equal(wide('[123456789012345678]'), false);
   });
 });
 
