@@ -53,7 +53,10 @@ export class PendingBytes<Holder> {
   }
 }
 
-/** Default bound: room for a burst of large real requests (40 x 10 MB), far below what exhausts a pod. */
+/**
+ * The bound: eight largest requests' worth (512 MiB with the default ASYA_MAX_MESSAGE_SIZE of 64 MiB,
+ * room for a burst of 40 x 10 MB arriving at once), at least 16 MiB for small limits.
+ */
 export function pendingLimit(maxMessageSize: number): number {
-  return Math.max(512 * 1024 * 1024, 2 * maxMessageSize);
+  return Math.max(16 * 1024 * 1024, 8 * maxMessageSize);
 }
