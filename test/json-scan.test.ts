@@ -1,0 +1,115 @@
+/**
+ * Fuzzing the byte-level JSON reader (src/json-scan.ts) against JSON.parse and Python's json on the
+ * same texts: generated valid documents, and the same documents with bytes inserted, deleted and
+ * replaced. Both must agree with the reader on every text about whether it is JSON, and member
+ * spans must hold what JSON.parse finds under each name.
+ *
+ * Replay with the printed seed: SCAN_SEED=<seed> node scripts/run-tests.mjs test/json-scan.test.ts
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { JsonScanError, lastMember, scanObject, skipSpace, validate } from '../src/json-scan.js';
+
+const SEED = process.env.SCAN_SEED ? Number(process.env.SCAN_SEED) : Date.now() % 2 ** 31;
+const RUNS = Number(process.env.SCAN_RUNS ?? 2000);
+
+function readerAccepts(text: string): boolean {
+  const buf = Buffer.from(text);
+  try {
+    const start = skipSpace(buf, 0);
+    return skipSpace(buf, validate(buf, start, buf.length, 0)) === buf.length;
+  } catch (err) {
+    if (err instanceof JsonScanError) return false;
+    throw err;
+  }
+}
+
+function parseAccepts(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** JSON texts with the spacing, escapes and numbers a hand-written one may have. */
+const document = fc.oneof(
+  fc.json({ maxDepth: 4 }),
+  fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v, null, 2)),
+  fc.constantFrom('{"a" : [1 , -0.5e+10 , "\\u00e9\\ud800\\n"] , "b":{}}', '[ ]', '{ }', '"\\/"', '-0', '1E-7', '[[[[]]]]'),
+);
+
+/** An edit of a text: a position and what to put there (nothing: a deletion). */
+const edit = fc.tuple(
+  fc.nat(),
+  fc.constantFrom('', '"', '\\', '{', '}', '[', ']', ',', ':', '-', '+', '.', 'e', '0', '1', 'x', ' ', '\t', '\u0001', 'u', 'n', 't', 'f', 'é'),
+  fc.boolean(),
+);
+
+function applyEdits(text: string, edits: Array<[number, string, boolean]>): string {
+  let out = text;
+  for (const [at, insert, replace] of edits) {
+    const i = out.length === 0 ? 0 : at % (out.length + 1);
+    out = out.slice(0, i) + insert + out.slice(replace ? i + 1 : i);
+  }
+  return out;
+}
+
+const mutated = fc.tuple(document, fc.array(edit, { minLength: 1, maxLength: 3 })).map(([text, edits]) => applyEdits(text, edits));
+
+describe(`JSON reader fuzzing (seed ${SEED})`, () => {
+  it('accepts exactly what JSON.parse accepts, on valid and mutated texts', () => {
+    fc.assert(
+      fc.property(fc.oneof(document, mutated), (text) => {
+        assert.equal(readerAccepts(text), parseAccepts(text), `text: ${JSON.stringify(text)}`);
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+
+  it("accepts exactly what Python's json accepts (NaN and Infinity refused, as the shim does)", () => {
+    const texts = fc.sample(fc.oneof(document, mutated), { seed: SEED, numRuns: RUNS });
+    const python = spawnSync(
+      'python3',
+      [
+        '-c',
+        `import json, sys
+def refuse(name): raise ValueError(name)
+for line in sys.stdin:
+    try:
+        json.loads(json.loads(line), parse_constant=refuse)
+        print(1)
+    except (ValueError, RecursionError):
+        print(0)`,
+      ],
+      { input: texts.map((t) => JSON.stringify(t)).join('\n') + '\n', encoding: 'utf8' },
+    );
+    assert.equal(python.status, 0, python.stderr);
+    const verdicts = python.stdout.trim().split('\n');
+    const disagreements = texts.filter((t, i) => readerAccepts(t) !== (verdicts[i] === '1'));
+    assert.deepEqual(disagreements.slice(0, 5), [], `seed ${SEED}: the reader and Python disagree`);
+  });
+
+  it('finds the members JSON.parse finds, the last of each name winning', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom('a', 'payload', '__proto__', 'constructor', 'é', ''), fc.jsonValue({ maxDepth: 3 })), fc.boolean(), (obj, dup) => {
+        let text = JSON.stringify(obj, null, dup ? 1 : 0);
+        if (dup && text !== '{}') text = text.replace('{', '{"a": [1, {"x": "}"}],'); // a duplicate before the real one
+        const buf = Buffer.from(text);
+        const scan = scanObject(buf, 0, buf.length, { depth: 1, skipped: 'payload' });
+        assert.ok(scan);
+        const parsed = JSON.parse(text) as Record<string, unknown>;
+        for (const key of Object.keys(parsed)) {
+          const m = lastMember(scan.members, key);
+          assert.ok(m, `member ${key} not found in ${text}`);
+          assert.deepEqual(JSON.parse(buf.toString('utf8', m.start, m.end)), parsed[key]);
+        }
+        assert.equal(new Set(scan.members.map((m) => m.key)).size, Object.keys(parsed).length);
+      }),
+      { seed: SEED, numRuns: RUNS / 4 },
+    );
+  });
+});
