@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { handlerMeta, parseRequest, payloadModeResponse } from '../src/envelope.js';
+import { WireError } from '../src/errors.js';
 import { JsonScanError, lastMember, scanObject, skipSpace, validate } from '../src/json-scan.js';
 
 const SEED = process.env.SCAN_SEED ? Number(process.env.SCAN_SEED) : Date.now() % 2 ** 31;
@@ -110,6 +112,33 @@ for line in sys.stdin:
         assert.equal(new Set(scan.members.map((m) => m.key)).size, Object.keys(parsed).length);
       }),
       { seed: SEED, numRuns: RUNS / 4 },
+    );
+  });
+
+  it('the envelope parser answers every mutated envelope with an envelope or a WireError, and accepts only JSON', () => {
+    const envelope = fc
+      .tuple(fc.jsonValue({ maxDepth: 3 }), fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }))
+      .map(([payload, headers]) => JSON.stringify({ id: 'x', route: { actors: ['a', 'b'], current: 0, metadata: headers }, headers, payload }));
+    fc.assert(
+      fc.property(fc.tuple(envelope, fc.array(edit, { maxLength: 3 })), ([text, edits]) => {
+        const mutatedText = applyEdits(text, edits);
+        let accepted = false;
+        try {
+          const e = parseRequest(Buffer.from(mutatedText), true);
+          // What is built from it must not throw either
+          handlerMeta(e);
+          payloadModeResponse(e, [e.payload]);
+          accepted = true;
+        } catch (err) {
+          if (!(err instanceof WireError)) throw err;
+        }
+        // Accepted means JSON (the payload is Python's to check, so only the rest is held to JSON.parse here)
+        if (accepted && !parseAccepts(mutatedText)) {
+          const e = parseRequest(Buffer.from(mutatedText), true);
+          assert.ok(!parseAccepts(e.payload.toString()), `accepted non-JSON outside the payload: ${JSON.stringify(mutatedText)}`);
+        }
+      }),
+      { seed: SEED, numRuns: RUNS },
     );
   });
 });
