@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { type LogLine, type Runtime, env, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+import { type LogLine, type Runtime, connects, env, listensOnTcp, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
 
 /**
  * Python shim processes started for this socket directory, wherever they are in the process tree
@@ -60,34 +60,6 @@ async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Pro
     if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
     await sleep(20);
   }
-}
-
-/** Socket inodes of the process's descriptors that are TCP sockets listening (state 0A) on port 9229. */
-function listensOn9229(pid: number): boolean {
-  const inodes = new Set<string>();
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m?.[1]) inodes.add(m[1]);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  for (const table of ['tcp', 'tcp6']) {
-    for (const line of fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[1]?.endsWith(':240D') && f[3] === '0A' && inodes.has(f[9] ?? '')) return true;
-    }
-  }
-  return false;
-}
-
-function connects(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.on('connect', () => (s.destroy(), resolve(true)));
-    s.on('error', () => resolve(false));
-  });
 }
 
 describe('ownership of the socket directory', () => {
@@ -154,9 +126,12 @@ describe('the socket directory under the running runtime', () => {
       await until('no Python left', () => shims(dir).length === 0, 5000);
       // The files stay (the runtime could not remove them); the next runtime clears them.
       const next = await startRuntime({ handler: 'basic.echo', env: { ASYA_SOCKET_DIR: dir }, waitReady: false });
-      await next.waitForLog((l) => l.msg === 'ready: accepting messages');
-      await served(next);
-      await next.stop();
+      try {
+        await next.waitForLog((l) => l.msg === 'ready: accepting messages');
+        await served(next);
+      } finally {
+        await next.stop();
+      }
     } finally {
       rt.child.kill('SIGKILL');
       await rt.stop();
@@ -290,7 +265,7 @@ describe('signals', () => {
       rt.child.kill('SIGUSR1');
       await rt.waitForLog((l) => l.msg === 'ignored SIGUSR1: the runtime never opens a debugger');
       await sleep(500); // the inspector, were it started, would be listening by now
-      assert.equal(listensOn9229(rt.child.pid!), false);
+      assert.equal(listensOnTcp(rt.child.pid!, 9229), false);
       if (!before) assert.equal(await connects(9229), false);
       assert.ok(!rt.stderrText.some((l) => l.includes('Debugger listening')));
       await served(rt);
