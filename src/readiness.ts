@@ -19,11 +19,6 @@ export class ReadyFile {
     private readonly log: Logger,
   ) {}
 
-  /** True while this runtime has written the file and not withdrawn it. */
-  get claimed(): boolean {
-    return this.present;
-  }
-
   /**
    * A ready file left by an earlier process says nothing about this one. Called only once this
    * runtime owns the socket: before that, the file may belong to a runtime still serving.
