@@ -132,6 +132,50 @@ export class SocketServer {
     return this.open.size;
   }
 
+  private watchDescriptors(): void {
+    if (!fs.existsSync('/proc/self/limits')) return; // not Linux: no budget, libuv's defaults
+    this.checkDescriptors();
+    this.fdTimer = setInterval(() => this.checkDescriptors(), FD_CHECK_MS);
+    this.fdTimer.unref();
+  }
+
+  /** Log what was refused (one line a second at most) and fit the connection budget to the current limit. */
+  private checkDescriptors(): void {
+    if (this.refused > 0) {
+      this.log.warn(
+        { refused: this.refused, open_connections: this.open.size, fd_limit: this.fdLimit },
+        `refused ${this.refused} connection(s) in the last second: the runtime is short of file descriptors ` +
+          `(limit ${this.fdLimit ?? 'unknown'}, ${this.open.size} connections open); raise the limit (ulimit -n) or find the idle clients`,
+      );
+      this.refused = 0;
+    }
+    this.fdLimit = readFdLimit() ?? this.fdLimit;
+    if (this.fdLimit === null) return;
+    const inUse = countOpenFds() ?? this.fdLimit; // unreadable: no descriptor left to read it with
+    const others = inUse - this.open.size;
+    this.server.maxConnections = Math.max(1, this.fdLimit - others - FD_HEADROOM);
+    if (this.spare === null) {
+      try {
+        this.spare = fs.openSync('/dev/null', 'r');
+      } catch {
+        // still exhausted; next round
+      }
+    }
+  }
+
+  private acceptFailed(err: Error): void {
+    this.refused++;
+    // libuv retries the accept at once: free one descriptor and shrink the budget, so it accepts
+    // and closes (drops) the waiting connections instead of failing in a loop.
+    this.server.maxConnections = Math.max(1, this.open.size);
+    if (this.spare !== null) {
+      fs.closeSync(this.spare);
+      this.spare = null;
+    } else if (this.refused === 1) {
+      this.log.error({ err: (err as NodeJS.ErrnoException).code }, `accept failed: ${err.message}`);
+    }
+  }
+
   private accept(socket: net.Socket): void {
     this.open.add(socket);
     socket.on('close', () => this.open.delete(socket));
@@ -200,50 +244,6 @@ export class SocketServer {
       );
     });
     socket.on('close', () => clearTimeout(timer));
-  }
-
-  private watchDescriptors(): void {
-    if (!fs.existsSync('/proc/self/limits')) return; // not Linux: no budget, libuv's defaults
-    this.checkDescriptors();
-    this.fdTimer = setInterval(() => this.checkDescriptors(), FD_CHECK_MS);
-    this.fdTimer.unref();
-  }
-
-  /** Log what was refused (one line a second at most) and fit the connection budget to the current limit. */
-  private checkDescriptors(): void {
-    if (this.refused > 0) {
-      this.log.warn(
-        { refused: this.refused, open_connections: this.open.size, fd_limit: this.fdLimit },
-        `refused ${this.refused} connection(s) in the last second: the runtime is short of file descriptors ` +
-          `(limit ${this.fdLimit ?? 'unknown'}, ${this.open.size} connections open); raise the limit (ulimit -n) or find the idle clients`,
-      );
-      this.refused = 0;
-    }
-    this.fdLimit = readFdLimit() ?? this.fdLimit;
-    if (this.fdLimit === null) return;
-    const inUse = countOpenFds() ?? this.fdLimit; // unreadable: no descriptor left to read it with
-    const others = inUse - this.open.size;
-    this.server.maxConnections = Math.max(1, this.fdLimit - others - FD_HEADROOM);
-    if (this.spare === null) {
-      try {
-        this.spare = fs.openSync('/dev/null', 'r');
-      } catch {
-        // still exhausted; next round
-      }
-    }
-  }
-
-  private acceptFailed(err: Error): void {
-    this.refused++;
-    // libuv retries the accept at once: free one descriptor and shrink the budget, so it accepts
-    // and closes (drops) the waiting connections instead of failing in a loop.
-    this.server.maxConnections = Math.max(1, this.open.size);
-    if (this.spare !== null) {
-      fs.closeSync(this.spare);
-      this.spare = null;
-    } else if (this.refused === 1) {
-      this.log.error({ err: (err as NodeJS.ErrnoException).code }, `accept failed: ${err.message}`);
-    }
   }
 }
 
