@@ -29,10 +29,6 @@ const FD_HEADROOM = 32;
 const FD_CHECK_MS = 1000;
 
 export class SocketServer {
-  private readonly server: net.Server;
-  private readonly open = new Set<net.Socket>();
-  /** Only the process that bound the path may remove it (another runtime may own it). */
-  private bound = false;
   /** The socket file this process bound (device and inode), to tell it from a replacement. */
   private identity: { dev: number; ino: number } | null = null;
   private fdTimer: NodeJS.Timeout | null = null;
@@ -41,6 +37,10 @@ export class SocketServer {
   private refused = 0;
   /** One descriptor held back, released when accept fails so libuv can accept and shed the queue. */
   private spare: number | null = null;
+  private readonly server: net.Server;
+  private readonly open = new Set<net.Socket>();
+  /** Only the process that bound the path may remove it (another runtime may own it). */
+  private bound = false;
 
   constructor(
     private readonly config: Pick<Config, 'socketPath' | 'socketDir' | 'socketChmod' | 'maxMessageSize' | 'readTimeoutMs'>,
@@ -48,8 +48,6 @@ export class SocketServer {
     private readonly onFrame: FrameHandler,
   ) {
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
-    // Over maxConnections (the fd budget), Node accepts and closes at once: counted and logged.
-    this.server.on('drop', () => this.refused++);
   }
 
   async listen(): Promise<void> {
@@ -69,6 +67,8 @@ export class SocketServer {
     // After listening, the server's only errors are failed accepts (EMFILE/ENFILE once libuv's own
     // spare descriptor is gone): without a listener they would crash the runtime.
     this.server.on('error', (err) => this.acceptFailed(err));
+    // Over maxConnections (the fd budget), Node accepts and closes at once: counted and logged.
+    this.server.on('drop', () => this.refused++);
     try {
       const stat = fs.lstatSync(socketPath);
       this.identity = { dev: stat.dev, ino: stat.ino };
