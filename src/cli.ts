@@ -4,6 +4,7 @@
  * variables). The commands are for people: `call` and `check` a handler locally, `send` to a
  * running runtime.
  */
+import './no-debugger.js'; // first: see there
 import { call, callHelp } from './commands/call.js';
 import { check, checkHelp } from './commands/check.js';
 import { UsageError } from './commands/messages.js';

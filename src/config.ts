@@ -89,14 +89,25 @@ function integer(name: string, fallback: number, min: number, max: number) {
   });
 }
 
+/**
+ * The longest time limit the runtime can honour: Node's timers hold a signed 32-bit number of
+ * milliseconds, and a longer delay fires after 1 ms instead (every message would time out).
+ */
+export const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
 /** Seconds, decimals allowed, as milliseconds. */
 function seconds(name: string, fallback: number | null) {
   return text().transform((v, ctx): number | null => {
     if (v === undefined) return fallback === null ? null : fallback * 1000;
     const n = /^\d+(\.\d+)?$|^\.\d+$/.test(v) ? Number(v) : NaN;
-    return n > 0 && n <= 365 * 86400 ? Math.round(n * 1000) || 1 : reject(ctx, name, v, 'a positive number of seconds, e.g. 30 or 2.5');
+    return n > 0 && n <= MAX_TIMER_SECONDS
+      ? Math.round(n * 1000) || 1
+      : reject(ctx, name, v, `a positive number of seconds up to ${MAX_TIMER_SECONDS} (24.8 days, the longest timer Node.js can set), e.g. 30 or 2.5`);
   });
 }
+
+/** sun_path holds 108 bytes with the terminating NUL; Node would bind a silently truncated path. */
+export const SOCKET_PATH_MAX_BYTES = 107;
 
 const envObject = z.object({
     ASYA_HANDLER: text(),
@@ -137,6 +148,20 @@ const envSchema = envObject.transform((env, ctx): Config => {
     const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, ctx);
     const socketPath = path.resolve(env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME));
     const socketDir = path.dirname(socketPath);
+    const bytes = Buffer.byteLength(socketPath);
+    if (bytes > SOCKET_PATH_MAX_BYTES) {
+      const from =
+        env.ASYA_SOCKET_PATH !== undefined
+          ? `ASYA_SOCKET_PATH=${JSON.stringify(env.ASYA_SOCKET_PATH)}`
+          : `ASYA_SOCKET_DIR=${JSON.stringify(env.ASYA_SOCKET_DIR)} and ASYA_SOCKET_NAME=${JSON.stringify(env.ASYA_SOCKET_NAME)}`;
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          `socket path ${JSON.stringify(socketPath)} (from ${from}) is ${bytes} bytes long (UTF-8); a Unix socket path ` +
+          `can have at most ${SOCKET_PATH_MAX_BYTES} bytes: choose a shorter directory or name`,
+      });
+      return z.NEVER as never;
+    }
     return {
       handler: handler.spec,
       handlerVariable: handler.variable,

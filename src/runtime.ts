@@ -16,6 +16,9 @@ import { shimArguments } from './shim.js';
 import { Supervisor } from './supervisor.js';
 import type { WorkerOptions } from './worker.js';
 
+/** How often the socket file and the ready file are checked (two lstat calls). */
+const WATCH_INTERVAL_MS = 1000;
+
 export interface RunningRuntime {
   /** Resolves with the exit code once the runtime has stopped. */
   done: Promise<number>;
@@ -61,7 +64,6 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   );
   tuneSupervisorMemory(env, process.execArgv);
   const ready = new ReadyFile(config.readyFile, log);
-  ready.clearStale();
 
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
@@ -71,10 +73,44 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   let firstReady!: (ready: boolean) => void;
   const readyOnce = new Promise<boolean>((resolve) => (firstReady = resolve));
   void done.then(() => firstReady(false));
+  /** The last ready-file fault logged while stopping, so one cause is not logged twice. */
+  let readyFault = '';
+  // Called from the supervisor's hooks: it must never throw into them (a throw there once looked like
+  // a failed Python start and started another interpreter next to the loaded one).
   const updateReady = () => {
     const up = serverUp && workerUp && !stopping;
-    ready.set(up);
+    try {
+      const lost = up ? server.socketProblem() : null;
+      if (lost !== null) throw new FatalError(ExitCode.socket, lost);
+      ready.set(up);
+    } catch (err) {
+      const fatal = err instanceof FatalError ? err : new FatalError(ExitCode.socket, `ready file ${ready.path}: ${(err as Error).message}`);
+      if (!stopping) return void stop(fatal);
+      if (fatal.message !== readyFault) log.error({ ...fatal.fields }, fatal.message);
+      readyFault = fatal.message;
+      return;
+    }
     if (up) firstReady(true);
+  };
+
+  /**
+   * While the runtime runs, someone may remove its socket file, its directory or its ready file
+   * (an operator in the pod, a cleanup script). A lost socket cannot be served again: exit 5 and
+   * let Kubernetes restart the container; a lost ready file is put back.
+   */
+  let watch: NodeJS.Timeout | null = null;
+  const watchFiles = () => {
+    watch = setInterval(() => {
+      if (stopping) return;
+      const lost = server.socketProblem();
+      if (lost !== null) return void stop(new FatalError(ExitCode.socket, lost));
+      try {
+        ready.restoreIfMissing();
+      } catch (err) {
+        void stop(err as FatalError);
+      }
+    }, WATCH_INTERVAL_MS);
+    watch.unref();
   };
 
   let supervisor: Supervisor | null = null;
@@ -94,6 +130,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   const stop = async (cause: FatalError | string): Promise<number> => {
     if (stopping) return done;
     stopping = true;
+    if (watch) clearInterval(watch);
     updateReady();
     server.stopAccepting();
     if (cause instanceof FatalError) {
@@ -105,7 +142,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       if (unfinished > 0) log.warn({ unfinished }, 'closed unfinished messages without an answer at the end of the grace period; the sidecar will retry them');
     }
     server.removeSocketFile();
-    ready.set(false);
+    updateReady(); // a second try, if the first failed
     const code = cause instanceof FatalError ? cause.exitCode : ExitCode.ok;
     log.info({ exit_code: code }, 'stopped');
     finish(code);
@@ -129,7 +166,11 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       );
       await server.listen();
       if (stopping) return server.stopAccepting(); // a signal arrived while binding
+      // Only now is the directory this runtime's: a second runtime refused above must not touch
+      // the first one's ready file.
+      ready.clearStale();
       serverUp = true;
+      watchFiles();
       await supervisor.start(); // readiness follows through onReady
     } catch (err) {
       if (stopping) return; // shut down during startup: the handler load was cut short on purpose

@@ -2,6 +2,7 @@
  * Entry point of the single executable (scripts/package.mjs bundles this file). The shim travels
  * inside the executable as an asset; the CLI is loaded only after it is in place.
  */
+import './no-debugger.js'; // first: see there
 import { getAsset, isSea } from 'node:sea';
 import { SHIM_FILE, useEmbeddedShim } from './shim.js';
 

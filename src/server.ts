@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import type { Config } from './config.js';
 import { errorResponse } from './envelope.js';
 import { ExitCode, FatalError, type WireError, wireError } from './errors.js';
@@ -19,7 +20,24 @@ export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
 /** Kernel accept queue; Linux caps it at net.core.somaxconn. The upstream runtime's 5 drops bursts. */
 const LISTEN_BACKLOG = 4096;
 
+/**
+ * Descriptors kept free for the runtime itself when connections pile up: a Python restart needs
+ * 8 for its pipes, plus logs and /proc reads. Without this margin an accept at the fd limit is
+ * answered by libuv closing every waiting connection silently (its EMFILE "trick").
+ */
+const FD_HEADROOM = 32;
+/** How often the fd budget follows the limit (which `prlimit` can change under a running process). */
+const FD_CHECK_MS = 1000;
+
 export class SocketServer {
+  /** The socket file this process bound (device and inode), to tell it from a replacement. */
+  private identity: { dev: number; ino: number } | null = null;
+  private fdTimer: NodeJS.Timeout | null = null;
+  private fdLimit: number | null = null;
+  /** Connections refused for lack of descriptors since the last log line. */
+  private refused = 0;
+  /** One descriptor held back, released when accept fails so libuv can accept and shed the queue. */
+  private spare: number | null = null;
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
   /** Bytes held for requests still arriving, across all connections. */
@@ -40,11 +58,7 @@ export class SocketServer {
 
   async listen(): Promise<void> {
     const { socketPath, socketDir, socketChmod } = this.config;
-    try {
-      fs.mkdirSync(socketDir, { recursive: true });
-    } catch (err) {
-      throw socketFatal(`cannot create socket directory ${socketDir}`, err);
-    }
+    makeDirectory(socketDir);
     await removeStaleSocket(socketPath);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -56,6 +70,18 @@ export class SocketServer {
     }).catch((err: unknown) => {
       throw socketFatal(`cannot listen on ${socketPath}`, err);
     });
+    // After listening, the server's only errors are failed accepts (EMFILE/ENFILE once libuv's own
+    // spare descriptor is gone): without a listener they would crash the runtime.
+    this.server.on('error', (err) => this.acceptFailed(err));
+    // Over maxConnections (the fd budget), Node accepts and closes at once: counted and logged.
+    this.server.on('drop', () => this.refused++);
+    try {
+      const stat = fs.lstatSync(socketPath);
+      this.identity = { dev: stat.dev, ino: stat.ino };
+    } catch (err) {
+      throw socketFatal(`the socket file ${socketPath} vanished right after it was bound`, err);
+    }
+    this.watchDescriptors();
     if (socketChmod !== null) {
       try {
         fs.chmodSync(socketPath, socketChmod);
@@ -70,20 +96,90 @@ export class SocketServer {
   stopAccepting(): void {
     this.server.close();
     this.removeSocketFile();
+    if (this.fdTimer) clearInterval(this.fdTimer);
+    this.fdTimer = null;
+    if (this.spare !== null) fs.closeSync(this.spare);
+    this.spare = null;
   }
 
   removeSocketFile(): void {
     if (!this.bound) return;
     try {
-      if (fs.lstatSync(this.config.socketPath).isSocket()) fs.rmSync(this.config.socketPath, { force: true });
+      // A socket someone put there after ours vanished is theirs.
+      if (this.socketProblem() === null) fs.rmSync(this.config.socketPath, { force: true });
     } catch {
-      // already gone
+      // already gone, or a read-only directory: nothing more to do on the way out
     }
+  }
+
+  /**
+   * Null while the file at the socket path is still the socket this process bound; otherwise what
+   * happened to it. Without that file the sidecar cannot connect, however well the rest works.
+   */
+  socketProblem(): string | null {
+    if (!this.identity) return null;
+    const { socketPath, socketDir } = this.config;
+    let stat: fs.Stats;
+    try {
+      stat = fs.lstatSync(socketPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return `cannot check the socket file ${socketPath}: ${(err as Error).message}`;
+      const dirGone = !fs.existsSync(socketDir);
+      return `the socket file ${socketPath} was removed${dirGone ? ` (its directory ${socketDir} is gone)` : ''}: the sidecar can no longer connect`;
+    }
+    if (stat.dev !== this.identity.dev || stat.ino !== this.identity.ino) {
+      return `the socket file ${socketPath} was replaced by another file: the sidecar can no longer reach this runtime`;
+    }
+    return null;
   }
 
   /** Connections still open (reading, waiting for an answer, or flushing one). */
   get connections(): number {
     return this.open.size;
+  }
+
+  private watchDescriptors(): void {
+    if (!fs.existsSync('/proc/self/limits')) return; // not Linux: no budget, libuv's defaults
+    this.checkDescriptors();
+    this.fdTimer = setInterval(() => this.checkDescriptors(), FD_CHECK_MS);
+    this.fdTimer.unref();
+  }
+
+  /** Log what was refused (one line a second at most) and fit the connection budget to the current limit. */
+  private checkDescriptors(): void {
+    if (this.refused > 0) {
+      this.log.warn(
+        { refused: this.refused, open_connections: this.open.size, fd_limit: this.fdLimit },
+        `refused ${this.refused} connection(s) in the last second: the runtime is short of file descriptors ` +
+          `(limit ${this.fdLimit ?? 'unknown'}, ${this.open.size} connections open); raise the limit (ulimit -n) or find the idle clients`,
+      );
+      this.refused = 0;
+    }
+    this.fdLimit = readFdLimit() ?? this.fdLimit;
+    if (this.fdLimit === null) return;
+    const inUse = countOpenFds() ?? this.fdLimit; // unreadable: no descriptor left to read it with
+    const others = inUse - this.open.size;
+    this.server.maxConnections = Math.max(1, this.fdLimit - others - FD_HEADROOM);
+    if (this.spare === null) {
+      try {
+        this.spare = fs.openSync('/dev/null', 'r');
+      } catch {
+        // still exhausted; next round
+      }
+    }
+  }
+
+  private acceptFailed(err: Error): void {
+    this.refused++;
+    // libuv retries the accept at once: free one descriptor and shrink the budget, so it accepts
+    // and closes (drops) the waiting connections instead of failing in a loop.
+    this.server.maxConnections = Math.max(1, this.open.size);
+    if (this.spare !== null) {
+      fs.closeSync(this.spare);
+      this.spare = null;
+    } else if (this.refused === 1) {
+      this.log.error({ err: (err as NodeJS.ErrnoException).code }, `accept failed: ${err.message}`);
+    }
   }
 
   private accept(socket: net.Socket): void {
@@ -181,6 +277,56 @@ export class SocketServer {
         this.log.warn({ bytes: read - used }, 'client sent more after its request (a second request?); one request per connection: ignored');
       }
     });
+  }
+}
+
+/** The soft RLIMIT_NOFILE, which `prlimit` may change while the runtime runs; null if unreadable. */
+function readFdLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    return m?.[1] && m[1] !== 'unlimited' ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function countOpenFds(): number | null {
+  try {
+    return fs.readdirSync('/proc/self/fd').length;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * mkdir -p, one level at a time from the top. Node's recursive mkdir loops forever where mkdir
+ * answers ENOENT for a parent that exists (e.g. under /proc), and reports a file in the way as a
+ * bare ENOTDIR/EEXIST.
+ */
+function makeDirectory(dir: string): void {
+  const fail = (reason: string) => new FatalError(ExitCode.socket, `cannot create socket directory ${dir}: ${reason}`);
+  const parts = path.resolve(dir).split(path.sep).filter(Boolean);
+  let current: string = path.sep;
+  for (const part of parts) {
+    current = path.join(current, part);
+    let stat: fs.Stats | null = null;
+    try {
+      stat = fs.statSync(current);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fail((err as Error).message);
+    }
+    if (stat) {
+      if (!stat.isDirectory()) throw fail(`${current} exists and is not a directory`);
+      continue;
+    }
+    try {
+      fs.mkdirSync(current);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' && fs.statSync(current, { throwIfNoEntry: false })?.isDirectory()) continue; // created meanwhile
+      const where = code === 'ENOENT' ? ` (${path.dirname(current)} does not accept new directories)` : '';
+      throw fail(`${(err as Error).message}${where}`);
+    }
   }
 }
 

@@ -129,7 +129,12 @@ export class Supervisor {
 
   private setState(state: State): void {
     this.state = state;
-    this.hooks.onReady(state === 'ready');
+    try {
+      this.hooks.onReady(state === 'ready');
+    } catch (err) {
+      // The hook is not supposed to throw; if it does, that is the runtime's fault, not Python's.
+      this.hooks.onFatal(err instanceof FatalError ? err : new FatalError(ExitCode.socket, `readiness: ${(err as Error).message}`));
+    }
   }
 
   private async spawn(): Promise<ReadyInfo> {
@@ -169,10 +174,6 @@ export class Supervisor {
       if (this.stopping()) return;
       try {
         await this.spawn();
-        if (this.stopping()) return;
-        this.setState('ready');
-        this.pump();
-        return;
       } catch (err) {
         failures++;
         this.streak++;
@@ -184,7 +185,14 @@ export class Supervisor {
           );
           return;
         }
+        continue;
       }
+      // Outside the try: only a failed spawn is a reason to spawn again. Anything after it
+      // (readiness) must not start a second interpreter next to the loaded one.
+      if (this.stopping()) return;
+      this.setState('ready');
+      this.pump();
+      return;
     }
   }
 

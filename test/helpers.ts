@@ -257,3 +257,36 @@ export function pyenvPython(minor: string): string | null {
 
 /** The test virtualenv with numpy (made by scripts/run-tests.mjs). */
 export const TEST_VENV_PYTHON = path.join(ROOT, '.cache', 'test-venv', 'bin', 'python3');
+
+/** Whether the process holds a TCP socket listening on `port` (its descriptors matched against /proc/net/tcp*). */
+export function listensOnTcp(pid: number, port: number): boolean {
+  const inodes = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m?.[1]) inodes.add(m[1]);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1]?.endsWith(hexPort) && f[3] === '0A' && inodes.has(f[9] ?? '')) return true; // 0A: LISTEN
+    }
+  }
+  return false;
+}
+
+/** Whether anything accepts a TCP connection on 127.0.0.1:`port`. */
+export function connects(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}

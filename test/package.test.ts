@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
-import { HANDLERS, ROOT, TEST_VENV_PYTHON, asError, env, pyenvPython, rawExchange, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+import { HANDLERS, ROOT, TEST_VENV_PYTHON, asError, connects, env, listensOnTcp, pyenvPython, rawExchange, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
 
 const CARRIER = path.join(ROOT, 'dist', 'carrier', 'rootfs');
 const EXE = path.join(CARRIER, 'asya-runtime');
@@ -80,6 +80,25 @@ describe('the executable, with only a python3 on PATH', () => {
     assert.equal(stopped.code, 0);
     assert.equal(fs.existsSync(rt.socketPath), false);
     rt = await startRuntime({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython } });
+  });
+
+  it('SIGUSR1 opens no debugger in the executable either; SIGQUIT shuts it down cleanly', async () => {
+    const own = await startRuntime({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython } });
+    try {
+      const before = await connects(9229); // another process on this machine might hold the port
+      own.child.kill('SIGUSR1');
+      await own.waitForLog((l) => l.msg === 'ignored SIGUSR1: the runtime never opens a debugger');
+      await sleep(500);
+      assert.equal(listensOnTcp(own.child.pid!, 9229), false);
+      if (!before) assert.equal(await connects(9229), false);
+      assert.deepEqual(await own.send(env(1)), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: 1 }]);
+      const dir = path.dirname(own.socketPath);
+      own.child.kill('SIGQUIT');
+      assert.equal((await own.exited).code, 0);
+      assert.deepEqual(fs.readdirSync(dir), []);
+    } finally {
+      await own.stop();
+    }
   });
 
   it('call and check work from the executable', () => {

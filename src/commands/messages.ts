@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import { exchange } from '../client.js';
+import { MAX_TIMER_SECONDS } from '../config.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -87,7 +88,9 @@ export function parseRoute(route: string): string[] {
 
 export function positiveSeconds(option: string, text: string): number {
   const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${option} ${JSON.stringify(text)} is not a positive number of seconds`);
+  if (!Number.isFinite(n) || n <= 0 || n > MAX_TIMER_SECONDS) {
+    throw new UsageError(`${option} ${JSON.stringify(text)} is not a positive number of seconds up to ${MAX_TIMER_SECONDS} (the longest timer Node.js can set)`);
+  }
   return n;
 }
 

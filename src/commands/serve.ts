@@ -2,6 +2,7 @@
 import { parseConfig } from '../config.js';
 import { ExitCode } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { onSigusr1 } from '../no-debugger.js';
 import { startRuntime } from '../runtime.js';
 
 export async function serve(): Promise<number> {
@@ -14,7 +15,9 @@ export async function serve(): Promise<number> {
   const log = createLogger(parsed.config.logLevel);
   const runtime = startRuntime(parsed.config, log, { env: process.env });
   let signals = 0;
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  // SIGHUP (a closed terminal, `kill -HUP`) and SIGQUIT would otherwise end the process at once,
+  // leaving the socket and the ready file behind.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const) {
     process.on(signal, () => {
       if (++signals > 1) {
         log.warn({ signal }, 'second signal: exiting without waiting');
@@ -23,5 +26,6 @@ export async function serve(): Promise<number> {
       void runtime.shutdown(signal);
     });
   }
+  onSigusr1(() => log.warn({ signal: 'SIGUSR1' }, 'ignored SIGUSR1: the runtime never opens a debugger'));
   return runtime.done;
 }
