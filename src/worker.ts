@@ -145,6 +145,14 @@ export class SpawnFailed extends Error {
   }
 }
 
+const SPAWN_ERRORS: Record<string, string> = {
+  EMFILE: "the supervisor has reached its limit of open files (RLIMIT_NOFILE, 'ulimit -n')",
+  ENFILE: 'the system has reached its limit of open files',
+  EAGAIN: 'the limit of processes has been reached',
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+};
+
 interface Waiter {
   resolve: (msg: ShimMessage) => void;
   reject: (err: WorkerDied) => void;
@@ -189,11 +197,12 @@ export class PythonWorker {
       this.pid = undefined;
       this.stdio = null;
       const failed = new Promise<SpawnFailed>((resolve) => {
-        const fail = (err: NodeJS.ErrnoException) => resolve(new SpawnFailed(err.code ?? 'UNKNOWN', opts.python, err.message));
+        const fail = (err: NodeJS.ErrnoException) => resolve(new SpawnFailed(err.code ?? 'UNKNOWN', opts.python, SPAWN_ERRORS[err.code ?? ''] ?? err.message));
         if (thrown || !child) fail(thrown ?? new Error('spawn returned no process'));
         else child.once('error', fail);
       });
-      if (child) for (const stream of child.stdio) stream?.destroy();
+      // After EMFILE, Node has not even set up child.stdio.
+      for (const stream of (child?.stdio as Array<Readable | Writable | null> | undefined) ?? []) stream?.destroy();
       this.spawnFailure = failed;
       this.exited = failed.then((err) => {
         const death = new WorkerDied('crash', null, null, err.message);
