@@ -615,7 +615,12 @@ def start_reaper(lifeline):
         signal.signal(sig, _ignore_signal)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     reaper = os.getpid()
-    shim = os.fork()
+    try:
+        shim = os.fork()
+    except OSError as exc:  # out of processes or memory: serve without a reaper rather than not at all
+        reaper_note("cannot fork (%s): running without a reaper" % exc)
+        shim = 0
+        reaper = None
     if shim == 0:
         signal.set_wakeup_fd(-1)
         for sig, handler in previous.items():
@@ -624,6 +629,8 @@ def start_reaper(lifeline):
         os.close(wake_w)
         if lifeline is not None:
             os.close(lifeline)
+        if reaper is None:
+            return
         os.setpgid(0, 0)
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
