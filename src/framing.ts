@@ -11,6 +11,22 @@ export class FrameTooLarge extends Error {
   }
 }
 
+/** A frame whose first bytes fail the decoder's `expect` test: the stream is not what it should be. */
+export class FrameCorrupt extends Error {
+  constructor(
+    readonly size: number,
+    readonly head: Buffer,
+  ) {
+    super(`a frame announcing ${size} bytes starts with ${head.length ? head.toString('hex').replace(/../g, '$& ').trim() : 'nothing'}`);
+    this.name = 'FrameCorrupt';
+  }
+}
+
+export interface FrameDecoderOptions {
+  /** A test of every frame's first `bytes` bytes, run as soon as they arrive; failing it throws FrameCorrupt. */
+  expect?: { bytes: number; test: (head: Buffer) => boolean };
+}
+
 /**
  * Incremental decoder. A frame that arrives in one chunk is returned as a slice of it (no copy);
  * a larger one is kept as the chunks that arrived and joined once complete. Memory follows the
@@ -25,7 +41,16 @@ export class FrameDecoder {
   private parts: Buffer[] = [];
   private received = 0;
 
-  constructor(private readonly limit: number) {}
+  /** Whether the frame in progress passed `expect` (or there is none). */
+  private checked = false;
+  private readonly expect: FrameDecoderOptions['expect'];
+
+  constructor(
+    private readonly limit: number,
+    options: FrameDecoderOptions = {},
+  ) {
+    this.expect = options.expect;
+  }
 
   /** Bytes received of the frame in progress, and its announced length (null before the header). */
   progress(): { received: number; expected: number | null } {
@@ -39,7 +64,7 @@ export class FrameDecoder {
     return this.headerFill + this.received;
   }
 
-  /** Feed bytes; `emit` is called for every completed frame. Throws FrameTooLarge. */
+  /** Feed bytes; `emit` is called for every completed frame. Throws FrameTooLarge or FrameCorrupt. */
   push(chunk: Buffer, emit: (frame: Buffer) => void): void {
     let off = 0;
     while (off < chunk.length) {
@@ -59,16 +84,23 @@ export class FrameDecoder {
         }
         if (size > this.limit) throw new FrameTooLarge(size, this.limit);
         if (chunk.length - off >= size) {
-          emit(chunk.subarray(off, off + size));
+          const frame = chunk.subarray(off, off + size);
+          this.check(size, frame);
+          emit(frame);
           off += size;
           continue;
         }
         this.expected = size;
+        this.checked = this.expect === undefined;
       }
       const take = Math.min(this.expected - this.received, chunk.length - off);
       this.parts.push(chunk.subarray(off, off + take));
       this.received += take;
       off += take;
+      if (!this.checked && this.received >= Math.min(this.expect!.bytes, this.expected)) {
+        this.checked = true;
+        this.check(this.expected, Buffer.concat(this.parts));
+      }
       if (this.received === this.expected) {
         const frame = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.received);
         this.parts = [];
@@ -77,6 +109,12 @@ export class FrameDecoder {
         emit(frame);
       }
     }
+  }
+
+  private check(size: number, body: Buffer): void {
+    if (!this.expect) return;
+    const head = body.subarray(0, this.expect.bytes);
+    if (!this.expect.test(head)) throw new FrameCorrupt(size, head);
   }
 }
 

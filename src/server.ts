@@ -22,7 +22,7 @@ const LISTEN_BACKLOG = 4096;
 
 /**
  * Descriptors kept free for the runtime itself when connections pile up: a Python restart needs
- * 8 for its pipes, plus logs and /proc reads. Without this margin an accept at the fd limit is
+ * 10 for its pipes (5 socketpairs), plus logs and /proc reads. Without this margin an accept at the fd limit is
  * answered by libuv closing every waiting connection silently (its EMFILE "trick").
  */
 const FD_HEADROOM = 32;

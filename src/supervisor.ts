@@ -14,7 +14,7 @@ import {
 } from './envelope.js';
 import { ExitCode, FatalError, WireError, wireError } from './errors.js';
 import type { Logger } from './logger.js';
-import { type CallOutcome, HandlerLoadFailed, PythonWorker, type ReadyInfo, WorkerDied, type WorkerOptions } from './worker.js';
+import { type CallOutcome, HandlerLoadFailed, PythonWorker, type ReadyInfo, SpawnFailed, WorkerDied, type WorkerOptions } from './worker.js';
 
 /** One request's way back to its client. */
 export interface Exchange {
@@ -35,6 +35,8 @@ export interface Job {
 export const MAX_INIT_FAILURES = 5;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 15_000;
+/** Retries of a spawn refused for lack of descriptors stay frequent: they cost nothing and end the outage sooner. */
+const SPAWN_RETRY_MAX_MS = 5_000;
 
 /** No delay for the first restart in a streak; then 250 ms, 500 ms, ... up to 15 s. */
 export function restartDelay(streak: number): number {
@@ -138,10 +140,7 @@ export class Supervisor {
   }
 
   private async spawn(): Promise<ReadyInfo> {
-    // Owned from the first moment, so a shutdown during a long __init__ can stop it.
-    const worker = PythonWorker.spawn(this.workerOptions);
-    this.worker = worker;
-    const ready = await worker.handshake();
+    const { worker, ready } = await this.launch();
     this.active = worker;
     this.log.info(
       { handler: this.config.handler, kind: ready.kind, python: ready.python, codec: ready.codec, executable: ready.executable, python_pid: ready.pid, load_ms: ready.load_ms },
@@ -149,6 +148,27 @@ export class Supervisor {
     );
     void worker.exited.then((death) => this.onExit(worker, death));
     return ready;
+  }
+
+  /**
+   * Start a worker and load the handler. Running out of descriptors or processes is the environment's
+   * state, not the handler's: waited out here with its own backoff, never counted as a failed start.
+   */
+  private async launch(): Promise<{ worker: PythonWorker; ready: ReadyInfo }> {
+    for (let attempt = 1; ; attempt++) {
+      // Owned from the first moment, so a shutdown during a long __init__ can stop it.
+      const worker = PythonWorker.spawn(this.workerOptions);
+      this.worker = worker;
+      try {
+        return { worker, ready: await worker.handshake() };
+      } catch (err) {
+        if (!(err instanceof SpawnFailed && err.transient) || this.stopping()) throw err;
+        const delay = Math.min(BACKOFF_BASE_MS * 2 ** (attempt - 1), SPAWN_RETRY_MAX_MS);
+        this.log.warn({ code: err.code, attempt, delay_ms: delay }, `cannot start the Python process (${err.message}); retrying`);
+        await new Promise((r) => setTimeout(r, delay));
+        if (this.stopping()) throw err;
+      }
+    }
   }
 
   private onExit(worker: PythonWorker, death: WorkerDied): void {

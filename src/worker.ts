@@ -4,13 +4,18 @@
  * The channel is the shim's stdin/stdout: 4-byte length + MessagePack per message. What the
  * handler prints arrives on stderr and on a separate pipe (fd 3, the handler's stdout) and is
  * logged line by line. Restart policy lives in the supervisor; a worker only reports its death.
+ *
+ * The process spawned is the shim's reaper (see the end of asya_shim.py), in a session of its own;
+ * the handler runs in its child. Everything that ends a worker goes through the reaper, which takes
+ * the handler's whole process tree with it; fd 4 is its lifeline, closed by the kernel when this
+ * process dies however it dies.
  */
-import { execa } from 'execa';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { Packr, Unpackr } from 'msgpackr';
 import type { Readable, Writable } from 'node:stream';
 import type { HandlerMode, JsonCodec } from './config.js';
 import type { EnvelopeOutput } from './envelope.js';
-import { FrameDecoder, lengthPrefix } from './framing.js';
+import { FrameCorrupt, FrameDecoder, lengthPrefix } from './framing.js';
 import { LineSplitter, type Logger } from './logger.js';
 
 const packr = new Packr({ useRecords: false });
@@ -18,7 +23,23 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 /** No single shim message may claim more than this (a corrupted channel, not a real result). */
 const CHANNEL_FRAME_LIMIT = 2 ** 32 - 1;
+/**
+ * Every shim message is a msgpack map (fixmap, under 16 keys) whose first key is "t". Checking those
+ * three bytes as soon as they arrive catches a handler writing into the channel's descriptors without
+ * any guess about sizes: a bogus length prefix is followed by bytes that are not these.
+ */
+const SHIM_MESSAGE_HEAD = {
+  bytes: 3,
+  test: (head: Buffer) => head.length === 3 && head[0]! > 0x80 && head[0]! <= 0x8f && head[1] === 0xa1 && head[2] === 0x74,
+};
 const STDERR_TAIL_LINES = 40;
+/** The fd the shim's reaper watches for the supervisor's end, and the variable that tells it which. */
+const LIFELINE_FD = 4;
+const LIFELINE_VARIABLE = 'ASYA_SHIM_LIFELINE_FD';
+/** How long the reaper has to take the tree down after SIGTERM before its group and the shim's are SIGKILLed. */
+const REAPER_GRACE_MS = 1000;
+/** After the process exits, how long its pipes may take to deliver what it wrote last. */
+const DRAIN_MS = 250;
 
 export interface WorkerOptions {
   python: string;
@@ -72,7 +93,8 @@ type ShimMessage =
   | { t: 'ok'; o: Buffer[] }
   | { t: 'env'; o: EnvelopeOutput[] };
 
-export type DeathReason = 'crash' | 'timeout' | 'stopped';
+/** `corrupt`: it wrote something on the channel that no shim writes, so it was killed. */
+export type DeathReason = 'crash' | 'timeout' | 'stopped' | 'corrupt';
 
 /** How a worker ended. Rejects every call that was waiting on it. */
 export class WorkerDied extends Error {
@@ -84,7 +106,7 @@ export class WorkerDied extends Error {
   ) {
     super(
       `Python process ${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`}` +
-        (reason === 'timeout' ? ' after the handler time limit' : ''),
+        (reason === 'timeout' ? ' after the handler time limit' : reason === 'corrupt' ? ' after it corrupted its channel' : ''),
     );
     this.name = 'WorkerDied';
   }
@@ -102,59 +124,127 @@ export class HandlerLoadFailed extends Error {
   }
 }
 
+/** The operating system refused to start the process (no process was created). */
+export class SpawnFailed extends Error {
+  constructor(
+    /** The errno name: EMFILE, ENFILE, EAGAIN, ENOENT, EACCES, ... */
+    readonly code: string,
+    python: string,
+    cause: string,
+  ) {
+    super(`${code} starting ${python}: ${cause}`);
+    this.name = 'SpawnFailed';
+  }
+
+  /**
+   * Out of descriptors (this process's or the system's) or of processes: the environment's state,
+   * which passes, not a sign that the handler no longer loads.
+   */
+  get transient(): boolean {
+    return this.code === 'EMFILE' || this.code === 'ENFILE' || this.code === 'EAGAIN';
+  }
+}
+
+const SPAWN_ERRORS: Record<string, string> = {
+  EMFILE: "the supervisor has reached its limit of open files (RLIMIT_NOFILE, 'ulimit -n')",
+  ENFILE: 'the system has reached its limit of open files',
+  EAGAIN: 'the limit of processes has been reached',
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+};
+
 interface Waiter {
   resolve: (msg: ShimMessage) => void;
   reject: (err: WorkerDied) => void;
 }
 
+type Stdio = [Writable, Readable, Readable, Readable, Readable];
+
 export class PythonWorker {
+  /** The reaper's pid (the process spawned). The handler's is in ReadyInfo. */
   readonly pid: number | undefined;
   /** Resolves when the process is gone, with how it ended. */
   readonly exited: Promise<WorkerDied>;
-  private readonly stdin: Writable;
+  private readonly stdio: Stdio | null;
   private waiter: Waiter | null = null;
   private death: WorkerDied | null = null;
   private pendingReason: DeathReason | null = null;
   private readonly stderrTail: string[] = [];
-  private readonly kill: (signal: NodeJS.Signals) => void;
+  /** Set when the process could not be created; the handshake reports it. */
+  private spawnFailure: Promise<SpawnFailed> | null = null;
+  /** The handler's process, once the shim reported it: its group is the fallback's second target. */
+  private shimPid: number | null = null;
+  /** Once the exit is seen the pid may be reused: never signal it again. */
+  private reaped = false;
+  private killTimer: NodeJS.Timeout | null = null;
 
   private constructor(private readonly opts: WorkerOptions) {
-    const child = execa(opts.python, opts.shimArgs, {
-      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-      buffer: false,
-      reject: false,
-      encoding: 'buffer',
-      stripFinalNewline: false,
-      cleanup: true,
-      env: shimEnvironment(process.env),
-      extendEnv: false,
-    });
-    child.catch(() => undefined); // outcome is read from the exit event below
-    this.pid = child.pid;
-    this.kill = (signal) => void child.kill(signal);
-    this.stdin = child.stdin;
-    this.stdin.on('error', () => undefined); // EPIPE when the shim dies; the exit event reports it
-
     const log = opts.log;
-    const decoder = new FrameDecoder(CHANNEL_FRAME_LIMIT);
-    const stdout = child.stdout as Readable;
+    let child: ChildProcess | null = null;
+    let thrown: NodeJS.ErrnoException | null = null;
+    try {
+      child = spawn(opts.python, opts.shimArgs, {
+        stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+        env: { ...shimEnvironment(process.env), [LIFELINE_VARIABLE]: String(LIFELINE_FD) },
+        // Its own session: no terminal signal reaches it, and its group is the reaper's alone.
+        detached: true,
+      });
+    } catch (err) {
+      thrown = err as NodeJS.ErrnoException;
+    }
+    if (!child || child.pid === undefined) {
+      // EMFILE, ENFILE, EAGAIN, ENOENT, EACCES arrive as an 'error' event on the next tick; others throw.
+      this.pid = undefined;
+      this.stdio = null;
+      const failed = new Promise<SpawnFailed>((resolve) => {
+        const fail = (err: NodeJS.ErrnoException) => resolve(new SpawnFailed(err.code ?? 'UNKNOWN', opts.python, SPAWN_ERRORS[err.code ?? ''] ?? err.message));
+        if (thrown || !child) fail(thrown ?? new Error('spawn returned no process'));
+        else child.once('error', fail);
+      });
+      // After EMFILE, Node has not even set up child.stdio.
+      for (const stream of (child?.stdio as Array<Readable | Writable | null> | undefined) ?? []) stream?.destroy();
+      this.spawnFailure = failed;
+      this.exited = failed.then((err) => {
+        const death = new WorkerDied('crash', null, null, err.message);
+        this.death = death;
+        return death;
+      });
+      return;
+    }
+    const proc = child;
+    this.pid = proc.pid;
+    const stdio = proc.stdio as unknown as Stdio;
+    this.stdio = stdio;
+    const [stdin, stdout, stderr, handlerOut, lifeline] = stdio;
+    stdin.on('error', () => undefined); // EPIPE when the shim dies; the exit event reports it
+    lifeline.on('error', () => undefined);
+
+    const decoder = new FrameDecoder(CHANNEL_FRAME_LIMIT, { expect: SHIM_MESSAGE_HEAD });
     stdout.on('data', (chunk: Buffer) => {
+      if (this.pendingReason === 'corrupt') return;
       try {
         decoder.push(chunk, (frame) => this.deliver(unpackr.unpack(frame) as ShimMessage));
       } catch (err) {
-        log.error({ err }, 'corrupted channel from the Python process; restarting it');
-        this.kill('SIGKILL');
+        const what = err instanceof FrameCorrupt ? err.message : `undecodable message (${(err as Error).message})`;
+        this.corrupted(what);
       }
     });
-    const stdoutEnded = new Promise<void>((resolve) => stdout.once('close', resolve));
-    this.pipeLines(child.stderr as Readable, 'stderr');
-    this.pipeLines(child.stdio[3] as Readable, 'stdout');
+    const closed = (stream: Readable) => new Promise<void>((resolve) => stream.once('close', resolve));
+    const drained = Promise.all([closed(stdout), closed(stderr), closed(handlerOut)]);
+    this.pipeLines(stderr, 'stderr');
+    this.pipeLines(handlerOut, 'stdout');
 
     this.exited = new Promise<WorkerDied>((resolve) => {
-      const finish = (code: number | null, signal: string | null) => {
-        if (this.death) return;
-        // The last reply may still be in the pipe when 'exit' fires: let stdout drain first.
-        void Promise.race([stdoutEnded, new Promise((r) => setTimeout(r, 250))]).then(() => {
+      proc.once('exit', (code, signal) => {
+        this.reaped = true;
+        if (this.killTimer) clearTimeout(this.killTimer);
+        // The last reply and the last stderr lines may still be in the pipes when 'exit' fires. The
+        // reaper killed every process that could hold them, so they close; the bound is for the rest.
+        let timer: NodeJS.Timeout | undefined;
+        void Promise.race([drained, new Promise((r) => (timer = setTimeout(r, DRAIN_MS)))]).then(() => {
+          clearTimeout(timer);
+          // Nothing more will be read: release the descriptors, whoever else still holds the other ends.
+          for (const stream of stdio) stream.destroy();
           const death = new WorkerDied(this.pendingReason ?? 'crash', code, signal, this.stderrTail.join('\n'));
           this.death = death;
           const waiter = this.waiter;
@@ -162,30 +252,30 @@ export class PythonWorker {
           waiter?.reject(death);
           resolve(death);
         });
-      };
-      child.on('exit', finish);
-      child.on('error', (err) => {
-        this.stderrTail.push(String(err.message));
-        finish(null, null);
       });
+      proc.on('error', (err) => log.warn({ err }, 'error from the Python process handle'));
     });
   }
 
-  /** Spawn the shim. Call `handshake()` next. */
+  /** Spawn the shim. Call `handshake()` next (it reports a failure to spawn as SpawnFailed). */
   static spawn(opts: WorkerOptions): PythonWorker {
     return new PythonWorker(opts);
   }
 
   /**
    * Load the handler. Resolves once it is ready (a class's `__init__` may take minutes);
-   * rejects with HandlerLoadFailed or WorkerDied.
+   * rejects with SpawnFailed, HandlerLoadFailed or WorkerDied.
    */
   async handshake(): Promise<ReadyInfo> {
+    if (this.spawnFailure) throw await this.spawnFailure;
     const opts = this.opts;
     const reply = this.next();
     this.send({ t: 'init', handler: opts.handler, mode: opts.mode, codec: opts.jsonCodec, path: opts.extraPath ?? [] });
     const msg = await reply;
-    if (msg.t === 'ready') return msg;
+    if (msg.t === 'ready') {
+      this.shimPid = msg.pid;
+      return msg;
+    }
     await this.stop(1000);
     if (msg.t === 'fatal') throw new HandlerLoadFailed(msg.message, msg.type, msg.traceback);
     throw new HandlerLoadFailed(`unexpected first message '${msg.t}' from the shim`, 'ProtocolError', '');
@@ -198,20 +288,21 @@ export class PythonWorker {
   /** Run the handler on one message. Rejects with WorkerDied if the process dies or overruns. */
   async call(request: CallRequest, timeoutMs: number | null): Promise<CallOutcome> {
     const reply = this.next();
+    const stdin = this.stdio![0];
     const chunks = encodeCall(request);
     if (chunks.length === 1) {
-      this.stdin.write(chunks[0]); // the common small message: one write
+      stdin.write(chunks[0]); // the common small message: one write
     } else {
-      this.stdin.cork();
-      for (const chunk of chunks) this.stdin.write(chunk);
-      this.stdin.uncork();
+      stdin.cork();
+      for (const chunk of chunks) stdin.write(chunk);
+      stdin.uncork();
     }
     const timer =
       timeoutMs === null
         ? null
         : setTimeout(() => {
             this.pendingReason = 'timeout';
-            this.kill('SIGKILL');
+            this.killTree();
           }, timeoutMs);
     try {
       return toOutcome(await reply);
@@ -220,12 +311,12 @@ export class PythonWorker {
     }
   }
 
-  /** Close the channel so the shim exits on its own; kill it if it has not after `graceMs`. */
+  /** Close the channel so the shim exits on its own; kill its tree if it has not after `graceMs`. */
   async stop(graceMs: number): Promise<WorkerDied> {
     if (this.death) return this.death;
     this.pendingReason ??= 'stopped';
-    this.stdin.end();
-    const timer = setTimeout(() => this.kill('SIGKILL'), graceMs);
+    this.stdio?.[0].end();
+    const timer = setTimeout(() => this.killTree(), graceMs);
     const death = await this.exited;
     clearTimeout(timer);
     return death;
@@ -234,7 +325,31 @@ export class PythonWorker {
   /** Kill at once (used by the supervisor when it gives up on a message). */
   terminate(reason: DeathReason): void {
     this.pendingReason ??= reason;
-    this.kill('SIGKILL');
+    this.killTree();
+  }
+
+  /**
+   * The reaper kills the shim's group and everything re-parented to it, then exits. Should it not
+   * (stopped, or starved of CPU), both groups are SIGKILLed: the shim dies with the reaper (its
+   * parent-death signal), though processes the handler moved to other groups may then survive.
+   */
+  private killTree(): void {
+    if (this.reaped || this.killTimer || this.pid === undefined) return;
+    const pid = this.pid;
+    signalProcess(pid, 'SIGTERM');
+    this.killTimer = setTimeout(() => {
+      if (this.reaped) return;
+      this.opts.log.warn({ pid, grace_ms: REAPER_GRACE_MS }, 'the Python process did not stop on SIGTERM; killing its process groups');
+      signalProcess(-pid, 'SIGKILL');
+      if (this.shimPid !== null) signalProcess(-this.shimPid, 'SIGKILL');
+    }, REAPER_GRACE_MS);
+  }
+
+  private corrupted(what: string): void {
+    this.opts.log.error({ python_pid: this.shimPid ?? undefined }, `corrupted channel from the Python process (${what}); restarting it`);
+    this.stderrTail.push(`asya-runtime: corrupted channel: ${what}`);
+    this.pendingReason = 'corrupt';
+    this.killTree();
   }
 
   private next(): Promise<ShimMessage> {
@@ -247,15 +362,15 @@ export class PythonWorker {
 
   private send(message: Record<string, unknown>): void {
     const body = packr.pack(message);
-    this.stdin.write(lengthPrefix(body.length));
-    this.stdin.write(body);
+    const stdin = this.stdio![0];
+    stdin.write(lengthPrefix(body.length));
+    stdin.write(body);
   }
 
   private deliver(msg: ShimMessage): void {
     const waiter = this.waiter;
     if (!waiter) {
-      this.opts.log.error({ type: msg.t }, 'unexpected message from the Python process; restarting it');
-      this.kill('SIGKILL');
+      this.corrupted(`a '${String(msg.t)}' message when none was expected`);
       return;
     }
     this.waiter = null;
@@ -267,11 +382,19 @@ export class PythonWorker {
     const lines = new LineSplitter((line) => {
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-      log.info({ src: 'handler', stream: name, python_pid: this.pid }, line);
+      log.info({ src: 'handler', stream: name, python_pid: this.shimPid ?? this.pid }, line);
     });
     stream.on('data', (chunk: Buffer) => lines.push(chunk));
     stream.on('end', () => lines.flush());
     stream.on('error', () => undefined);
+  }
+}
+
+function signalProcess(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // ESRCH: already gone
   }
 }
 

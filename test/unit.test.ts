@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { envelopeModeResponse, parseRequest, payloadModeResponse, routeProblem } from '../src/envelope.js';
 import { WireError } from '../src/errors.js';
-import { FrameDecoder, FrameTooLarge } from '../src/framing.js';
+import { FrameCorrupt, FrameDecoder, FrameTooLarge } from '../src/framing.js';
 import { MAX_NESTING, type Member, scanObject } from '../src/json-scan.js';
 import { restartDelay } from '../src/supervisor.js';
 
@@ -170,6 +170,24 @@ describe('framing', () => {
     const h = Buffer.alloc(4);
     h.writeUInt32BE(2 ** 31);
     assert.throws(() => new FrameDecoder(1024).push(h, () => undefined), FrameTooLarge);
+  });
+
+  it('channel mode: checks each frame\'s first bytes as they arrive, before the rest of a claimed 2 GiB', () => {
+    const expect = { bytes: 3, test: (head: Buffer) => head.equals(Buffer.from([0x81, 0xa1, 0x74])) };
+    const good = Buffer.from([0x81, 0xa1, 0x74, 0xa2, 0x6f, 0x6b]);
+    const wire = Buffer.concat([Buffer.from([0, 0, 0, good.length]), good, Buffer.from([0, 0, 0, good.length]), good]);
+    for (const step of [1, 2, 5, wire.length]) {
+      const got: Buffer[] = [];
+      const d = new FrameDecoder(2 ** 32 - 1, { expect });
+      for (let i = 0; i < wire.length; i += step) d.push(wire.subarray(i, i + step), (f) => got.push(Buffer.from(f)));
+      assert.deepEqual(got, [good, good]);
+    }
+    // A 2 GiB length followed by a real message's own prefix: caught at the third byte.
+    const d = new FrameDecoder(2 ** 32 - 1, { expect });
+    d.push(Buffer.from([0x80, 0, 0, 0, 0, 0]), () => assert.fail('no frame'));
+    assert.deepEqual(d.progress(), { received: 6, expected: 4 + 2 ** 31 });
+    assert.throws(() => d.push(Buffer.from([0, 6]), () => undefined), FrameCorrupt);
+    assert.throws(() => new FrameDecoder(100, { expect }).push(Buffer.from([0, 0, 0, 0]), () => undefined), FrameCorrupt, 'an empty frame is no message');
   });
 });
 
