@@ -5,11 +5,11 @@
  * running runtime.
  */
 import './no-debugger.js'; // first: see there
-import { call, callHelp } from './commands/call.js';
-import { check, checkHelp } from './commands/check.js';
-import { UsageError } from './commands/messages.js';
-import { send, sendHelp } from './commands/send.js';
-import { serve } from './commands/serve.js';
+import { call, callHelp } from './cli/call.js';
+import { check, checkHelp } from './cli/check.js';
+import { UsageError } from './cli/messages.js';
+import { send, sendHelp } from './cli/send.js';
+import { serve } from './cli/serve.js';
 import { ExitCode } from './errors.js';
 import { VERSION } from './version.js';
 

@@ -4,7 +4,7 @@
  */
 import './no-debugger.js'; // first: see there
 import { getAsset, isSea } from 'node:sea';
-import { SHIM_FILE, useEmbeddedShim } from './shim.js';
+import { SHIM_FILE, useEmbeddedShim } from './worker/shim.js';
 
 if (isSea()) useEmbeddedShim(getAsset(SHIM_FILE, 'utf8'));
 void import('./cli.js');

@@ -12,7 +12,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { MAX_NESTING } from '../src/json-scan.js';
+import { MAX_NESTING } from '../src/envelope/json-scan.js';
 import { ROOT, type Runtime, TEST_VENV_PYTHON, asError, rawExchange, startRuntime } from './helpers.js';
 
 const SEED = process.env.EXACTNESS_SEED ? Number(process.env.EXACTNESS_SEED) : Date.now() % 2 ** 31;

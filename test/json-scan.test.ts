@@ -1,5 +1,5 @@
 /**
- * Fuzzing the byte-level JSON reader (src/json-scan.ts) against JSON.parse and Python's json on the
+ * Fuzzing the byte-level JSON reader (src/envelope/json-scan.ts) against JSON.parse and Python's json on the
  * same texts: generated valid documents, and the same documents with bytes inserted, deleted and
  * replaced. Both must agree with the reader on every text about whether it is JSON, and member
  * spans must hold what JSON.parse finds under each name.
@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { handlerMeta, parseRequest, payloadModeResponse } from '../src/envelope.js';
+import { handlerMeta, parseRequest, payloadModeResponse } from '../src/envelope/envelope.js';
 import { WireError } from '../src/errors.js';
-import { JsonScanError, lastMember, scanObject, skipSpace, validate } from '../src/json-scan.js';
+import { JsonScanError, lastMember, scanObject, skipSpace, validate } from '../src/envelope/json-scan.js';
 
 const SEED = process.env.SCAN_SEED ? Number(process.env.SCAN_SEED) : Date.now() % 2 ** 31;
 const RUNS = Number(process.env.SCAN_RUNS ?? 2000);

@@ -3,7 +3,7 @@ import { parseConfig } from '../config.js';
 import { ExitCode } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { onSigusr1 } from '../no-debugger.js';
-import { startRuntime } from '../runtime.js';
+import { startRuntime } from '../runtime/runtime.js';
 
 export async function serve(): Promise<number> {
   const parsed = parseConfig(process.env);

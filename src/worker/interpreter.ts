@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ExitCode, FatalError } from './errors.js';
+import { ExitCode, FatalError } from '../errors.js';
 
 function isExecutableFile(file: string): boolean {
   try {

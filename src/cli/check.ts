@@ -6,9 +6,9 @@
 import { parseArgs } from 'node:util';
 import { ExitCode, FatalError } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { workerOptions } from '../runtime.js';
-import { toFatal } from '../supervisor.js';
-import { PythonWorker } from '../worker.js';
+import { workerOptions } from '../runtime/runtime.js';
+import { toFatal } from '../worker/supervisor.js';
+import { PythonWorker } from '../worker/worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
 
 export const checkHelp = `Usage: asya-runtime check --handler SPEC [options]

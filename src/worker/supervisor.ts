@@ -3,7 +3,7 @@
  * are not thread-safe by contract), and the worker's lifecycle around it. A dead worker's
  * in-flight message is answered, the worker is restarted with backoff, and readiness follows.
  */
-import type { Config } from './config.js';
+import type { Config } from '../config.js';
 import {
   type RequestEnvelope,
   envelopeModeResponse,
@@ -11,9 +11,9 @@ import {
   frameChunks,
   handlerMeta,
   payloadModeResponse,
-} from './envelope.js';
-import { ExitCode, FatalError, WireError, wireError } from './errors.js';
-import type { Logger } from './logger.js';
+} from '../envelope/envelope.js';
+import { ExitCode, FatalError, WireError, wireError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { type CallOutcome, HandlerLoadFailed, PythonWorker, type ReadyInfo, SpawnFailed, WorkerDied, type WorkerOptions } from './worker.js';
 
 /** One request's way back to its client. */

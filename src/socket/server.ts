@@ -7,13 +7,13 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { Config } from './config.js';
-import { errorResponse } from './envelope.js';
-import { ExitCode, FatalError, type WireError, wireError } from './errors.js';
+import type { Config } from '../config.js';
+import { errorResponse } from '../envelope/envelope.js';
+import { ExitCode, FatalError, type WireError, wireError } from '../errors.js';
 import { FrameDecoder, FrameTooLarge } from './framing.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../logger.js';
 import { PendingBytes, pendingLimit } from './pending-bytes.js';
-import type { Exchange } from './supervisor.js';
+import type { Exchange } from '../worker/supervisor.js';
 
 export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
 

@@ -22,8 +22,8 @@ import {
   scanObject,
   validate,
 } from './json-scan.js';
-import { type WireError, wireError } from './errors.js';
-import { lengthPrefix } from './framing.js';
+import { type WireError, wireError } from '../errors.js';
+import { lengthPrefix } from '../socket/framing.js';
 
 /** The route positions the rules need; everything else about the route stays bytes. */
 export interface RoutePosition {

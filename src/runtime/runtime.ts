@@ -3,18 +3,18 @@
  * serve until SIGTERM/SIGINT, then drain and clean up. Every way out is one log line and an
  * exit code.
  */
-import type { Config } from './config.js';
-import { parseRequest } from './envelope.js';
-import { errorResponse } from './envelope.js';
-import { ExitCode, FatalError, WireError } from './errors.js';
+import type { Config } from '../config.js';
+import { parseRequest } from '../envelope/envelope.js';
+import { errorResponse } from '../envelope/envelope.js';
+import { ExitCode, FatalError, WireError } from '../errors.js';
 import { tuneSupervisorMemory } from './heap.js';
-import { resolveInterpreter } from './interpreter.js';
-import type { Logger } from './logger.js';
+import { resolveInterpreter } from '../worker/interpreter.js';
+import type { Logger } from '../logger.js';
 import { ReadyFile } from './readiness.js';
-import { SocketServer } from './server.js';
-import { shimArguments } from './shim.js';
-import { Supervisor } from './supervisor.js';
-import type { WorkerOptions } from './worker.js';
+import { SocketServer } from '../socket/server.js';
+import { shimArguments } from '../worker/shim.js';
+import { Supervisor } from '../worker/supervisor.js';
+import type { WorkerOptions } from '../worker/worker.js';
 
 /** How often the socket file and the ready file are checked (two lstat calls). */
 const WATCH_INTERVAL_MS = 1000;

@@ -8,8 +8,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ExitCode, FatalError } from './errors.js';
-import type { Logger } from './logger.js';
+import { ExitCode, FatalError } from '../errors.js';
+import type { Logger } from '../logger.js';
 
 export class ReadyFile {
   private present = false;

@@ -21,7 +21,7 @@ export function useEmbeddedShim(source: string): void {
 /** Arguments after the interpreter's path that start the shim. */
 export function shimArguments(): string[] {
   if (embeddedSource !== null) return [...PYTHON_FLAGS, '-c', embeddedSource];
-  const file = fileURLToPath(new URL(`../python-shim/${SHIM_FILE}`, import.meta.url));
+  const file = fileURLToPath(new URL(`../../python-shim/${SHIM_FILE}`, import.meta.url));
   if (!existsSync(file)) throw new Error(`the Python shim is missing: expected ${file}`);
   return [...PYTHON_FLAGS, file];
 }

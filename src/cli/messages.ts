@@ -3,7 +3,7 @@
  * wrapping payloads in envelopes, sending them through the socket and printing answers.
  */
 import fs from 'node:fs';
-import { exchange } from '../client.js';
+import { exchange } from '../socket/client.js';
 import { MAX_TIMER_SECONDS } from '../config.js';
 
 export class UsageError extends Error {

@@ -13,10 +13,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Packr, Unpackr } from 'msgpackr';
 import type { Readable, Writable } from 'node:stream';
-import type { HandlerMode, JsonCodec } from './config.js';
-import type { EnvelopeOutput } from './envelope.js';
-import { FrameCorrupt, FrameDecoder, lengthPrefix } from './framing.js';
-import { LineSplitter, type Logger } from './logger.js';
+import type { HandlerMode, JsonCodec } from '../config.js';
+import type { EnvelopeOutput } from '../envelope/envelope.js';
+import { FrameCorrupt, FrameDecoder, lengthPrefix } from '../socket/framing.js';
+import { LineSplitter, type Logger } from '../logger.js';
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../logger.js';
-import { startRuntime } from '../runtime.js';
+import { startRuntime } from '../runtime/runtime.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
 import { messageOptions, parseRoute, positiveSeconds, readMessages, sendMessages } from './messages.js';
 
