@@ -23,7 +23,6 @@ import {
   validate,
 } from './json-scan.js';
 import { type WireError, wireError } from '../errors.js';
-import { lengthPrefix } from '../socket/framing.js';
 
 /** The route positions the rules need; everything else about the route stays bytes. */
 export interface RoutePosition {
@@ -319,15 +318,4 @@ function withPayload(chunks: Buffer[], meta: Buffer, payload: Buffer | null): Bu
   const last = chunks[chunks.length - 1]!;
   const empty = meta.length === 2;
   return [...chunks.slice(0, -1), last.subarray(0, last.length - 1), empty ? PAYLOAD_FIRST : PAYLOAD_NEXT, payload, END];
-}
-
-/** A response body (the array) as one 4-byte big-endian length plus chunks, ready for writev. */
-export function frameChunks(body: Buffer[]): Buffer[] {
-  let length = 0;
-  for (const chunk of body) length += chunk.length;
-  return [lengthPrefix(length), ...body];
-}
-
-export function errorResponse(err: WireError): Buffer[] {
-  return frameChunks([Buffer.from(JSON.stringify(err.toJSON()))]);
 }

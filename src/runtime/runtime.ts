@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config.js';
 import { parseRequest } from '../envelope/envelope.js';
-import { errorResponse } from '../envelope/envelope.js';
+import { errorResponse } from '../socket/framing.js';
 import { ExitCode, FatalError, WireError } from '../errors.js';
 import { tuneSupervisorMemory } from './heap.js';
 import { resolveInterpreter } from '../worker/interpreter.js';

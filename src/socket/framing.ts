@@ -3,6 +3,7 @@
  * The sidecar socket uses it (one frame each way per connection) and so does the channel
  * to the Python shim (a stream of frames).
  */
+import type { WireError } from '../errors.js';
 
 export class FrameTooLarge extends Error {
   constructor(readonly size: number, readonly limit: number) {
@@ -122,4 +123,16 @@ export function lengthPrefix(length: number): Buffer {
   const prefix = Buffer.allocUnsafe(4);
   prefix.writeUInt32BE(length, 0);
   return prefix;
+}
+
+/** A response body (the array) as one 4-byte big-endian length plus chunks, ready for writev. */
+export function frameChunks(body: Buffer[]): Buffer[] {
+  let length = 0;
+  for (const chunk of body) length += chunk.length;
+  return [lengthPrefix(length), ...body];
+}
+
+/** A wire error as a framed one-element response array. */
+export function errorResponse(err: WireError): Buffer[] {
+  return frameChunks([Buffer.from(JSON.stringify(err.toJSON()))]);
 }

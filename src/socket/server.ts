@@ -8,12 +8,18 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Config } from '../config.js';
-import { errorResponse } from '../envelope/envelope.js';
 import { ExitCode, FatalError, type WireError, wireError } from '../errors.js';
-import { FrameDecoder, FrameTooLarge } from './framing.js';
+import { FrameDecoder, FrameTooLarge, errorResponse } from './framing.js';
 import type { Logger } from '../logger.js';
 import { PendingBytes, pendingLimit } from './pending-bytes.js';
-import type { Exchange } from '../worker/supervisor.js';
+
+/** One request's way back to its client. */
+export interface Exchange {
+  /** Write the framed response and close. */
+  respond(chunks: Buffer[]): void;
+  /** Close without an answer (the sidecar sees a connection error and retries). */
+  abort(): void;
+}
 
 export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
 

@@ -4,25 +4,12 @@
  * in-flight message is answered, the worker is restarted with backoff, and readiness follows.
  */
 import type { Config } from '../config.js';
-import {
-  type RequestEnvelope,
-  envelopeModeResponse,
-  errorResponse,
-  frameChunks,
-  handlerMeta,
-  payloadModeResponse,
-} from '../envelope/envelope.js';
+import { type RequestEnvelope, envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
 import { ExitCode, FatalError, WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { errorResponse, frameChunks } from '../socket/framing.js';
+import type { Exchange } from '../socket/server.js';
 import { type CallOutcome, HandlerLoadFailed, PythonWorker, type ReadyInfo, SpawnFailed, WorkerDied, type WorkerOptions } from './worker.js';
-
-/** One request's way back to its client. */
-export interface Exchange {
-  /** Write the framed response and close. */
-  respond(chunks: Buffer[]): void;
-  /** Close without an answer (the sidecar sees a connection error and retries). */
-  abort(): void;
-}
 
 export interface Job {
   envelope: RequestEnvelope;
