@@ -2,7 +2,7 @@
 // Runs the whole suite: prepares the test virtualenv (numpy, orjson, scikit-learn, installed offline from the
 // machine's wheels), then every test/*.test.ts against the built runtime in dist/.
 // Usage: node scripts/run-tests.mjs [test files...]
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,9 +43,40 @@ ensureRootfs();
 const files = process.argv.slice(2).length
   ? process.argv.slice(2)
   : fs.readdirSync(path.join(root, 'test')).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join('test', f));
-const result = spawnSync(
+// Every process a test starts carries this marker in its environment (test/helpers.ts passes it on to
+// runtimes, and they to Python), so whatever a cancelled or interrupted test leaves behind is found and
+// stopped at the end, whoever its parent was.
+const marker = `asya-test-${process.pid}-${Date.now()}`;
+const runner = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=180000', '--test-force-exit', '--test-reporter=spec', ...files],
-  { cwd: root, stdio: 'inherit' },
+  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', '--test-force-exit', '--test-reporter=spec', ...files],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, ASYA_TEST_RUN: marker } },
 );
-process.exit(result.status ?? 1);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    runner.kill(signal);
+    sweep();
+    process.exit(130);
+  });
+}
+runner.on('exit', (code, signal) => {
+  const left = sweep();
+  if (left.length > 0) console.log(`\nstopped ${left.length} process(es) the tests left behind:\n  ${left.join('\n  ')}`);
+  process.exit(code ?? (signal ? 1 : 0));
+});
+
+/** SIGKILL every process whose environment carries this run's marker; returns their command lines. */
+function sweep() {
+  const found = [];
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`ASYA_TEST_RUN=${marker}`)) continue;
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').join(' ').slice(0, 160);
+      process.kill(Number(pid), 'SIGKILL');
+      found.push(`${pid} ${cmdline}`);
+    } catch {
+      // gone already, or not ours to read
+    }
+  }
+  return found;
+}

@@ -18,5 +18,13 @@ process.stderr.write(
     `  node dist/cli.js send --socket ${socket} '{"text": "  Hello World  "}'\n\nCtrl-C stops it.\n\n`,
 );
 const child = spawn(process.execPath, [path.join(root, 'dist', 'cli.js')], { env, stdio: 'inherit' });
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+// Ctrl-C on a terminal reaches every process of the foreground group, the runtime included: passing it on
+// as well made the runtime see a second signal (and exit without its graceful shutdown). SIGTERM and a
+// SIGINT sent to this process alone (no terminal) are passed on once.
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (sig === 'SIGINT' && process.stdin.isTTY) return;
+    child.kill(sig);
+  });
+}
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -119,7 +119,7 @@ export function runNode(args: string[], opts: { input?: string; cwd?: string; en
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
       cwd: opts.cwd ?? ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...opts.env },
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -152,6 +152,8 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
     ASYA_LOG_LEVEL: 'DEBUG',
   };
   if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
+  // scripts/run-tests.mjs stops whatever carries its marker when the run ends (a cancelled test's runtime)
+  if (process.env.ASYA_TEST_RUN) env.ASYA_TEST_RUN = process.env.ASYA_TEST_RUN;
   if (opts.handler !== undefined) env.ASYA_HANDLER = opts.handler;
   for (const [k, v] of Object.entries(opts.env ?? {})) {
     if (v === undefined) delete env[k];

@@ -220,6 +220,18 @@ describe('docs/deploy manifests', () => {
     const volumes = pod.volumes.map((v: { name: string }) => v.name);
     for (const c of [init, runtime, sidecar]) for (const m of c.volumeMounts) assert.ok(volumes.includes(m.name), `volume ${m.name} is declared`);
     assert.ok(pod.terminationGracePeriodSeconds > 25, 'longer than ASYA_SHUTDOWN_TIMEOUT');
+    // Applied as it is: the module is importable, the two timeouts nest, memory is sized
+    const value = (c: { env: Array<{ name: string; value: string }> }, name: string) => c.env.find((e) => e.name === name)?.value;
+    assert.ok(value(runtime, 'PYTHONPATH'), 'PYTHONPATH says where the handler module is');
+    const handlerTimeout = Number(value(runtime, 'ASYA_HANDLER_TIMEOUT'));
+    const sidecarTimeout = Number(/^(\d+)s$/.exec(value(sidecar, 'ASYA_RUNTIME_TIMEOUT') ?? '')?.[1]);
+    assert.ok(handlerTimeout > 0 && sidecarTimeout > handlerTimeout, 'ASYA_HANDLER_TIMEOUT below the sidecar ASYA_RUNTIME_TIMEOUT');
+    for (const c of [runtime, sidecar]) assert.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, `${c.name} has memory requests and limits`);
+    // Every ASYA_* variable the runtime is given is one the configuration reference documents
+    const reference = fs.readFileSync(path.join(ROOT, 'docs', 'configuration.md'), 'utf8');
+    for (const { name } of runtime.env as Array<{ name: string }>) {
+      if (name.startsWith('ASYA_')) assert.match(reference, new RegExp(`\\| \`${name}\` \\|`), `${name} is in docs/configuration.md`);
+    }
   });
 
   it('asyncactor.yaml: the same container and handler', () => {
