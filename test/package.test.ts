@@ -70,9 +70,13 @@ describe('the executable, with only a python3 on PATH', () => {
     assert.equal(asError(await rt.send(env('not a dict'))).error, 'processing_error');
   });
 
-  it('reports the interpreter it found; the shim arrived without a file', async () => {
+  it('reports the interpreter it found; the shim arrived without a file, and not on the command line', async () => {
     const loaded = await rt.waitForLog((l) => l.msg === 'handler loaded');
     assert.equal(fs.realpathSync(String(loaded.executable)), fs.realpathSync(SYSTEM_PYTHON));
+    // ps and /proc/PID/cmdline show a few lines of bootstrap, not the 17 KB shim
+    const cmdline = fs.readFileSync(`/proc/${Number(loaded.python_pid)}/cmdline`, 'utf8');
+    assert.ok(cmdline.length < 600, `the Python command line is ${cmdline.length} bytes`);
+    assert.match(cmdline, /-c\0import os/);
   });
 
   it('SIGTERM: drains, removes socket and ready file, exits 0', async () => {

@@ -12,7 +12,7 @@ import { resolveInterpreter } from '../worker/interpreter.js';
 import type { Logger } from '../logger.js';
 import { ReadyFile } from './readiness.js';
 import { SocketServer } from '../socket/server.js';
-import { shimArguments } from '../worker/shim.js';
+import { shimLaunch } from '../worker/shim.js';
 import { Supervisor } from '../worker/supervisor.js';
 import type { WorkerOptions } from '../worker/worker.js';
 
@@ -41,7 +41,7 @@ export interface RuntimeOptions {
  */
 export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logger, extraPath?: string[]): WorkerOptions {
   const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
-  return { python, shimArgs: shimArguments(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log };
+  return { python, shim: shimLaunch(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log };
 }
 
 /**

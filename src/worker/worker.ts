@@ -17,6 +17,7 @@ import type { HandlerMode, JsonCodec } from '../config.js';
 import type { EnvelopeOutput } from '../envelope/envelope.js';
 import { FrameCorrupt, FrameDecoder, lengthPrefix } from '../socket/framing.js';
 import { LineSplitter, type Logger } from '../logger.js';
+import type { ShimLaunch } from './shim.js';
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
@@ -43,8 +44,8 @@ const DRAIN_MS = 250;
 
 export interface WorkerOptions {
   python: string;
-  /** Interpreter arguments that start the shim (see shim.ts). */
-  shimArgs: string[];
+  /** How Python starts the shim: its arguments, and what to write to its stdin first (see shim.ts). */
+  shim: ShimLaunch;
   handler: string;
   mode: HandlerMode;
   jsonCodec: JsonCodec;
@@ -183,7 +184,7 @@ export class PythonWorker {
     let child: ChildProcess | null = null;
     let thrown: NodeJS.ErrnoException | null = null;
     try {
-      child = spawn(opts.python, opts.shimArgs, {
+      child = spawn(opts.python, opts.shim.args, {
         stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
         env: { ...shimEnvironment(process.env), [LIFELINE_VARIABLE]: String(LIFELINE_FD) },
         // Its own session: no terminal signal reaches it, and its group is the reaper's alone.
@@ -270,6 +271,7 @@ export class PythonWorker {
     if (this.spawnFailure) throw await this.spawnFailure;
     const opts = this.opts;
     const reply = this.next();
+    if (opts.shim.preamble) this.stdio![0].write(opts.shim.preamble);
     this.send({ t: 'init', handler: opts.handler, mode: opts.mode, codec: opts.jsonCodec, path: opts.extraPath ?? [] });
     const msg = await reply;
     if (msg.t === 'ready') {
