@@ -29,8 +29,9 @@ Runtime environment (docs/configuration.md has all of them):
   ASYA_HANDLER=module.function | module.Class.method   (required)
   ASYA_SOCKET_DIR=/var/run/asya   ASYA_HANDLER_MODE=payload|envelope   ASYA_LOG_LEVEL=INFO
 
-Exit codes: 0 ok, 1 an answer was an error, 2 bad configuration or usage, 3 Python not found,
-4 handler failed to load, 5 socket problem, 6 Python kept failing to restart.`;
+Exit codes: 0 ok, 1 an answer was an error (call, send) or the runtime stopped at once (second signal),
+2 bad configuration or usage, 3 Python not found, 4 handler failed to load, 5 socket problem,
+6 Python kept failing to restart.`;
 
 const commands: Record<string, { run: (args: string[]) => Promise<number>; help: string }> = {
   call: { run: call, help: callHelp },
@@ -78,6 +79,6 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     process.stderr.write(`asya-runtime: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
+    process.exit(ExitCode.abrupt);
   },
 );

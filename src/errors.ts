@@ -97,6 +97,8 @@ export class FatalError extends Error {
 /** Process exit codes, so `kubectl describe pod` tells which kind of failure it was. */
 export const ExitCode = {
   ok: 0,
+  /** A second SIGTERM/SIGINT during shutdown (exit at once), or an internal error: the last log line says which. */
+  abrupt: 1,
   /** An environment variable has a value the runtime does not accept. */
   config: 2,
   /** The Python interpreter was not found or could not be started. */

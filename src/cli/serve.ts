@@ -21,7 +21,7 @@ export async function serve(): Promise<number> {
     process.on(signal, () => {
       if (++signals > 1) {
         log.warn({ signal }, 'second signal: exiting without waiting');
-        process.exit(1);
+        process.exit(ExitCode.abrupt);
       }
       void runtime.shutdown(signal);
     });
