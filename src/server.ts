@@ -103,6 +103,8 @@ export class SocketServer {
         answered = true;
         socket.destroy();
       },
+      // Destroyed: closed by us, or the end-of-request probe below hit EPIPE.
+      clientGone: () => socket.destroyed,
     };
     const fail = (err: WireError) => {
       this.log.warn({ error: err.code }, err.message);
@@ -135,7 +137,10 @@ export class SocketServer {
       }
     });
     socket.on('end', () => {
-      if (complete) return;
+      if (complete) {
+        if (!answered) probeClientGone(socket);
+        return;
+      }
       complete = true;
       clearTimeout(timer);
       const { received, expected } = decoder.progress();
@@ -149,6 +154,20 @@ export class SocketServer {
     });
     socket.on('close', () => clearTimeout(timer));
   }
+}
+
+/**
+ * Tell a client that closed its connection from one that only shut down its sending side
+ * (shutdown(SHUT_WR), which Go's sidecar may do, and which still waits for the answer): Node reports
+ * both as 'end'. On a Linux AF_UNIX stream socket a full close by the peer marks our socket
+ * SHUTDOWN_MASK, so a send fails with EPIPE; a peer's SHUT_WR only marks our receive side. Node
+ * passes a zero-length write to the kernel (strace: `write(fd, NULL, 0) = -1 EPIPE`), which sends
+ * nothing to a client that is still there. The EPIPE arrives as an 'error' and destroys the socket,
+ * which is what `clientGone()` reads. Elsewhere (no SHUTDOWN_MASK semantics) the write succeeds and
+ * the message runs as before: never drop an answer a client may be waiting for.
+ */
+function probeClientGone(socket: net.Socket): void {
+  if (!socket.destroyed && socket.writable) socket.write(Buffer.alloc(0));
 }
 
 function socketFatal(what: string, err: unknown): FatalError {
