@@ -11,6 +11,7 @@ import { errorResponse } from './envelope.js';
 import { ExitCode, FatalError, type WireError, wireError } from './errors.js';
 import { FrameDecoder, FrameTooLarge } from './framing.js';
 import type { Logger } from './logger.js';
+import { ReadBudget, type Reader } from './read-budget.js';
 import type { Exchange } from './supervisor.js';
 
 export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
@@ -21,6 +22,7 @@ const LISTEN_BACKLOG = 4096;
 export class SocketServer {
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
+  private readonly budget = new ReadBudget();
   /** Only the process that bound the path may remove it (another runtime may own it). */
   private bound = false;
 
@@ -85,11 +87,29 @@ export class SocketServer {
     socket.on('close', () => this.open.delete(socket));
     socket.on('error', () => undefined); // a vanished client is not the runtime's problem
     const decoder = new FrameDecoder(this.config.maxMessageSize);
+    const budget = this.budget;
+    /** Request bytes this connection holds in the budget: while receiving, then once complete. */
+    let receivedBytes = 0;
+    let heldBytes = 0;
+    let receiving = true;
+    const settle = (frameBytes: number) => {
+      if (!receiving) return;
+      receiving = false;
+      heldBytes = frameBytes;
+      budget.completed(reader, frameBytes, receivedBytes);
+    };
+    const release = () => {
+      settle(0);
+      const bytes = heldBytes;
+      heldBytes = 0;
+      if (bytes > 0) budget.released(bytes);
+    };
     let answered = false;
     const exchange: Exchange = {
       respond: (chunks) => {
         if (answered) return;
         answered = true;
+        release();
         if (socket.destroyed) return;
         socket.cork();
         for (const chunk of chunks) socket.write(chunk);
@@ -101,6 +121,7 @@ export class SocketServer {
       },
       abort: () => {
         answered = true;
+        release();
         socket.destroy();
       },
       // Destroyed: closed by us, or the end-of-request probe below hit EPIPE.
@@ -111,22 +132,41 @@ export class SocketServer {
       exchange.respond(errorResponse(err));
     };
     let complete = false;
-    const timer = setTimeout(() => {
-      const { received, expected } = decoder.progress();
-      fail(
-        wireError.connection(
-          `no complete request within ASYA_READ_TIMEOUT=${this.config.readTimeoutMs / 1000}s ` +
-            `(received ${received} of ${expected ?? 'at least 4'} bytes)`,
-        ),
-      );
-    }, this.config.readTimeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    const armReadTimeout = () => {
+      timer = setTimeout(() => {
+        const { received, expected } = decoder.progress();
+        fail(
+          wireError.connection(
+            `no complete request within ASYA_READ_TIMEOUT=${this.config.readTimeoutMs / 1000}s ` +
+              `(received ${received} of ${expected ?? 'at least 4'} bytes)`,
+          ),
+        );
+      }, this.config.readTimeoutMs);
+    };
+    armReadTimeout();
+    // Paused by the read budget: the delay is ours, so the client's read timeout starts again after it.
+    const reader: Reader = {
+      pause: () => {
+        socket.pause();
+        clearTimeout(timer);
+      },
+      resume: () => {
+        socket.resume();
+        if (!complete) armReadTimeout();
+      },
+    };
+    budget.join(reader);
     socket.on('data', (chunk: Buffer) => {
       if (complete) return; // one request per connection; anything after it is ignored
+      receivedBytes += chunk.length;
+      budget.received(chunk.length);
       try {
         decoder.push(chunk, (frame) => {
           if (complete) return;
           complete = true;
           clearTimeout(timer);
+          settle(frame.length);
           this.onFrame(frame, exchange);
         });
       } catch (err) {
@@ -152,7 +192,10 @@ export class SocketServer {
         ),
       );
     });
-    socket.on('close', () => clearTimeout(timer));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      release();
+    });
   }
 }
 
