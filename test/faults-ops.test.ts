@@ -3,6 +3,7 @@
  * while their message waits, and a burst of large messages. Real runtime, real Python, real socket.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import { asError, env, sleep, startRuntime } from './helpers.js';
@@ -100,6 +101,50 @@ describe('clients that leave', () => {
       assert.deepEqual(((await queued) as Array<{ payload: unknown }>)[0]?.payload, { calls: 2 });
       assert.deepEqual(((await sendHalfClosed(rt.socketPath, env({}))) as Array<{ payload: unknown }>)[0]?.payload, { calls: 3 });
       assert.equal(rt.logs.filter((l) => typeof l.dropped === 'number').length, 0);
+    } finally {
+      await rt.stop();
+    }
+  });
+});
+
+function rssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
+function exchangeBytes(socketPath: string, bytes: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const sock = net.connect(socketPath, () => sock.write(bytes));
+    sock.on('data', (c: Buffer) => (got += c.length));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(got));
+  });
+}
+
+// todo: the target (back within 100 MiB of idle within a minute) is not met reliably yet: with request
+// buffers that grow with the bytes received (main's framing.ts) this branch measured idle + 95-163 MiB;
+// with buffers allocated from the length prefix, idle + 240-280 MiB. The figures are printed.
+describe('memory after a burst', { skip: process.platform !== 'linux' }, () => {
+  it('40 concurrent clients x 10 MB: the supervisor returns within 100 MiB of its idle RSS within a minute', { todo: 'not met reliably yet, see comment' }, async (t) => {
+    const rt = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'INFO' } });
+    try {
+      const pid = rt.child.pid!;
+      await sleep(1000);
+      const idle = rssMiB(pid);
+      let peak = idle;
+      const poll = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
+      const message = frame(env({ text: 'x'.repeat(10_000_000) }));
+      const answers = await Promise.all(Array.from({ length: 40 }, () => exchangeBytes(rt.socketPath, message)));
+      clearInterval(poll);
+      assert.ok(answers.every((n) => n > 10_000_000), 'every client got its answer');
+      const samples: number[] = [];
+      for (let s = 0; s < 60; s += 5) {
+        samples.push(Math.round(rssMiB(pid)));
+        if (samples.at(-1)! < idle + 100) break;
+        await sleep(5000);
+      }
+      t.diagnostic(`supervisor RSS: idle ${idle.toFixed(0)} MiB, peak ${peak.toFixed(0)} MiB, every 5 s after: ${samples.join(', ')} MiB`);
+      assert.ok(samples.at(-1)! < idle + 100, `RSS ${samples.at(-1)} MiB a minute after the burst, idle ${idle.toFixed(0)} MiB`);
     } finally {
       await rt.stop();
     }
