@@ -11,6 +11,7 @@ import { UsageError } from './cli/messages.js';
 import { send, sendHelp } from './cli/send.js';
 import { serve } from './cli/serve.js';
 import { ExitCode } from './errors.js';
+import { flushLogs } from './logger.js';
 import { VERSION } from './version.js';
 
 const HELP = `asya-runtime ${VERSION}: the Asya actor runtime
@@ -71,10 +72,15 @@ function usage(message: string, command: string): number {
   return ExitCode.config;
 }
 
+/** How long the last log lines (a FATAL line) may take to reach a slow stderr reader; a stalled one loses them. */
+const LOG_FLUSH_MS = 2000;
+
 main(process.argv.slice(2)).then(
-  (code) => {
+  async (code) => {
     process.exitCode = code;
-    // The runtime's handles are closed by now; anything left (a stuck child pipe) must not keep us alive.
+    await flushLogs(LOG_FLUSH_MS);
+    // The runtime's handles are closed by now; anything left (a stuck child pipe, a stderr nobody
+    // reads) must not keep us alive.
     setTimeout(() => process.exit(code), 100).unref();
   },
   (err: unknown) => {

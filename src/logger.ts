@@ -1,23 +1,28 @@
 /**
  * Logs on stderr (stdout stays free for CLI output): structured JSON for log collectors, or
- * human-readable lines when stderr is a terminal. Writes are synchronous: the hot path logs
- * nothing at INFO, and a FATAL line must reach the terminal before exit.
+ * human-readable lines when stderr is a terminal. Where the lines go, and why a reader that stops
+ * reading can never stop the runtime, is log-sink.ts. The hot path logs nothing at INFO.
  */
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { prettyFactory } from 'pino-pretty';
 import type { LogLevel } from './config.js';
+import { type LogSink, stderrSink } from './log-sink.js';
 
 export type { Logger };
+export { flushLogs } from './log-sink.js';
 
-export function createLogger(level: LogLevel, human = process.stderr.isTTY === true): Logger {
+export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), human = sink.kind === 'terminal'): Logger {
   const options = { name: 'asya-runtime', level, base: { pid: process.pid } };
+  let log: Logger;
   if (human) {
-    return pino(options, pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', singleLine: true }));
+    const pretty = prettyFactory({ translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', singleLine: true });
+    log = pino(options, { write: (line: string) => sink.write(pretty(line)) });
+  } else {
+    log = pino({ ...options, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, sink);
   }
-  return pino(
-    { ...options, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
-    pino.destination({ dest: 2, sync: true }),
-  );
+  sink.onRecovered = (dropped) =>
+    log.warn({ dropped_lines: dropped }, `stderr was not being read: dropped ${dropped} log line(s) while its buffer was full`);
+  return log;
 }
 
 /**

@@ -8,6 +8,7 @@ import { parseRequest } from '../envelope/envelope.js';
 import { errorResponse } from '../socket/framing.js';
 import { ExitCode, FatalError, WireError } from '../errors.js';
 import { tuneSupervisorMemory } from './heap.js';
+import { collectWhenIdle } from './idle-gc.js';
 import { resolveInterpreter } from '../worker/interpreter.js';
 import type { Logger } from '../logger.js';
 import { ReadyFile } from './readiness.js';
@@ -63,6 +64,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     'starting Asya runtime',
   );
   tuneSupervisorMemory(env, process.execArgv);
+  collectWhenIdle((freed) => log.debug({ freed_mib: Math.round(freed / 2 ** 20) }, 'idle: collected dead message buffers'));
   const ready = new ReadyFile(config.readyFile, log);
 
   let finish!: (code: number) => void;

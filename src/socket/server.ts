@@ -19,6 +19,8 @@ export interface Exchange {
   respond(chunks: Buffer[]): void;
   /** Close without an answer (the sidecar sees a connection error and retries). */
   abort(): void;
+  /** The client closed its connection: nobody will read an answer (see probeClientGone). */
+  clientGone(): boolean;
 }
 
 export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
@@ -211,6 +213,8 @@ export class SocketServer {
         answered = true;
         socket.destroy();
       },
+      // Destroyed: closed by us, or the end-of-request probe below hit EPIPE.
+      clientGone: () => socket.destroyed,
     };
     const fail = (err: WireError) => {
       this.log.warn({ error: err.code }, err.message);
@@ -264,7 +268,10 @@ export class SocketServer {
       if (!complete) for (const refused of this.pending.set(socket, decoder.held)) this.refuse.get(refused)?.();
     });
     socket.on('end', () => {
-      if (complete) return;
+      if (complete) {
+        if (!answered) probeClientGone(socket);
+        return;
+      }
       const { received, expected } = decoder.progress();
       finished();
       fail(
@@ -334,6 +341,20 @@ function makeDirectory(dir: string): void {
       throw fail(`${(err as Error).message}${where}`);
     }
   }
+}
+
+/**
+ * Tell a client that closed its connection from one that only shut down its sending side
+ * (shutdown(SHUT_WR), which Go's sidecar may do, and which still waits for the answer): Node reports
+ * both as 'end'. On a Linux AF_UNIX stream socket a full close by the peer marks our socket
+ * SHUTDOWN_MASK, so a send fails with EPIPE; a peer's SHUT_WR only marks our receive side. Node
+ * passes a zero-length write to the kernel (strace: `write(fd, NULL, 0) = -1 EPIPE`), which sends
+ * nothing to a client that is still there. The EPIPE arrives as an 'error' and destroys the socket,
+ * which is what `clientGone()` reads. Elsewhere (no SHUTDOWN_MASK semantics) the write succeeds and
+ * the message runs as before: never drop an answer a client may be waiting for.
+ */
+function probeClientGone(socket: net.Socket): void {
+  if (!socket.destroyed && socket.writable) socket.write(Buffer.alloc(0));
 }
 
 function socketFatal(what: string, err: unknown): FatalError {
