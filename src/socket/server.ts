@@ -11,6 +11,7 @@ import type { Config } from '../config.js';
 import { ExitCode, FatalError, type WireError, wireError } from '../errors.js';
 import { FrameDecoder, FrameTooLarge, errorResponse } from './framing.js';
 import type { Logger } from '../logger.js';
+import { Intake, type Reader } from './intake.js';
 import { PendingBytes, pendingLimit } from './pending-bytes.js';
 
 /** One request's way back to its client. */
@@ -50,6 +51,8 @@ export class SocketServer {
   private readonly open = new Set<net.Socket>();
   /** Bytes held for requests still arriving, across all connections. */
   private readonly pending: PendingBytes<net.Socket>;
+  /** Bytes of requests held (arriving or waiting for their answer): over its room, newer reads pause. */
+  private readonly intake = new Intake();
   /** How each connection is failed, for when the pending bound refuses it. */
   private readonly refuse = new WeakMap<net.Socket, () => void>();
   /** Only the process that bound the path may remove it (another runtime may own it). */
@@ -196,10 +199,22 @@ export class SocketServer {
     socket.on('error', () => undefined); // a vanished client is not the runtime's problem
     const decoder = new FrameDecoder(this.config.maxMessageSize);
     let answered = false;
+    // Paused by the intake: the wait is ours, so the client's read timeout starts again afterwards.
+    const reader: Reader = {
+      pause: () => {
+        socket.pause();
+        clearTimeout(timer);
+      },
+      resume: () => {
+        socket.resume();
+        if (!complete) armReadTimeout();
+      },
+    };
     const exchange: Exchange = {
       respond: (chunks) => {
         if (answered) return;
         answered = true;
+        this.intake.release(reader);
         if (socket.destroyed) return;
         socket.cork();
         for (const chunk of chunks) socket.write(chunk);
@@ -211,6 +226,7 @@ export class SocketServer {
       },
       abort: () => {
         answered = true;
+        this.intake.release(reader);
         socket.destroy();
       },
       // Destroyed: closed by us, or the end-of-request probe below hit EPIPE.
@@ -226,16 +242,21 @@ export class SocketServer {
       clearTimeout(timer);
       this.pending.release(socket);
     };
-    const timer = setTimeout(() => {
-      const { received, expected } = decoder.progress();
-      finished();
-      fail(
-        wireError.connection(
-          `no complete request within ASYA_READ_TIMEOUT=${this.config.readTimeoutMs / 1000}s ` +
-            `(received ${received} of ${expected ?? 'at least 4'} bytes)`,
-        ),
-      );
-    }, this.config.readTimeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    const armReadTimeout = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        const { received, expected } = decoder.progress();
+        finished();
+        fail(
+          wireError.connection(
+            `no complete request within ASYA_READ_TIMEOUT=${this.config.readTimeoutMs / 1000}s ` +
+              `(received ${received} of ${expected ?? 'at least 4'} bytes)`,
+          ),
+        );
+      }, this.config.readTimeoutMs);
+    };
+    armReadTimeout();
     this.refuse.set(socket, () => {
       const { received, expected } = decoder.progress();
       finished();
@@ -257,6 +278,7 @@ export class SocketServer {
           if (complete) return;
           used = 4 + frame.length;
           finished();
+          this.intake.hold(reader, frame.length, false);
           this.onFrame(frame, exchange);
         });
       } catch (err) {
@@ -265,7 +287,9 @@ export class SocketServer {
         fail(wireError.tooLarge(err.size, err.limit));
         return;
       }
-      if (!complete) for (const refused of this.pending.set(socket, decoder.held)) this.refuse.get(refused)?.();
+      if (complete) return;
+      this.intake.hold(reader, decoder.held, true);
+      for (const refused of this.pending.set(socket, decoder.held)) this.refuse.get(refused)?.();
     });
     socket.on('end', () => {
       if (complete) {
@@ -285,6 +309,7 @@ export class SocketServer {
     socket.on('close', () => {
       clearTimeout(timer);
       this.pending.release(socket);
+      this.intake.release(reader);
       if (used > 0 && read > used) {
         // The sidecar sends one request per connection; a second one here would otherwise vanish unseen.
         this.log.warn({ bytes: read - used }, 'client sent more after its request (a second request?); one request per connection: ignored');
