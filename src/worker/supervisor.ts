@@ -208,7 +208,7 @@ export class Supervisor {
   }
 
   private async restart(): Promise<void> {
-    this.setState('restarting');
+    if (this.state !== 'restarting') this.setState('restarting');
     const { maxInitFailures } = this.policy.restart;
     for (let failures = 0; ; ) {
       const delay = restartDelay(this.streak, this.policy.restart);
