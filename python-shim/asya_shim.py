@@ -31,6 +31,7 @@ import struct
 import sys
 import time
 import traceback
+import types
 
 MIN_PYTHON = (3, 7)
 
@@ -359,24 +360,76 @@ def import_module_prefix(spec):
                     % (spec, tried, [p for p in sys.path if p]))
 
 
-def instantiate(cls, where):
+def instantiate(cls, where, kwargs):
+    """Create the class once, with ASYA_HANDLER_ARGS as keyword arguments (none when unset)."""
     init = cls.__init__
-    if init is not object.__init__:
-        params = list(inspect.signature(init).parameters.values())[1:]
+    if init is object.__init__:
+        if kwargs:
+            raise LoadError("ASYA_HANDLER_ARGS gives %s, but %s has no __init__ of its own to take them"
+                            % (", ".join(sorted(kwargs)), where))
+    else:
+        try:
+            params = list(inspect.signature(init).parameters.values())[1:]
+        except (TypeError, ValueError):  # a C-level __init__: let the call itself say what is wrong
+            params = []
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in params)
+        named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = sorted(k for k in kwargs if k not in named) if not takes_any else []
+        if unknown:
+            raise LoadError("ASYA_HANDLER_ARGS gives %s, which %s.__init__() does not take (its parameters: %s)"
+                            % (", ".join(unknown), where, ", ".join(named) or "none"))
         for p in params:
-            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is not p.empty:
                 continue
-            if p.default is p.empty:
-                raise LoadError("%s.__init__() parameter %r has no default value: the runtime "
-                                "creates the class with no arguments, so every parameter needs "
-                                "a default" % (where, p.name))
+            if p.name in kwargs and p.kind != p.POSITIONAL_ONLY:
+                continue
+            raise LoadError("%s.__init__() parameter %r has no default value: the runtime creates the class "
+                            "with the keyword arguments of ASYA_HANDLER_ARGS (%s), so every other parameter "
+                            "needs a default; add %r to ASYA_HANDLER_ARGS or give it a default"
+                            % (where, p.name, ", ".join(sorted(kwargs)) or "unset", p.name))
     try:
-        return cls()
+        return cls(**kwargs)
     except Exception as exc:
         raise LoadError("%s() raised %s: %s" % (where, type(exc).__name__, exc))
 
 
-def load_handler(spec):
+def describe_callable(target, is_method):
+    """What `check` and the ready log call the handler: 'async generator method', 'function', ..."""
+    probe = target
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        probe = getattr(target, "__call__", target)  # a callable object: its __call__ decides
+    if inspect.isasyncgenfunction(probe):
+        kind = "async generator "
+    elif inspect.iscoroutinefunction(probe):
+        kind = "async "
+    elif inspect.isgeneratorfunction(probe):
+        kind = "generator "
+    else:
+        kind = ""
+    if is_method:
+        noun = "method"
+    elif inspect.isfunction(target) or inspect.isbuiltin(target):
+        noun = "function"
+    else:
+        noun = "callable object"
+    return kind + noun
+
+
+def check_one_argument(target, where):
+    """The runtime calls the handler with one positional argument; refuse one that cannot take it."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): the first call will tell
+    try:
+        signature.bind(None)
+    except TypeError as exc:
+        raise LoadError("%s%s cannot be called with one argument (the payload or envelope): %s"
+                        % (where, signature, exc))
+
+
+def load_handler(spec, kwargs=None):
+    """Import and create the handler. Returns (callable, 'function' or 'class', description, instance)."""
     module, rest = import_module_prefix(spec)
     where = module.__name__
     if len(rest) > 2:
@@ -393,17 +446,22 @@ def load_handler(spec):
             raise LoadError("%s is a class: name one of its methods, e.g. %s.process" % (where, where))
         if not callable(target):
             raise LoadError("%s is not callable (it is a %s)" % (where, type(target).__name__))
-        return target, "function"
+        if kwargs is not None:
+            raise LoadError("ASYA_HANDLER_ARGS is set, but %s is a function: constructor arguments are for a "
+                            "class handler (module.Class.method); unset it" % where)
+        check_one_argument(target, where)
+        return target, "function", describe_callable(target, False), None
     if not inspect.isclass(target):
         raise LoadError("%s is not a class (it is a %s), so %r cannot be its method"
                         % (where, type(target).__name__, rest[1]))
-    instance = instantiate(target, where)
+    instance = instantiate(target, where, kwargs or {})
     method = getattr(instance, rest[1], None)
     if method is None:
         raise LoadError("class %s has no method %r" % (where, rest[1]))
     if not callable(method):
         raise LoadError("%s.%s is not callable" % (where, rest[1]))
-    return method, "class"
+    check_one_argument(method, "%s.%s" % (where, rest[1]))
+    return method, "class", describe_callable(method, True), instance
 
 
 # ---------------------------------------------------------------- calling ---
@@ -452,6 +510,8 @@ def encode_envelopes(items):
 
 
 def handle_call(handler, envelope_mode, msg):
+    call = CALL
+    call.seq += 1  # counted for every call message, as the supervisor counts them
     try:
         # The supervisor marks payloads with integers beyond 64 bits, which orjson would turn into
         # floats; the rest of the envelope is small and always read by the stdlib.
@@ -465,20 +525,203 @@ def handle_call(handler, envelope_mode, msg):
     except BaseException as exc:  # MemoryError on a huge payload: an answer, not a dead process
         return error_reply("err", exc)
     try:
-        items = as_list(handler(arg))
+        # Only between these two stores may the time limit interrupt: the handler's own code, its
+        # generator's items and its coroutine, never the shim's decoding or encoding.
+        call.interrupted = False
+        call.active = True
+        try:
+            result = handler(arg)
+            resolve = RESOLVERS.get(type(result))
+            if resolve is not None:
+                result = resolve(result)
+        finally:
+            call.active = False
+        if call.interrupted:
+            return timeout_reply(None)
+        items = as_list(result)
         if envelope_mode:
             return {"t": "env", "o": encode_envelopes(items)}
         return {"t": "ok", "o": [encode_json(item) for item in items]}
     except BaseException as exc:
         # Whatever a handler raises (SystemExit, KeyboardInterrupt, GeneratorExit included) is its
         # answer for this message; the process and the loaded model stay.
+        if call.interrupted:
+            return timeout_reply(exc)
         return error_reply("err", exc)
+
+
+# ------------------------------------------------- generators, coroutines ---
+# A handler's result is resolved before it is encoded: a generator's items (sync or async) are the
+# fan-out outputs in order; a coroutine is run to its result. Every coroutine runs on one event
+# loop that lives as long as the process, so what a handler binds to it (an async HTTP client, an
+# asyncio.Queue made in __init__) keeps working from one message to the next.
+
+def event_loop():
+    loop = CALL.loop
+    if loop is None:
+        import asyncio
+        import warnings
+        # The loop that asyncio.get_event_loop() hands out in the main thread is the one objects made
+        # at import or in __init__ bound themselves to on Python 3.7-3.9: keep it when there is one.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                loop = asyncio.get_event_loop()
+            except RuntimeError:
+                loop = None
+        if loop is None or loop.is_closed():
+            loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        CALL.loop = loop
+    return loop
+
+
+def run_coroutine(awaitable):
+    loop = event_loop()
+    task = loop.create_task(_interruptible(awaitable))
+    CALL.task = task  # the time limit cancels it, so the handler's `finally` and `async with` run
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        CALL.task = None
+
+
+def collect_async(agen):
+    return run_coroutine(_collect(agen))
+
+
+async def _collect(agen):
+    return [item async for item in agen]
+
+
+async def _interruptible(awaitable):
+    import asyncio
+    try:
+        return await awaitable
+    except asyncio.CancelledError as exc:
+        if not CALL.interrupted:
+            raise
+        # The cancellation's traceback runs through the handler's await: where it was.
+        raise HandlerTimeout(timeout_message()).with_traceback(exc.__traceback__) from None
+
+
+RESOLVERS = {types.GeneratorType: list, types.CoroutineType: run_coroutine,
+             types.AsyncGeneratorType: collect_async}
+
+
+# ------------------------------------------------------------ time limits ---
+# Two stages. At ASYA_HANDLER_TIMEOUT the supervisor writes the call's number to the reaper (over
+# the lifeline), which puts it on this process's control pipe and sends INTERRUPT_SIGNAL. The
+# signal handler raises HandlerTimeout in the main thread (or cancels the handler's task) only if
+# that very call is still running: a signal that arrives late finds another number, or no call,
+# and does nothing. A handler still running ASYA_HANDLER_KILL_GRACE seconds later (stuck in a C
+# call that holds the GIL, or swallowing the exception) is killed with its process by the
+# supervisor, as before the soft stage existed.
+
+INTERRUPT_SIGNAL = signal.SIGUSR2
+
+
+class HandlerTimeout(TimeoutError):
+    """Raised inside a handler that ran longer than ASYA_HANDLER_TIMEOUT.
+
+    A TimeoutError, so `finally` blocks, context managers and `except TimeoutError` see it; the
+    process and the loaded model stay for the next message.
+    """
+
+
+class CallState(object):
+    __slots__ = ("seq", "active", "interrupted", "where", "task", "loop", "timeout", "control")
+
+    def __init__(self):
+        self.seq = 0              # number of the current (or last) call, counted from 1
+        self.active = False       # the handler's code is running
+        self.interrupted = False  # the time limit hit the current call
+        self.where = ""           # the stack when it did
+        self.task = None          # the asyncio task of an async handler's call
+        self.loop = None
+        self.timeout = None       # seconds, for messages
+        self.control = None       # read end of the control pipe (call numbers to interrupt)
+
+
+CALL = CallState()
+
+
+def timeout_message():
+    return "the handler ran longer than ASYA_HANDLER_TIMEOUT=%ss and was interrupted" % (CALL.timeout,)
+
+
+def timeout_reply(exc):
+    if exc is None:
+        return {"t": "timeout", "type": "HandlerTimeout", "returned": True, "traceback": CALL.where,
+                "message": timeout_message() + "; it returned afterwards, and its result was discarded"}
+    reply = error_reply("timeout", exc)
+    reply["returned"] = False
+    return reply
+
+
+def read_call_numbers(fd):
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            return ()
+        if not chunk:
+            break
+        data += chunk
+    whole = len(data) // 4
+    return struct.unpack(">%dI" % whole, data[:whole * 4])
+
+
+def on_interrupt(signum, frame):
+    call = CALL
+    targets = read_call_numbers(call.control)
+    if not call.active or call.interrupted or call.seq not in targets:
+        return  # late, early or foreign: nothing of the handler's to interrupt
+    call.interrupted = True
+    call.where = _safe(lambda: "".join(traceback.format_stack(frame)), "")
+    if call.task is not None:
+        # The loop is waiting in select() or running the handler's step: cancel from the loop.
+        call.loop.call_soon_threadsafe(call.task.cancel)
+        return
+    raise HandlerTimeout(timeout_message())
+
+
+def arm_time_limit(control, timeout):
+    CALL.timeout = timeout
+    if control is None or timeout is None:
+        return False
+    os.set_blocking(control, False)
+    CALL.control = control
+    signal.signal(INTERRUPT_SIGNAL, on_interrupt)
+    return True
+
+
+def close_handler(instance):
+    """Call the class handler's optional close() (async too) once; report how it went, never raise."""
+    hook = getattr(instance, "close", None)
+    if instance is None or not callable(hook):
+        return None
+    started = time.monotonic()
+    try:
+        result = hook()
+        resolve = RESOLVERS.get(type(result))
+        if resolve is not None:
+            resolve(result)
+        reply = {"t": "closed"}
+    except BaseException as exc:
+        reply = error_reply("closed", exc)
+    reply["ms"] = round((time.monotonic() - started) * 1000)
+    return reply
 
 
 def main():
     lifeline = take_lifeline()
+    control = None
     if sys.version_info >= MIN_PYTHON:
-        start_reaper(lifeline)  # only the shim returns; the reaper exits with the shim's status
+        control = start_reaper(lifeline)  # only the shim returns; the reaper exits with the shim's status
     elif lifeline is not None:
         os.close(lifeline)
     chan_in, chan_out = claim_channel()
@@ -500,7 +743,8 @@ def main():
     started = time.monotonic()
     try:
         codec = use_orjson(init.get("codec", "auto"))
-        handler, kind = load_handler(init["handler"])
+        kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
+        handler, kind, described, instance = load_handler(init["handler"], kwargs)
     except LoadError as exc:
         write_message(chan_out, {"t": "fatal", "type": "LoadError", "message": str(exc),
                                  "traceback": _cause_traceback(exc)})
@@ -508,15 +752,30 @@ def main():
     except Exception as exc:
         write_message(chan_out, dict(error_reply("fatal", exc)))
         return 3
+    interruptible = arm_time_limit(control, init.get("timeout"))
+    try:
+        page_size = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        page_size = 4096
     write_message(chan_out, {"t": "ready", "kind": kind, "python": sys.version.split()[0], "codec": codec,
                              "executable": sys.executable, "pid": os.getpid(),
-                             "load_ms": round((time.monotonic() - started) * 1000)})
+                             "load_ms": round((time.monotonic() - started) * 1000),
+                             "callable": described, "close": callable(getattr(instance, "close", None)),
+                             "interruptible": interruptible, "page_size": page_size})
     envelope_mode = init.get("mode") == "envelope"
     while True:
         msg = read_message(chan_in)
         if msg is None:
-            return 0
+            break
         write_message(chan_out, handle_call(handler, envelope_mode, msg))
+    # The supervisor closed the channel on purpose (shutdown, recycling): let the model let go.
+    closed = close_handler(instance)
+    if closed is not None:
+        try:
+            write_message(chan_out, closed)
+        except OSError:
+            pass  # the supervisor no longer listens
+    return 0
 
 
 def _cause_traceback(exc):
@@ -591,11 +850,12 @@ def _ignore_signal(signum, frame):
 
 
 def start_reaper(lifeline):
-    """Fork the reaper off. Returns in the shim; the reaper never returns."""
+    """Fork the reaper off. Returns in the shim (the control pipe's read end, or None); the reaper
+    never returns."""
     if not hasattr(os, "fork"):
         if lifeline is not None:
             os.close(lifeline)
-        return
+        return None
     prctl, why = load_prctl()
     if prctl is not None:
         try:
@@ -608,6 +868,9 @@ def start_reaper(lifeline):
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
+    # Call numbers to interrupt, from the supervisor through the reaper to the shim's signal handler.
+    control_r, control_w = os.pipe()
+    os.set_blocking(control_w, False)
     watched = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
     previous = dict((sig, signal.getsignal(sig)) for sig in watched)
     # Before the fork, so a shim that dies at once still wakes the reaper.
@@ -627,16 +890,19 @@ def start_reaper(lifeline):
             signal.signal(sig, handler)
         os.close(wake_r)
         os.close(wake_w)
+        os.close(control_w)
         if lifeline is not None:
             os.close(lifeline)
         if reaper is None:
-            return
+            os.close(control_r)  # nobody to forward interrupts: only the hard time limit applies
+            return None
         os.setpgid(0, 0)
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != reaper:  # the reaper died before the line above
                 os._exit(1)
-        return
+        return control_r
+    os.close(control_r)
     try:
         os.setpgid(shim, shim)  # also here: the group must exist before the reaper may kill it
     except OSError:
@@ -656,21 +922,30 @@ def start_reaper(lifeline):
             prctl(PR_SET_NAME, b"asya-reaper")  # what ps -e and top show
         except OSError:
             pass
-    status = reap(shim, lifeline, wake_r)
+    status = reap(shim, lifeline, wake_r, control_w)
     exit_like(status, prctl)
 
 
-def reap(shim, lifeline, wake):
+def reap(shim, lifeline, wake, control):
     """Reap until the shim exits or the reaper is told to stop; then kill and reap the rest."""
     watched = [wake] if lifeline is None else [wake, lifeline]
     status = None
+    pending = b""
     while status is None:
         status = collect(shim)
         if status is not None:
             break
         readable = select.select(watched, [], [])[0]
-        if lifeline in readable and not lifeline_holds(lifeline):
-            break  # the supervisor is gone: nobody is left to answer to
+        if lifeline in readable:
+            data = lifeline_read(lifeline)
+            if data is None:
+                break  # the supervisor is gone: nobody is left to answer to
+            pending += data
+            whole = len(pending) - len(pending) % 4
+            if whole:
+                # The shim is not reaped yet (collect() above), so its pid is still its own.
+                forward_interrupt(shim, control, pending[:whole])
+                pending = pending[whole:]
         if wake in readable:
             signals = drain(wake)
             if signal.SIGTERM in signals or signal.SIGINT in signals:
@@ -692,13 +967,22 @@ def collect(shim):
             found = status
 
 
-def lifeline_holds(fd):
+def lifeline_read(fd):
+    """What the supervisor wrote (4-byte numbers of calls to interrupt), or None once it is gone."""
     try:
-        return bool(os.read(fd, 4096))
+        return os.read(fd, 4096) or None
     except BlockingIOError:
-        return True
+        return b""
     except OSError:
-        return False
+        return None
+
+
+def forward_interrupt(shim, control, numbers):
+    try:
+        os.write(control, numbers)
+        os.kill(shim, INTERRUPT_SIGNAL)
+    except OSError:
+        pass  # the shim is exiting: the supervisor will see it
 
 
 def drain(fd):

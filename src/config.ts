@@ -35,8 +35,16 @@ export interface Config {
   maxMessageSize: number;
   logLevel: LogLevel;
   jsonCodec: JsonCodec;
-  /** null: no limit. */
+  /** null: no limit. The soft stage: the handler is interrupted inside Python. */
   handlerTimeoutMs: number | null;
+  /** The hard stage: how long after the interruption the process is killed. */
+  handlerKillGraceMs: number;
+  /** JSON text of an object: keyword arguments for the class handler's constructor; null: none. */
+  handlerArgs: string | null;
+  /** Replace the Python process after this many messages; null: never. */
+  workerMaxMessages: number | null;
+  /** Replace it when its resident memory exceeds this many bytes; null: never. */
+  workerMaxMemory: number | null;
   readTimeoutMs: number;
   shutdownTimeoutMs: number;
 }
@@ -50,6 +58,7 @@ export const DEFAULTS = {
   maxMessageSize: 64 * 1024 * 1024,
   readTimeoutSeconds: 30,
   shutdownTimeoutSeconds: 25,
+  killGraceSeconds: 5,
 } as const;
 
 type Ctx = z.RefinementCtx;
@@ -81,8 +90,8 @@ function boolean(name: string, fallback: boolean) {
   );
 }
 
-function integer(name: string, fallback: number, min: number, max: number) {
-  return text().transform((v, ctx): number => {
+function integer(name: string, fallback: number | null, min: number, max: number) {
+  return text().transform((v, ctx): number | null => {
     if (v === undefined) return fallback;
     const n = /^\d+$/.test(v) ? Number(v) : NaN;
     return Number.isSafeInteger(n) && n >= min && n <= max ? n : reject(ctx, name, v, `an integer from ${min} to ${max}`);
@@ -103,6 +112,35 @@ function seconds(name: string, fallback: number | null) {
     return n > 0 && n <= MAX_TIMER_SECONDS
       ? Math.round(n * 1000) || 1
       : reject(ctx, name, v, `a positive number of seconds up to ${MAX_TIMER_SECONDS} (24.8 days, the longest timer Node.js can set), e.g. 30 or 2.5`);
+  });
+}
+
+const BYTE_UNITS: Record<string, number> = { b: 1, kib: 1024, ki: 1024, mib: 1024 ** 2, mi: 1024 ** 2, gib: 1024 ** 3, gi: 1024 ** 3 };
+
+/** A size in bytes, or with a binary unit: 2147483648, 512MiB, 1.5 GiB (Kubernetes' 2Gi too). */
+function byteSize(name: string) {
+  return text().transform((v, ctx): number | null => {
+    if (v === undefined) return null;
+    const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(v);
+    const unit = m ? BYTE_UNITS[(m[2] || 'b').toLowerCase()] : undefined;
+    const n = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
+    return n >= 1 && Number.isSafeInteger(n) ? n : reject(ctx, name, v, 'a number of bytes, or with KiB, MiB or GiB (e.g. 2147483648, 512MiB, 1.5GiB)');
+  });
+}
+
+/** Keyword arguments for a constructor: the text of a JSON object, passed to Python as it is. */
+function jsonObject(name: string) {
+  return text().transform((v, ctx): string | null => {
+    if (v === undefined) return null;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(v);
+    } catch (err) {
+      return reject(ctx, name, v, `a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"} (${(err as Error).message})`);
+    }
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)
+      ? v
+      : reject(ctx, name, v, 'a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"}');
   });
 }
 
@@ -142,6 +180,10 @@ const envObject = z.object({
     ASYA_HANDLER_TIMEOUT: seconds('ASYA_HANDLER_TIMEOUT', null),
     ASYA_READ_TIMEOUT: seconds('ASYA_READ_TIMEOUT', DEFAULTS.readTimeoutSeconds),
     ASYA_SHUTDOWN_TIMEOUT: seconds('ASYA_SHUTDOWN_TIMEOUT', DEFAULTS.shutdownTimeoutSeconds),
+    ASYA_HANDLER_KILL_GRACE: seconds('ASYA_HANDLER_KILL_GRACE', DEFAULTS.killGraceSeconds),
+    ASYA_HANDLER_ARGS: jsonObject('ASYA_HANDLER_ARGS'),
+    ASYA_WORKER_MAX_MESSAGES: integer('ASYA_WORKER_MAX_MESSAGES', null, 1, Number.MAX_SAFE_INTEGER),
+    ASYA_WORKER_MAX_MEMORY: byteSize('ASYA_WORKER_MAX_MEMORY'),
 });
 
 const envSchema = envObject.transform((env, ctx): Config => {
@@ -173,13 +215,17 @@ const envSchema = envObject.transform((env, ctx): Config => {
       socketChmod: env.ASYA_SOCKET_CHMOD,
       validate: env.ASYA_ENABLE_VALIDATION,
       includeMetadata: env.ASYA_INCLUDE_METADATA,
-      chunkSize: env.ASYA_CHUNK_SIZE,
-      maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE,
+      chunkSize: env.ASYA_CHUNK_SIZE as number,
+      maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE as number,
       logLevel: env.ASYA_LOG_LEVEL,
       jsonCodec: env.ASYA_JSON_CODEC,
       handlerTimeoutMs: env.ASYA_HANDLER_TIMEOUT,
       readTimeoutMs: env.ASYA_READ_TIMEOUT as number,
       shutdownTimeoutMs: env.ASYA_SHUTDOWN_TIMEOUT as number,
+      handlerKillGraceMs: env.ASYA_HANDLER_KILL_GRACE as number,
+      handlerArgs: env.ASYA_HANDLER_ARGS,
+      workerMaxMessages: env.ASYA_WORKER_MAX_MESSAGES,
+      workerMaxMemory: env.ASYA_WORKER_MAX_MEMORY,
     };
   });
 

@@ -14,7 +14,10 @@ export const ErrorCode = {
   connection: 'connection_error',
   /** The length prefix is over ASYA_MAX_MESSAGE_SIZE; the body was not read. */
   tooLarge: 'message_too_large',
-  /** The handler ran longer than ASYA_HANDLER_TIMEOUT; the Python process was restarted. */
+  /**
+   * The handler ran longer than ASYA_HANDLER_TIMEOUT: it was interrupted inside Python (the process and
+   * its model stay), or, still running ASYA_HANDLER_KILL_GRACE later, its process was killed and restarted.
+   */
   timeout: 'handler_timeout',
   /** The Python process died while handling the message (segfault, os._exit, OOM kill). */
   crashed: 'worker_crashed',
@@ -60,11 +63,29 @@ export const wireError = {
       size,
       limit,
     }),
-  timeout: (seconds: number) =>
+  /** Soft stage: the handler was interrupted and ended (raising `type`, or returning anyway); the process stays. */
+  interrupted: (seconds: number, graceSeconds: number, ended: { type: string; traceback: string; returned: boolean }) =>
     new WireError(ErrorCode.timeout, {
-      message: `handler did not return within ASYA_HANDLER_TIMEOUT=${seconds}s; the Python process was restarted`,
+      message:
+        `handler did not return within ASYA_HANDLER_TIMEOUT=${seconds}s: it was interrupted ` +
+        (ended.returned ? 'and returned afterwards (its result was discarded)' : ended.type === 'HandlerTimeout' ? '(HandlerTimeout raised in it)' : `and ended with ${ended.type}`) +
+        '; the Python process and its loaded handler stay',
+      type: 'HandlerTimeout',
+      traceback: ended.traceback,
+      timeout_seconds: seconds,
+      kill_grace_seconds: graceSeconds,
+      killed: false,
+    }),
+  /** Hard stage: still running ASYA_HANDLER_KILL_GRACE after the interruption; the process was killed. */
+  timeout: (seconds: number, graceSeconds: number) =>
+    new WireError(ErrorCode.timeout, {
+      message:
+        `handler did not return within ASYA_HANDLER_TIMEOUT=${seconds}s, nor within ASYA_HANDLER_KILL_GRACE=${graceSeconds}s ` +
+        'of being interrupted: the Python process was killed and is being restarted',
       type: 'HandlerTimeout',
       timeout_seconds: seconds,
+      kill_grace_seconds: graceSeconds,
+      killed: true,
     }),
   crashed: (exitCode: number | null, signal: string | null, stderrTail: string) =>
     new WireError(ErrorCode.crashed, {

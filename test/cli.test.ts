@@ -94,7 +94,7 @@ describe('asya-runtime check', () => {
   it('reports a loadable handler with its interpreter, exit 0', async () => {
     const r = await cli(['check', '--handler', 'classes.Counter.process']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^ok: classes\.Counter\.process \(class, payload mode\) loaded in \d+ ms by Python 3\.\d+\.\d+ at \//);
+    assert.match(r.stdout, /^ok: classes\.Counter\.process \(method, payload mode\) loaded in \d+ ms by Python 3\.\d+\.\d+ at \//);
   });
 
   it('names the cause of a broken handler, exit 4; a missing interpreter, exit 3', async () => {

@@ -187,11 +187,11 @@ describe('the supervisor dies with a message in flight', () => {
 });
 
 describe('a worker that ends takes its tree with it', () => {
-  it('time limit: the handler and its helpers are killed, then exactly one new Python process serves', async () => {
-    const rt = await startRuntime({ handler: 'tree.act', env: { ASYA_HANDLER_TIMEOUT: '1' } });
+  it('time limit, hard stage: the handler and its helpers are killed, then exactly one new Python process serves', async () => {
+    const rt = await startRuntime({ handler: 'tree.act', env: { ASYA_HANDLER_TIMEOUT: '1', ASYA_HANDLER_KILL_GRACE: '0.5' } });
     let tree: Proc[] = [];
     try {
-      const { answer, pids } = await spawnHelpers(rt);
+      const { answer, pids } = await spawnHelpers(rt, { stubborn: true });
       tree = descendants(rt.child.pid!);
       assert.equal(asError(await answer).error, 'handler_timeout');
       const ms = await gone(tree, 5000);

@@ -6,7 +6,7 @@ import { envelopeModeResponse, parseRequest, payloadModeResponse, routeProblem }
 import { WireError } from '../src/errors.js';
 import { FrameCorrupt, FrameDecoder, FrameTooLarge } from '../src/socket/framing.js';
 import { MAX_NESTING, type Member, scanObject } from '../src/envelope/json-scan.js';
-import { restartDelay } from '../src/worker/supervisor.js';
+import { restartDelay } from '../src/worker/policy.js';
 
 describe('config', () => {
   it('defaults', () => {
@@ -193,7 +193,7 @@ describe('framing', () => {
 
 describe('restart backoff', () => {
   it('is immediate first, then doubles up to a bound', () => {
-    assert.deepEqual([1, 2, 3, 4, 5].map(restartDelay), [0, 250, 500, 1000, 2000]);
+    assert.deepEqual([1, 2, 3, 4, 5].map((n) => restartDelay(n)), [0, 250, 500, 1000, 2000]);
     assert.equal(restartDelay(50), 15_000);
   });
 });

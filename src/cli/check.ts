@@ -13,8 +13,10 @@ import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp }
 
 export const checkHelp = `Usage: asya-runtime check --handler SPEC [options]
 
-Load the handler the way the runtime would (find Python, import the module, instantiate the
-class) and report whether it works. Nothing is served.
+Load the handler exactly as the runtime will (find Python, import the module from PYTHONPATH,
+instantiate the class with ASYA_HANDLER_ARGS, check it can be called with one argument), say
+what kind of callable it is, call its close() and report. Nothing is served. Unlike \`call\`, the
+current directory is not on the import path: the runtime does not add it either.
 
 Options:
 ${handlerOptionsHelp}
@@ -32,7 +34,8 @@ export async function check(args: string[]): Promise<number> {
   const config = handlerConfig(env);
   const log = createLogger(config.logLevel);
   try {
-    const worker = PythonWorker.spawn(workerOptions(config, env, log, [process.cwd()]));
+    // No extra path (call adds the working directory): what imports here imports in the pod.
+    const worker = PythonWorker.spawn(workerOptions(config, env, log));
     let ready;
     try {
       ready = await worker.handshake();
@@ -41,7 +44,7 @@ export async function check(args: string[]): Promise<number> {
     }
     await worker.stop(2000);
     process.stdout.write(
-      `ok: ${config.handler} (${ready.kind}, ${config.mode} mode) loaded in ${ready.load_ms} ms ` +
+      `ok: ${config.handler} (${ready.callable}${ready.close ? ' with close()' : ''}, ${config.mode} mode) loaded in ${ready.load_ms} ms ` +
         `by Python ${ready.python} at ${ready.executable}${ready.codec ? `, JSON codec ${ready.codec}` : ''}\n`,
     );
     return ExitCode.ok;

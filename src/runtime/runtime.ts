@@ -14,8 +14,9 @@ import type { Logger } from '../logger.js';
 import { ReadyFile } from './readiness.js';
 import { SocketServer } from '../socket/server.js';
 import { shimLaunch } from '../worker/shim.js';
+import { policyFromConfig } from '../worker/policy.js';
 import { Supervisor } from '../worker/supervisor.js';
-import type { WorkerOptions } from '../worker/worker.js';
+import { PythonWorker, type WorkerOptions } from '../worker/worker.js';
 
 /** How often the socket file and the ready file are checked (two lstat calls). */
 const WATCH_INTERVAL_MS = 1000;
@@ -42,7 +43,17 @@ export interface RuntimeOptions {
  */
 export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logger, extraPath?: string[]): WorkerOptions {
   const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
-  return { python, shim: shimLaunch(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log };
+  return {
+    python,
+    shim: shimLaunch(),
+    handler: config.handler,
+    mode: config.mode,
+    jsonCodec: config.jsonCodec,
+    extraPath,
+    handlerArgs: config.handlerArgs,
+    timeoutSeconds: config.handlerTimeoutMs === null ? null : config.handlerTimeoutMs / 1000,
+    log,
+  };
 }
 
 /**
@@ -60,6 +71,9 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       socket: config.socketPath,
       max_message_size: config.maxMessageSize,
       handler_timeout_s: config.handlerTimeoutMs === null ? null : config.handlerTimeoutMs / 1000,
+      kill_grace_s: config.handlerTimeoutMs === null ? undefined : config.handlerKillGraceMs / 1000,
+      worker_max_messages: config.workerMaxMessages ?? undefined,
+      worker_max_memory: config.workerMaxMemory ?? undefined,
     },
     'starting Asya runtime',
   );
@@ -154,9 +168,11 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   const boot = async () => {
     try {
       // Before the socket: without Python there is nothing to serve.
+      const options = workerOptions(config, env, log, extraPath);
       supervisor = new Supervisor(
         config,
-        workerOptions(config, env, log, extraPath),
+        policyFromConfig(config),
+        () => PythonWorker.spawn(options),
         log,
         {
           onReady: (up) => {

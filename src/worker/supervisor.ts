@@ -2,6 +2,8 @@
  * The supervisor: a FIFO of checked requests, fed one at a time to the Python worker (handlers
  * are not thread-safe by contract), and the worker's lifecycle around it. A dead worker's
  * in-flight message is answered, the worker is restarted with backoff, and readiness follows.
+ * An overrunning call is interrupted, then killed; a worker past its recycle thresholds is
+ * replaced between messages. The thresholds are data (policy.ts); the worker comes from a factory.
  */
 import type { Config } from '../config.js';
 import { type RequestEnvelope, envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
@@ -9,7 +11,8 @@ import { ExitCode, FatalError, WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { errorResponse, frameChunks } from '../socket/framing.js';
 import type { Exchange } from '../socket/server.js';
-import { type CallOutcome, HandlerLoadFailed, PythonWorker, type ReadyInfo, SpawnFailed, WorkerDied, type WorkerOptions } from './worker.js';
+import { type RecycleReason, type WorkerPolicy, recycleReason, restartDelay } from './policy.js';
+import { type CallOutcome, HandlerLoadFailed, type ReadyInfo, SpawnFailed, type Worker, WorkerDied, type WorkerFactory } from './worker.js';
 
 export interface Job {
   envelope: RequestEnvelope;
@@ -18,17 +21,8 @@ export interface Job {
   received: bigint;
 }
 
-/** Consecutive failed re-initialisations after which the runtime gives up and exits. */
-export const MAX_INIT_FAILURES = 5;
-const BACKOFF_BASE_MS = 250;
-const BACKOFF_MAX_MS = 15_000;
-/** Retries of a spawn refused for lack of descriptors stay frequent: they cost nothing and end the outage sooner. */
-const SPAWN_RETRY_MAX_MS = 5_000;
-
-/** No delay for the first restart in a streak; then 250 ms, 500 ms, ... up to 15 s. */
-export function restartDelay(streak: number): number {
-  return streak <= 1 ? 0 : Math.min(BACKOFF_BASE_MS * 2 ** (streak - 2), BACKOFF_MAX_MS);
-}
+/** Below this, a worker stopped on purpose gets this long anyway (as before close() existed). */
+const MIN_STOP_GRACE_MS = 2000;
 
 /** A drop's log line names at most this many message ids. */
 const MAX_LOGGED_IDS = 10;
@@ -38,9 +32,14 @@ type State = 'starting' | 'ready' | 'restarting' | 'stopping';
 export class Supervisor {
   private state: State = 'starting';
   /** The current Python process, from spawn on (it may still be in __init__). */
-  private worker: PythonWorker | null = null;
+  private worker: Worker | null = null;
   /** The same process once its handler is loaded: the only one calls go to. */
-  private active: PythonWorker | null = null;
+  private active: Worker | null = null;
+  /** A worker being replaced, until it has exited: never two loaded interpreters at once. */
+  private retiring: Promise<unknown> | null = null;
+  /** What the active worker has done since it was loaded, for the recycle rule. */
+  private messages = 0;
+  private memoryErrors = 0;
   private readonly queue: Job[] = [];
   private inFlight: Job | null = null;
   /** Deaths and failed inits since the last successful call. */
@@ -49,7 +48,8 @@ export class Supervisor {
 
   constructor(
     private readonly config: Config,
-    private readonly workerOptions: WorkerOptions,
+    private readonly policy: WorkerPolicy,
+    private readonly createWorker: WorkerFactory,
     private readonly log: Logger,
     private readonly hooks: {
       /** Readiness follows the worker: false while it is restarting. */
@@ -85,6 +85,7 @@ export class Supervisor {
    * is left without an answer and stop the worker.
    */
   async shutdown(graceMs: number): Promise<{ unfinished: number }> {
+    const started = Date.now();
     const wasReady = this.state === 'ready';
     this.setState('stopping');
     if (this.queued > 0 && wasReady) {
@@ -107,8 +108,10 @@ export class Supervisor {
     if (worker) {
       // In flight past the grace period, or still in __init__: nothing to wait for.
       if (this.inFlight || !wasReady) worker.terminate('stopped');
-      await worker.stop(2000);
+      // close() has what is left of the grace period (at least 2 s, as the stop always had).
+      await worker.stop(Math.max(graceMs - (Date.now() - started), MIN_STOP_GRACE_MS));
     }
+    await this.retiring;
     return { unfinished };
   }
 
@@ -132,8 +135,19 @@ export class Supervisor {
   private async spawn(): Promise<ReadyInfo> {
     const { worker, ready } = await this.launch();
     this.active = worker;
+    this.messages = 0;
+    this.memoryErrors = 0;
     this.log.info(
-      { handler: this.config.handler, kind: ready.kind, python: ready.python, codec: ready.codec, executable: ready.executable, python_pid: ready.pid, load_ms: ready.load_ms },
+      {
+        handler: this.config.handler,
+        kind: ready.kind,
+        callable: ready.callable,
+        python: ready.python,
+        codec: ready.codec,
+        executable: ready.executable,
+        python_pid: ready.pid,
+        load_ms: ready.load_ms,
+      },
       'handler loaded',
     );
     void worker.exited.then((death) => this.onExit(worker, death));
@@ -144,16 +158,17 @@ export class Supervisor {
    * Start a worker and load the handler. Running out of descriptors or processes is the environment's
    * state, not the handler's: waited out here with its own backoff, never counted as a failed start.
    */
-  private async launch(): Promise<{ worker: PythonWorker; ready: ReadyInfo }> {
+  private async launch(): Promise<{ worker: Worker; ready: ReadyInfo }> {
+    const { spawnRetryMaxMs, backoffBaseMs } = this.policy.restart;
     for (let attempt = 1; ; attempt++) {
       // Owned from the first moment, so a shutdown during a long __init__ can stop it.
-      const worker = PythonWorker.spawn(this.workerOptions);
+      const worker = this.createWorker();
       this.worker = worker;
       try {
         return { worker, ready: await worker.handshake() };
       } catch (err) {
         if (!(err instanceof SpawnFailed && err.transient) || this.stopping()) throw err;
-        const delay = Math.min(BACKOFF_BASE_MS * 2 ** (attempt - 1), SPAWN_RETRY_MAX_MS);
+        const delay = Math.min(backoffBaseMs * 2 ** (attempt - 1), spawnRetryMaxMs);
         this.log.warn({ code: err.code, attempt, delay_ms: delay }, `cannot start the Python process (${err.message}); retrying`);
         await new Promise((r) => setTimeout(r, delay));
         if (this.stopping()) throw err;
@@ -161,7 +176,7 @@ export class Supervisor {
     }
   }
 
-  private onExit(worker: PythonWorker, death: WorkerDied): void {
+  private onExit(worker: Worker, death: WorkerDied): void {
     if (worker !== this.worker || this.state === 'stopping') return;
     this.worker = null;
     this.active = null;
@@ -173,10 +188,33 @@ export class Supervisor {
     void this.restart();
   }
 
-  private async restart(): Promise<void> {
+  /**
+   * Replace a healthy worker between messages. The old one is stopped (its close() runs) and gone
+   * before the new one starts: a model on a GPU is a copy per process. Readiness is withdrawn
+   * meanwhile, as for any restart: the runtime cannot serve until the new handler is loaded, and
+   * messages that arrive wait in the queue.
+   */
+  private async recycle(why: RecycleReason): Promise<void> {
+    const old = this.worker;
+    this.worker = null;
+    this.active = null;
     this.setState('restarting');
+    const level = why.reason === 'max_messages' ? 'info' : 'warn';
+    this.log[level]({ reason: why.reason, ...why.fields }, `recycling the Python process: ${why.message}`);
+    if (old) {
+      this.retiring = old.stop(Math.max(this.policy.stopGraceMs, MIN_STOP_GRACE_MS));
+      await this.retiring;
+      this.retiring = null;
+    }
+    if (this.stopping()) return;
+    await this.restart();
+  }
+
+  private async restart(): Promise<void> {
+    if (this.state !== 'restarting') this.setState('restarting');
+    const { maxInitFailures } = this.policy.restart;
     for (let failures = 0; ; ) {
-      const delay = restartDelay(this.streak);
+      const delay = restartDelay(this.streak, this.policy.restart);
       if (delay > 0) {
         this.log.warn({ delay_ms: delay, streak: this.streak }, 'backing off before restarting the Python process');
         await new Promise((r) => setTimeout(r, delay));
@@ -188,8 +226,8 @@ export class Supervisor {
         failures++;
         this.streak++;
         const fatal = toFatal(err, this.config.handler);
-        this.log.error({ attempt: failures, of: MAX_INIT_FAILURES }, `restart failed: ${fatal.message}`);
-        if (failures >= MAX_INIT_FAILURES) {
+        this.log.error({ attempt: failures, of: maxInitFailures }, `restart failed: ${fatal.message}`);
+        if (failures >= maxInitFailures) {
           this.hooks.onFatal(
             new FatalError(ExitCode.restarts, `the Python process failed to re-initialise ${failures} times in a row; last cause: ${fatal.message}`, fatal.fields),
           );
@@ -218,8 +256,10 @@ export class Supervisor {
       return;
     }
     this.inFlight = job;
-    void this.run(this.active, job).finally(() => {
+    const worker = this.active;
+    void this.run(worker, job).finally(() => {
       this.inFlight = null;
+      if (worker === this.active) this.checkRecycle(worker);
       this.pump();
     });
   }
@@ -245,26 +285,57 @@ export class Supervisor {
     return job;
   }
 
+  /** Between messages: a counter, and with ASYA_WORKER_MAX_MEMORY one read of /proc. */
+  private checkRecycle(worker: Worker): void {
+    const { recycle } = this.policy;
+    const why = recycleReason(recycle, {
+      messages: this.messages,
+      rssBytes: recycle.maxMemoryBytes === null ? null : worker.rss(),
+      consecutiveMemoryErrors: this.memoryErrors,
+    });
+    if (why && this.state === 'ready') void this.recycle(why);
+  }
+
   private notifyIdle(): void {
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  private async run(worker: PythonWorker, job: Job): Promise<void> {
+  private async run(worker: Worker, job: Job): Promise<void> {
     const { envelope } = job;
+    const { softMs, killGraceMs } = this.policy.timeLimit;
+    let timer: NodeJS.Timeout | null = null;
+    if (softMs !== null) {
+      // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
+      timer = setTimeout(() => {
+        this.log.warn({ id: envelope.id, timeout_s: softMs / 1000 }, 'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it');
+        worker.interrupt();
+        timer = setTimeout(() => {
+          this.log.error(
+            { id: envelope.id, kill_grace_s: killGraceMs / 1000 },
+            'handler still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing the Python process',
+          );
+          worker.terminate('timeout');
+        }, killGraceMs);
+      }, softMs);
+    }
     let outcome: CallOutcome;
     try {
       const meta = this.config.mode === 'envelope' || this.config.includeMetadata ? handlerMeta(envelope) : undefined;
-      outcome = await worker.call({ payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers }, this.config.handlerTimeoutMs);
+      outcome = await worker.call({ payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers });
     } catch (err) {
       if (!(err instanceof WorkerDied)) throw err;
       if (err.reason === 'stopped') return job.exchange.abort();
       const answer =
         err.reason === 'timeout'
-          ? wireError.timeout((this.config.handlerTimeoutMs ?? 0) / 1000)
+          ? wireError.timeout((softMs ?? 0) / 1000, killGraceMs / 1000)
           : wireError.crashed(err.exitCode, err.signal, err.stderrTail);
       this.log.error({ id: envelope.id, error: answer.code }, answer.message);
       return job.exchange.respond(errorResponse(answer));
+    } finally {
+      if (timer) clearTimeout(timer);
     }
+    this.messages++;
+    this.memoryErrors = outcome.kind === 'raised' && outcome.type === 'MemoryError' ? this.memoryErrors + 1 : 0;
     job.exchange.respond(this.answer(job, outcome));
   }
 
@@ -290,6 +361,12 @@ export class Supervisor {
         case 'bad_input':
           this.log.warn({ id: envelope.id, type: outcome.type }, `payload is not valid JSON: ${outcome.message}`);
           return errorResponse(wireError.parsing(`invalid JSON in field 'payload': ${outcome.message}`, outcome.type));
+        case 'timed_out': {
+          const { softMs, killGraceMs } = this.policy.timeLimit;
+          const answer = wireError.interrupted((softMs ?? 0) / 1000, killGraceMs / 1000, outcome);
+          this.log.error({ id: envelope.id, type: outcome.type, traceback: outcome.traceback, ms }, answer.message);
+          return errorResponse(answer);
+        }
       }
     } catch (err) {
       const answer = err instanceof WireError ? err : wireError.processing(`could not build the response: ${(err as Error).message}`, 'RuntimeError');

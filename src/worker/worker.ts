@@ -11,6 +11,7 @@
  * process dies however it dies.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Packr, Unpackr } from 'msgpackr';
 import type { Readable, Writable } from 'node:stream';
 import type { HandlerMode, JsonCodec } from '../config.js';
@@ -51,11 +52,22 @@ export interface WorkerOptions {
   jsonCodec: JsonCodec;
   /** Directories put in front of sys.path (the CLI's `call` adds the working directory). */
   extraPath?: string[];
+  /** JSON text of the class handler's constructor keyword arguments (ASYA_HANDLER_ARGS); null: none. */
+  handlerArgs: string | null;
+  /** Seconds; the shim arms its interruption (the soft time limit) only when set. */
+  timeoutSeconds: number | null;
   log: Logger;
 }
 
 export interface ReadyInfo {
   kind: 'function' | 'class';
+  /** What was found: 'function', 'async method', 'generator function', 'async generator method', 'callable object', ... */
+  callable: string;
+  /** The class handler has a close() hook. */
+  close: boolean;
+  /** The shim can be interrupted inside Python (its reaper forwards the request). */
+  interruptible: boolean;
+  page_size: number;
   python: string;
   executable: string;
   pid: number;
@@ -78,7 +90,9 @@ export type CallOutcome =
   /** The handler raised, or its result could not be encoded. */
   | { kind: 'raised'; type: string; message: string; traceback: string }
   /** The payload (or envelope) bytes are not valid JSON for Python. */
-  | { kind: 'bad_input'; type: string; message: string };
+  | { kind: 'bad_input'; type: string; message: string }
+  /** The time limit interrupted the call; it ended raising `type`, or returned anyway (result discarded). */
+  | { kind: 'timed_out'; type: string; message: string; traceback: string; returned: boolean };
 
 interface ErrorFields {
   type: string;
@@ -91,6 +105,8 @@ type ShimMessage =
   | ({ t: 'fatal' } & ErrorFields)
   | ({ t: 'err' } & ErrorFields)
   | ({ t: 'bad' } & ErrorFields)
+  | ({ t: 'timeout'; returned: boolean } & ErrorFields)
+  | ({ t: 'closed'; ms: number } & Partial<ErrorFields>)
   | { t: 'ok'; o: Buffer[] }
   | { t: 'env'; o: EnvelopeOutput[] };
 
@@ -161,7 +177,30 @@ interface Waiter {
 
 type Stdio = [Writable, Readable, Readable, Readable, Readable];
 
-export class PythonWorker {
+/**
+ * What the supervisor needs of a worker: the Python process below, or a fake in a unit test. Policy
+ * (when to interrupt, kill, recycle, restart) is the supervisor's; a worker only carries it out.
+ */
+export interface Worker {
+  /** Resolves when the process is gone, with how it ended. */
+  readonly exited: Promise<WorkerDied>;
+  /** Load the handler; rejects with SpawnFailed, HandlerLoadFailed or WorkerDied. */
+  handshake(): Promise<ReadyInfo>;
+  /** Run the handler on one message; rejects with WorkerDied if the process dies meanwhile. */
+  call(request: CallRequest): Promise<CallOutcome>;
+  /** The soft time limit: ask for the call in progress to be interrupted inside Python. */
+  interrupt(): void;
+  /** Resident memory of the handler's process in bytes, or null when it cannot be read. */
+  rss(): number | null;
+  /** Close the channel (the handler's close() runs); kill the tree if it has not exited after `graceMs`. */
+  stop(graceMs: number): Promise<WorkerDied>;
+  /** Kill at once. */
+  terminate(reason: DeathReason): void;
+}
+
+export type WorkerFactory = () => Worker;
+
+export class PythonWorker implements Worker {
   /** The reaper's pid (the process spawned). The handler's is in ReadyInfo. */
   readonly pid: number | undefined;
   /** Resolves when the process is gone, with how it ended. */
@@ -175,6 +214,9 @@ export class PythonWorker {
   private spawnFailure: Promise<SpawnFailed> | null = null;
   /** The handler's process, once the shim reported it: its group is the fallback's second target. */
   private shimPid: number | null = null;
+  private ready: ReadyInfo | null = null;
+  /** Calls sent, counted from 1 as the shim counts them: the number an interruption names. */
+  private calls = 0;
   /** Once the exit is seen the pid may be reused: never signal it again. */
   private reaped = false;
   private killTimer: NodeJS.Timeout | null = null;
@@ -272,10 +314,19 @@ export class PythonWorker {
     const opts = this.opts;
     const reply = this.next();
     if (opts.shim.preamble) this.stdio![0].write(opts.shim.preamble);
-    this.send({ t: 'init', handler: opts.handler, mode: opts.mode, codec: opts.jsonCodec, path: opts.extraPath ?? [] });
+    this.send({
+      t: 'init',
+      handler: opts.handler,
+      mode: opts.mode,
+      codec: opts.jsonCodec,
+      path: opts.extraPath ?? [],
+      args: opts.handlerArgs,
+      timeout: opts.timeoutSeconds,
+    });
     const msg = await reply;
     if (msg.t === 'ready') {
       this.shimPid = msg.pid;
+      this.ready = msg;
       return msg;
     }
     await this.stop(1000);
@@ -287,9 +338,10 @@ export class PythonWorker {
     return this.death === null;
   }
 
-  /** Run the handler on one message. Rejects with WorkerDied if the process dies or overruns. */
-  async call(request: CallRequest, timeoutMs: number | null): Promise<CallOutcome> {
+  /** Run the handler on one message. Rejects with WorkerDied if the process dies or is killed. */
+  async call(request: CallRequest): Promise<CallOutcome> {
     const reply = this.next();
+    this.calls++;
     const stdin = this.stdio![0];
     const chunks = encodeCall(request);
     if (chunks.length === 1) {
@@ -299,26 +351,59 @@ export class PythonWorker {
       for (const chunk of chunks) stdin.write(chunk);
       stdin.uncork();
     }
-    const timer =
-      timeoutMs === null
-        ? null
-        : setTimeout(() => {
-            this.pendingReason = 'timeout';
-            this.killTree();
-          }, timeoutMs);
+    return toOutcome(await reply);
+  }
+
+  /**
+   * The call's number goes to the reaper over the lifeline (a socket, so it is written both ways); the
+   * reaper, the shim's parent, hands it on and signals the shim, which interrupts only that call. The
+   * reaper signals only a shim it has not reaped, so a recycled pid is never hit.
+   */
+  interrupt(): void {
+    if (!this.ready?.interruptible || this.death || !this.stdio) return;
+    const n = Buffer.allocUnsafe(4);
+    n.writeUInt32BE(this.calls >>> 0);
+    (this.stdio[4] as unknown as Writable).write(n);
+  }
+
+  /** VmRSS of the handler's process: one read of /proc/<pid>/statm (a line of numbers), between messages. */
+  rss(): number | null {
+    if (this.shimPid === null || this.death) return null;
     try {
-      return toOutcome(await reply);
-    } finally {
-      if (timer) clearTimeout(timer);
+      const pages = Number(readFileSync(`/proc/${this.shimPid}/statm`, 'latin1').split(' ')[1]);
+      return Number.isFinite(pages) ? pages * (this.ready?.page_size ?? 4096) : null;
+    } catch {
+      return null; // not Linux, or it just exited
     }
   }
 
-  /** Close the channel so the shim exits on its own; kill its tree if it has not after `graceMs`. */
+  /** Close the channel so the shim calls close() and exits on its own; kill its tree if it has not after `graceMs`. */
   async stop(graceMs: number): Promise<WorkerDied> {
     if (this.death) return this.death;
     this.pendingReason ??= 'stopped';
+    const log = this.opts.log;
+    const hasClose = this.ready?.close === true;
+    if (!this.waiter) {
+      // The shim's last word: how its close() went.
+      this.waiter = {
+        resolve: (msg) => {
+          if (msg.t !== 'closed') return;
+          if (msg.type) log.warn({ type: msg.type, traceback: msg.traceback, ms: msg.ms }, `close() raised ${msg.type}: ${msg.message ?? ''}`);
+          else log.info({ ms: msg.ms }, 'close() returned');
+        },
+        reject: () => undefined,
+      };
+    }
     this.stdio?.[0].end();
-    const timer = setTimeout(() => this.killTree(), graceMs);
+    const timer = setTimeout(() => {
+      log.warn(
+        { grace_ms: graceMs, python_pid: this.shimPid ?? undefined },
+        hasClose
+          ? `close() did not return within ${graceMs / 1000} s; killing the Python process`
+          : `the Python process did not exit within ${graceMs / 1000} s of being asked to stop; killing it`,
+      );
+      this.killTree();
+    }, graceMs);
     const death = await this.exited;
     clearTimeout(timer);
     return death;
@@ -455,6 +540,8 @@ function toOutcome(msg: ShimMessage): CallOutcome {
       return { kind: 'raised', type: msg.type, message: msg.message, traceback: msg.traceback };
     case 'bad':
       return { kind: 'bad_input', type: msg.type, message: msg.message };
+    case 'timeout':
+      return { kind: 'timed_out', type: msg.type, message: msg.message, traceback: msg.traceback, returned: msg.returned };
     default:
       return { kind: 'raised', type: 'ProtocolError', message: `unexpected reply '${msg.t}' from the shim`, traceback: '' };
   }

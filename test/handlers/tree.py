@@ -24,6 +24,12 @@ def spawn(payload):
     if payload.get("crash"):
         time.sleep(payload["crash"])  # time for the test to see them
         os._exit(1)
+    if payload.get("stubborn"):  # swallows the time limit's interruption: only the hard stage ends it
+        while True:
+            try:
+                time.sleep(1000)
+            except TimeoutError:
+                pass
     time.sleep(payload.get("s", 1000))
     return pids
 
