@@ -12,12 +12,32 @@ export type { Logger };
 export function createLogger(level: LogLevel, human = process.stderr.isTTY === true): Logger {
   const options = { name: 'asya-runtime', level, base: { pid: process.pid } };
   if (human) {
-    return pino(options, pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', singleLine: true }));
+    return pino(
+      options,
+      pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: `pid,hostname,name,${MULTILINE_FIELDS.join(',')}`, singleLine: true, messageFormat: humanMessage }),
+    );
   }
   return pino(
     { ...options, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
     pino.destination({ dest: 2, sync: true }),
   );
+}
+
+/** Fields that hold several lines (tracebacks): printed as lines under the message on a terminal. */
+const MULTILINE_FIELDS = ['traceback', 'stderr_tail'];
+
+/**
+ * A terminal line: the message without the `FATAL: ` that JSON lines carry (pino-pretty prints the
+ * level already), then each multi-line field as indented lines rather than one escaped string.
+ */
+function humanMessage(record: Record<string, unknown>, messageKey: string): string {
+  const raw = record[messageKey];
+  let text = typeof raw === 'string' ? raw.replace(/^FATAL: /, '') : String(raw ?? '');
+  for (const field of MULTILINE_FIELDS) {
+    const value = record[field];
+    if (typeof value === 'string' && value.trim() !== '') text += `\n  ${field}:\n${value.replace(/\n$/, '').replace(/^/gm, '    ')}`;
+  }
+  return text;
 }
 
 /**

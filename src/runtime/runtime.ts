@@ -41,7 +41,7 @@ export interface RuntimeOptions {
  */
 export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logger, extraPath?: string[]): WorkerOptions {
   const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
-  return { python, shimArgs: shimArguments(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log };
+  return { python, shimArgs: shimArguments(), handler: config.handler, mode: config.mode, jsonCodec: config.jsonCodec, extraPath, log, logLevel: config.logLevel };
 }
 
 /**
