@@ -81,7 +81,7 @@ const handlerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-bench-'));
 fs.writeFileSync(path.join(handlerDir, 'bench_echo.py'), 'def process(payload):\n    return payload\n');
 
 function runtimes(level) {
-  const base = { ASYA_HANDLER: 'bench_echo.process', PYTHONPATH: handlerDir, ASYA_LOG_LEVEL: level, PATH: process.env.PATH, HOME: process.env.HOME };
+  const base = { ASYA_HANDLER: 'bench_echo.process', PYTHONPATH: handlerDir, ASYA_LOG_LEVEL: level, PATH: process.env.PATH, HOME: process.env.HOME, ...(process.env.ASYA_LOG_MESSAGES ? { ASYA_LOG_MESSAGES: process.env.ASYA_LOG_MESSAGES } : {}), ...(process.env.ASYA_METRICS_ADDR ? { ASYA_METRICS_ADDR: process.env.ASYA_METRICS_ADDR } : {}) };
   const list = [
     { name: 'ours', cmd: process.execPath, args: [path.join(root, 'dist', 'cli.js')], env: { ...base, ASYA_PYTHONEXECUTABLE: python, ASYA_JSON_CODEC: 'json' } },
   ];

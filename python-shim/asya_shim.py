@@ -19,6 +19,7 @@ small "reaper" that adopts and reaps every process your handler leaves behind, a
 kills all of them when the shim ends or the supervisor goes away (see the end of the file).
 """
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -393,6 +394,22 @@ def instantiate(cls, where, kwargs):
         raise LoadError("%s() raised %s: %s" % (where, type(exc).__name__, exc))
 
 
+def did_you_mean(name, owner):
+    """': did you mean 'process'?' when `owner` has names close to `name` (difflib: the same on 3.7-3.13)."""
+    names = [n for n in _safe_dir(owner) if not n.startswith("__")]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return ": did you mean %s?" % " or ".join(repr(n) for n in close)
+
+
+def _safe_dir(owner):
+    try:
+        return [n for n in dir(owner) if isinstance(n, str)]
+    except Exception:
+        return []
+
+
 def describe_callable(target, is_method):
     """What `check` and the ready log call the handler: 'async generator method', 'function', ..."""
     probe = target
@@ -438,7 +455,7 @@ def load_handler(spec, kwargs=None):
     target = module
     for name in rest[:1]:
         if not hasattr(target, name):
-            raise LoadError("module %r has no attribute %r" % (where, name))
+            raise LoadError("module %r has no attribute %r%s" % (where, name, did_you_mean(name, target)))
         target = getattr(target, name)
         where = "%s.%s" % (where, name)
     if len(rest) == 1:
@@ -457,11 +474,52 @@ def load_handler(spec, kwargs=None):
     instance = instantiate(target, where, kwargs or {})
     method = getattr(instance, rest[1], None)
     if method is None:
-        raise LoadError("class %s has no method %r" % (where, rest[1]))
+        raise LoadError("class %s has no method %r%s" % (where, rest[1], did_you_mean(rest[1], instance)))
     if not callable(method):
         raise LoadError("%s.%s is not callable" % (where, rest[1]))
     check_one_argument(method, "%s.%s" % (where, rest[1]))
     return method, "class", describe_callable(method, True), instance
+
+
+# ---------------------------------------------------------------- logging ---
+# The handler's `logging` records reach the supervisor as structured lines on stderr: this mark,
+# then one JSON object. The supervisor maps the level, adds the message's id and logs it.
+
+LOG_MARK = "\x1easya-log "
+LOG_LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+# The supervisor splits lines at 16 KiB: a record stays well under it.
+LOG_MESSAGE_LIMIT = 6000
+LOG_TRACEBACK_LIMIT = 8000
+
+
+def setup_logging(level):
+    """Records nobody handles go to the supervisor, at ASYA_LOG_LEVEL.
+
+    Only Python's "last resort" is replaced and the root logger's level set: a module that
+    configures logging itself (basicConfig, dictConfig, its own handlers and levels) at import or
+    in __init__ keeps exactly its configuration, and its output reaches the logs as stderr lines.
+    """
+    import logging
+
+    class SupervisorHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                exc = record.exc_info[1] if record.exc_info else None
+                fields = {"l": record.levelno, "n": record.name, "m": record.getMessage()[:LOG_MESSAGE_LIMIT]}
+                if exc is not None:
+                    fields["e"] = _safe(lambda: format_user_exception(exc), "")[-LOG_TRACEBACK_LIMIT:]
+                line = LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n"
+                data = memoryview(line.encode("utf-8", "replace"))
+                while data:
+                    data = data[os.write(2, data):]
+            except Exception:
+                self.handleError(record)
+
+    root = logging.getLogger()
+    if root.handlers:  # configured before us (sitecustomize): theirs stands
+        return
+    logging.lastResort = SupervisorHandler()
+    root.setLevel(LOG_LEVELS.get(level, logging.INFO))
 
 
 # ---------------------------------------------------------------- calling ---
@@ -471,8 +529,73 @@ def error_reply(kind, exc):
     name = _safe(lambda: type(exc).__name__, "BaseException")
     return {"t": kind, "type": name,
             "message": _safe(lambda: str(exc), "<%s: str() failed>" % name),
-            "traceback": _safe(lambda: "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            "traceback": _safe(lambda: format_user_exception(exc),
                                "<the traceback of %s could not be formatted>" % name)}
+
+
+def _own_frame(frame):
+    # The shim's frames (this file, or "<string>" when the single executable runs it with -c) and
+    # the import machinery's say nothing about the user's code.
+    return frame.filename == SHIM_FILE or frame.filename.startswith("<frozen importlib")
+
+
+def format_user_exception(exc):
+    """The traceback as Python prints it, with only the user's frames (chained exceptions too)."""
+    top = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    todo, seen = [top], set()
+    while todo:
+        te = todo.pop()
+        if te is None or id(te) in seen:
+            continue
+        seen.add(id(te))
+        te.stack = traceback.StackSummary.from_list([f for f in te.stack if not _own_frame(f)])
+        todo.extend((te.__cause__, te.__context__))
+        todo.extend(getattr(te, "exceptions", None) or ())  # exception groups, 3.11+
+    return "".join(top.format())
+
+
+def unencodable_reply(result, exc):
+    """The handler returned something JSON cannot hold: say what, and where in the result."""
+    name = _safe(lambda: type(exc).__name__, "TypeError")
+    detail = _safe(lambda: str(exc), name)
+    found = _safe(lambda: find_unencodable(result), None)
+    where = ("%s (%s)" % (found, detail)) if found else detail
+    return {"t": "enc", "type": name, "traceback": "",
+            "message": "the handler's result cannot be encoded as JSON: " + where}
+
+
+_JSON_KEYS = (str, int, float, bool)
+
+
+def find_unencodable(result):
+    """`result["when"]: datetime`: the first value the encoder refuses, and its path; None if none found."""
+    return _find_unencodable(result, "result", set())
+
+
+def _find_unencodable(value, path, ancestors):
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    if not isinstance(value, (dict, list, tuple)):
+        if callable(getattr(value, "tolist", None)):
+            return _find_unencodable(value.tolist(), path, ancestors)
+        return "%s: %s" % (path, type(value).__name__)
+    if id(value) in ancestors:
+        return "%s: a circular reference (it contains itself)" % path
+    ancestors.add(id(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key is not None and not isinstance(key, _JSON_KEYS):
+                return "%s: a key of type %s (%s)" % (path, type(key).__name__, _safe(lambda: repr(key)[:80], "?"))
+            found = _find_unencodable(item, "%s[%s]" % (path, json.dumps(key) if isinstance(key, str) else repr(key)), ancestors)
+            if found:
+                return found
+    else:
+        for i, item in enumerate(value):
+            found = _find_unencodable(item, "%s[%d]" % (path, i), ancestors)
+            if found:
+                return found
+    ancestors.discard(id(value))
+    return None
 
 
 def _safe(produce, fallback):
@@ -538,16 +661,24 @@ def handle_call(handler, envelope_mode, msg):
             call.active = False
         if call.interrupted:
             return timeout_reply(None)
-        items = as_list(result)
-        if envelope_mode:
-            return {"t": "env", "o": encode_envelopes(items)}
-        return {"t": "ok", "o": [encode_json(item) for item in items]}
     except BaseException as exc:
         # Whatever a handler raises (SystemExit, KeyboardInterrupt, GeneratorExit included) is its
         # answer for this message; the process and the loaded model stay.
         if call.interrupted:
             return timeout_reply(exc)
         return error_reply("err", exc)
+    try:
+        items = as_list(result)
+        if envelope_mode:
+            return {"t": "env", "o": encode_envelopes(items)}
+        return {"t": "ok", "o": [encode_json(item) for item in items]}
+    except (TypeError, ValueError) as exc:  # what json's encoder raises: unknown type, bad key, cycle
+        return unencodable_reply(result, exc)
+    except BaseException as exc:
+        return error_reply("err", exc)
+
+
+SHIM_FILE = handle_call.__code__.co_filename
 
 
 # ------------------------------------------------- generators, coroutines ---
@@ -741,6 +872,8 @@ def main():
     for path in reversed(init.get("path") or []):
         sys.path.insert(0, path)
     started = time.monotonic()
+    if init.get("log_level"):
+        setup_logging(init["log_level"])
     try:
         codec = use_orjson(init.get("codec", "auto"))
         kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
@@ -782,7 +915,7 @@ def _cause_traceback(exc):
     cause = exc.__context__
     if cause is None:
         return ""
-    return "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    return _safe(lambda: format_user_exception(cause), "")
 
 
 

@@ -47,6 +47,17 @@ export interface Config {
   workerMaxMemory: number | null;
   readTimeoutMs: number;
   shutdownTimeoutMs: number;
+  /** One INFO line per answered message (ASYA_LOG_MESSAGES); at DEBUG when false. */
+  logMessages: boolean;
+  /** Where to serve Prometheus metrics (`/metrics`); null: off. */
+  metrics: MetricsAddress | null;
+}
+
+export interface MetricsAddress {
+  /** undefined: every interface. */
+  host: string | undefined;
+  /** 0: any free port (the log line says which). */
+  port: number;
 }
 
 export const DEFAULTS = {
@@ -144,6 +155,18 @@ function jsonObject(name: string) {
   });
 }
 
+/** `:9464`, `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`. */
+const METRICS_ADDRESS = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/;
+
+export function parseMetricsAddress(value: string): MetricsAddress | null {
+  const m = METRICS_ADDRESS.exec(value);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  const host = m[1] ?? m[2];
+  return { host: host === '' || host === undefined ? undefined : host, port };
+}
+
 /** sun_path holds 108 bytes with the terminating NUL; Node would bind a silently truncated path. */
 export const SOCKET_PATH_MAX_BYTES = 107;
 
@@ -170,6 +193,11 @@ const envObject = z.object({
     ASYA_ENABLE_VALIDATION: boolean('ASYA_ENABLE_VALIDATION', true),
     ASYA_INCLUDE_METADATA: boolean('ASYA_INCLUDE_METADATA', false),
     ASYA_CHUNK_SIZE: integer('ASYA_CHUNK_SIZE', DEFAULTS.chunkSize, 1, 2 ** 31 - 1),
+    ASYA_LOG_MESSAGES: boolean('ASYA_LOG_MESSAGES', true),
+    ASYA_METRICS_ADDR: text().transform((v, ctx): MetricsAddress | null => {
+      if (v === undefined) return null;
+      return parseMetricsAddress(v) ?? reject(ctx, 'ASYA_METRICS_ADDR', v, "[host]:port, e.g. ':9464' (every interface) or '127.0.0.1:9464', port 0 to 65535");
+    }),
     ASYA_MAX_MESSAGE_SIZE: integer('ASYA_MAX_MESSAGE_SIZE', DEFAULTS.maxMessageSize, 1, 2 ** 32 - 1),
     ASYA_LOG_LEVEL: oneOf(
       'ASYA_LOG_LEVEL',
@@ -226,6 +254,8 @@ const envSchema = envObject.transform((env, ctx): Config => {
       handlerArgs: env.ASYA_HANDLER_ARGS,
       workerMaxMessages: env.ASYA_WORKER_MAX_MESSAGES,
       workerMaxMemory: env.ASYA_WORKER_MAX_MEMORY,
+      logMessages: env.ASYA_LOG_MESSAGES,
+      metrics: env.ASYA_METRICS_ADDR,
     };
   });
 

@@ -1,7 +1,8 @@
 /**
  * Logs on stderr (stdout stays free for CLI output): structured JSON for log collectors, or
  * human-readable lines when stderr is a terminal. Where the lines go, and why a reader that stops
- * reading can never stop the runtime, is log-sink.ts. The hot path logs nothing at INFO.
+ * reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
+ * at INFO (~9 µs, docs/observing.md).
  */
 import { pino, type Logger } from 'pino';
 import { prettyFactory } from 'pino-pretty';
@@ -15,7 +16,7 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), huma
   const options = { name: 'asya-runtime', level, base: { pid: process.pid } };
   let log: Logger;
   if (human) {
-    const pretty = prettyFactory({ translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name', singleLine: true });
+    const pretty = prettyFactory({ translateTime: 'SYS:HH:MM:ss.l', ignore: `pid,hostname,name,${MULTILINE_FIELDS.join(',')}`, singleLine: true, messageFormat: humanMessage });
     log = pino(options, { write: (line: string) => sink.write(pretty(line)) });
   } else {
     log = pino({ ...options, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, sink);
@@ -23,6 +24,23 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), huma
   sink.onRecovered = (dropped) =>
     log.warn({ dropped_lines: dropped }, `stderr was not being read: dropped ${dropped} log line(s) while its buffer was full`);
   return log;
+}
+
+/** Fields that hold several lines (tracebacks): printed as lines under the message on a terminal. */
+const MULTILINE_FIELDS = ['traceback', 'stderr_tail'];
+
+/**
+ * A terminal line: the message without the `FATAL: ` that JSON lines carry (pino-pretty prints the
+ * level already), then each multi-line field as indented lines rather than one escaped string.
+ */
+function humanMessage(record: Record<string, unknown>, messageKey: string): string {
+  const raw = record[messageKey];
+  let text = typeof raw === 'string' ? raw.replace(/^FATAL: /, '') : String(raw ?? '');
+  for (const field of MULTILINE_FIELDS) {
+    const value = record[field];
+    if (typeof value === 'string' && value.trim() !== '') text += `\n  ${field}:\n${value.replace(/\n$/, '').replace(/^/gm, '    ')}`;
+  }
+  return text;
 }
 
 /**

@@ -109,7 +109,7 @@ describe('the executable, with only a python3 on PATH', () => {
     const out = execFileSync(EXE, ['call', '--handler', 'basic.echo', '{"x": 1}'], { env: { PATH: onlyPython, PYTHONPATH: HANDLERS }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     assert.deepEqual(JSON.parse(out), [{ route: { actors: ['actor'], current: 1 }, payload: { x: 1 } }]);
     const ok = execFileSync(EXE, ['check', '--handler', 'classes.Counter.process'], { env: { PATH: onlyPython, PYTHONPATH: HANDLERS }, encoding: 'utf8' });
-    assert.match(ok, /^ok: classes\.Counter\.process \(class/);
+    assert.match(ok, /^ok: classes\.Counter\.process \(method/);
   });
 });
 

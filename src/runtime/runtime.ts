@@ -12,6 +12,7 @@ import { collectWhenIdle } from './idle-gc.js';
 import { resolveInterpreter } from '../worker/interpreter.js';
 import type { Logger } from '../logger.js';
 import { ReadyFile } from './readiness.js';
+import { type MetricsServer, RuntimeMetrics, serveMetrics } from './metrics.js';
 import { SocketServer } from '../socket/server.js';
 import { shimLaunch } from '../worker/shim.js';
 import { policyFromConfig } from '../worker/policy.js';
@@ -53,6 +54,7 @@ export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logge
     handlerArgs: config.handlerArgs,
     timeoutSeconds: config.handlerTimeoutMs === null ? null : config.handlerTimeoutMs / 1000,
     log,
+    logLevel: config.logLevel,
   };
 }
 
@@ -80,6 +82,9 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   tuneSupervisorMemory(env, process.execArgv);
   collectWhenIdle((freed) => log.debug({ freed_mib: Math.round(freed / 2 ** 20) }, 'idle: collected dead message buffers'));
   const ready = new ReadyFile(config.readyFile, log);
+  let supervisor: Supervisor | null = null;
+  const metrics = config.metrics ? new RuntimeMetrics({ queued: () => supervisor?.queued ?? 0, pythonPid: () => supervisor?.pythonPid ?? null }) : null;
+  let metricsServer: MetricsServer | null = null;
 
   let finish!: (code: number) => void;
   const done = new Promise<number>((resolve) => (finish = resolve));
@@ -99,6 +104,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       const lost = up ? server.socketProblem() : null;
       if (lost !== null) throw new FatalError(ExitCode.socket, lost);
       ready.set(up);
+      metrics?.setReady(up);
     } catch (err) {
       const fatal = err instanceof FatalError ? err : new FatalError(ExitCode.socket, `ready file ${ready.path}: ${(err as Error).message}`);
       if (!stopping) return void stop(fatal);
@@ -129,7 +135,6 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     watch.unref();
   };
 
-  let supervisor: Supervisor | null = null;
   const server = new SocketServer(config, log, (frame, exchange) => {
     const received = process.hrtime.bigint();
     try {
@@ -139,9 +144,11 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     } catch (err) {
       if (!(err instanceof WireError)) throw err;
       log.warn({ error: err.code, bytes: frame.length }, err.message);
+      metrics?.refused(err.code);
       exchange.respond(errorResponse(err));
     }
   });
+  if (metrics) server.onRefused = (code) => metrics.refused(code);
 
   const stop = async (cause: FatalError | string): Promise<number> => {
     if (stopping) return done;
@@ -160,6 +167,8 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     server.removeSocketFile();
     updateReady(); // a second try, if the first failed
     const code = cause instanceof FatalError ? cause.exitCode : ExitCode.ok;
+    metrics?.setReady(false);
+    await metricsServer?.close();
     log.info({ exit_code: code }, 'stopped');
     finish(code);
     return code;
@@ -181,7 +190,13 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
           },
           onFatal: (err) => void stop(err),
         },
+        metrics?.events ?? null,
+        config.logMessages,
       );
+      if (metrics && config.metrics) {
+        metricsServer = await serveMetrics(metrics.registry, config.metrics, env.ASYA_METRICS_ADDR ?? '', log);
+        if (stopping) await metricsServer.close();
+      }
       await server.listen();
       if (stopping) return server.stopAccepting(); // a signal arrived while binding
       // Only now is the directory this runtime's: a second runtime refused above must not touch

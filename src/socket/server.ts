@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Config } from '../config.js';
-import { ExitCode, FatalError, type WireError, wireError } from '../errors.js';
+import { type ErrorCode, ExitCode, FatalError, type WireError, wireError } from '../errors.js';
 import { FrameDecoder, FrameTooLarge, errorResponse } from './framing.js';
 import type { Logger } from '../logger.js';
 import { Intake, type Reader } from './intake.js';
@@ -39,6 +39,8 @@ const FD_HEADROOM = 32;
 const FD_CHECK_MS = 1000;
 
 export class SocketServer {
+  /** Told of every request answered here with an error before reaching the handler (metrics). */
+  onRefused: ((code: ErrorCode) => void) | null = null;
   /** The socket file this process bound (device and inode), to tell it from a replacement. */
   private identity: { dev: number; ino: number } | null = null;
   private fdTimer: NodeJS.Timeout | null = null;
@@ -234,6 +236,7 @@ export class SocketServer {
     };
     const fail = (err: WireError) => {
       this.log.warn({ error: err.code }, err.message);
+      this.onRefused?.(err.code);
       exchange.respond(errorResponse(err));
     };
     let complete = false;

@@ -7,12 +7,29 @@
  */
 import type { Config } from '../config.js';
 import { type RequestEnvelope, envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
-import { ExitCode, FatalError, WireError, wireError } from '../errors.js';
+import { type ErrorCode, ExitCode, FatalError, WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { errorResponse, frameChunks } from '../socket/framing.js';
+import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import type { Exchange } from '../socket/server.js';
 import { type RecycleReason, type WorkerPolicy, recycleReason, restartDelay } from './policy.js';
-import { type CallOutcome, HandlerLoadFailed, type ReadyInfo, SpawnFailed, type Worker, WorkerDied, type WorkerFactory } from './worker.js';
+import { type CallOutcome, type DeathReason, HandlerLoadFailed, type ReadyInfo, SpawnFailed, type Worker, WorkerDied, type WorkerFactory } from './worker.js';
+
+/** How a message ended: 'ok', or the wire error code it was answered with. */
+export type MessageOutcome = 'ok' | ErrorCode;
+
+/**
+ * What the supervisor reports as it works, for whoever observes it (the runtime's metrics). Every
+ * member is optional, and with no observer nothing is measured.
+ */
+export interface SupervisorEvents {
+  /** A message was answered; `seconds` is the time Python spent on it (call to answer). */
+  message?(outcome: MessageOutcome, seconds: number): void;
+  /** A Python process died while serving and is being replaced. */
+  restart?(reason: DeathReason): void;
+  /** A Python process loaded the handler (first start and every restart). */
+  loaded?(ready: ReadyInfo): void;
+}
 
 export interface Job {
   envelope: RequestEnvelope;
@@ -57,7 +74,17 @@ export class Supervisor {
       /** The worker cannot be brought back; the runtime must exit. */
       onFatal: (err: FatalError) => void;
     },
+    private readonly events: SupervisorEvents | null = null,
+    /** One INFO line per answered message (id, duration, outcome, outputs); DEBUG otherwise. */
+    private readonly logEachMessage = true,
   ) {}
+
+  /** The pid of the Python process that runs the handler, once loaded. */
+  get pythonPid(): number | null {
+    return this.activePid;
+  }
+
+  private activePid: number | null = null;
 
   /** First start: a handler that cannot load is fatal at once (never serve a broken handler). */
   async start(): Promise<ReadyInfo> {
@@ -137,6 +164,8 @@ export class Supervisor {
     this.active = worker;
     this.messages = 0;
     this.memoryErrors = 0;
+    this.activePid = ready.pid;
+    this.events?.loaded?.(ready);
     this.log.info(
       {
         handler: this.config.handler,
@@ -180,7 +209,9 @@ export class Supervisor {
     if (worker !== this.worker || this.state === 'stopping') return;
     this.worker = null;
     this.active = null;
+    this.activePid = null;
     this.streak++;
+    this.events?.restart?.(death.reason);
     this.log.error(
       { reason: death.reason, exit_code: death.exitCode, signal: death.signal, stderr_tail: death.stderrTail || undefined },
       `Python process died (${death.message}); restarting it`,
@@ -223,6 +254,8 @@ export class Supervisor {
       try {
         await this.spawn();
       } catch (err) {
+        // A shutdown cut the restart short (`asya-runtime call` after a crash): not a failure.
+        if (this.stopping()) return;
         failures++;
         this.streak++;
         const fatal = toFatal(err, this.config.handler);
@@ -319,9 +352,11 @@ export class Supervisor {
       }, softMs);
     }
     let outcome: CallOutcome;
+    const context = { id: envelope.id, headers: envelope.headers };
+    const started = this.events?.message ? process.hrtime.bigint() : 0n;
     try {
       const meta = this.config.mode === 'envelope' || this.config.includeMetadata ? handlerMeta(envelope) : undefined;
-      outcome = await worker.call({ payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers });
+      outcome = await worker.call({ payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers, context });
     } catch (err) {
       if (!(err instanceof WorkerDied)) throw err;
       if (err.reason === 'stopped') return job.exchange.abort();
@@ -329,21 +364,25 @@ export class Supervisor {
         err.reason === 'timeout'
           ? wireError.timeout((softMs ?? 0) / 1000, killGraceMs / 1000)
           : wireError.crashed(err.exitCode, err.signal, err.stderrTail);
-      this.log.error({ id: envelope.id, error: answer.code }, answer.message);
+      this.log.error({ ...messageLogFields(context), outcome: answer.code, ms: msSince(job.received) }, answer.message);
+      this.events?.message?.(answer.code, secondsSince(started));
       return job.exchange.respond(errorResponse(answer));
     } finally {
       if (timer) clearTimeout(timer);
     }
     this.messages++;
     this.memoryErrors = outcome.kind === 'raised' && outcome.type === 'MemoryError' ? this.memoryErrors + 1 : 0;
-    job.exchange.respond(this.answer(job, outcome));
+    const { chunks, outcome: result } = this.answer(job, outcome);
+    this.events?.message?.(result, secondsSince(started));
+    job.exchange.respond(chunks);
   }
 
-  private answer(job: Job, outcome: CallOutcome): Buffer[] {
+  private answer(job: Job, outcome: CallOutcome): { chunks: Buffer[]; outcome: MessageOutcome } {
     const { envelope } = job;
-    const ms = Number(process.hrtime.bigint() - job.received) / 1e6;
     // Python answered: the process is healthy, whatever the answer says.
     this.streak = 0;
+    let failure: WireError;
+    let fields: Record<string, unknown> | undefined;
     try {
       switch (outcome.kind) {
         case 'payloads':
@@ -352,28 +391,58 @@ export class Supervisor {
             outcome.kind === 'payloads'
               ? payloadModeResponse(envelope, outcome.payloads)
               : envelopeModeResponse(envelope, outcome.outputs, this.config.validate);
-          this.log.debug({ id: envelope.id, ms }, 'message handled');
-          return frameChunks(body);
+          const outputs = outcome.kind === 'payloads' ? outcome.payloads.length : outcome.outputs.length;
+          const level = this.logEachMessage ? 'info' : 'debug';
+          if (this.log.isLevelEnabled(level)) {
+            this.log[level]({ id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs }, 'message handled');
+          }
+          return { chunks: frameChunks(body), outcome: 'ok' };
         }
         case 'raised':
-          this.log.error({ id: envelope.id, type: outcome.type, traceback: outcome.traceback, ms }, `handler raised ${outcome.type}: ${outcome.message}`);
-          return errorResponse(wireError.processing(outcome.message, outcome.type, outcome.traceback));
+          failure = wireError.processing(outcome.message, outcome.type, outcome.traceback);
+          fields = { type: outcome.type, traceback: outcome.traceback || undefined };
+          this.log.error(this.errorFields(job, failure, fields), `handler raised ${outcome.type}: ${outcome.message}`);
+          return { chunks: errorResponse(failure), outcome: failure.code };
+        case 'unencodable':
+          failure = wireError.processing(outcome.message, outcome.type);
+          this.log.error(this.errorFields(job, failure, { type: outcome.type }), outcome.message);
+          return { chunks: errorResponse(failure), outcome: failure.code };
         case 'bad_input':
-          this.log.warn({ id: envelope.id, type: outcome.type }, `payload is not valid JSON: ${outcome.message}`);
-          return errorResponse(wireError.parsing(`invalid JSON in field 'payload': ${outcome.message}`, outcome.type));
+          failure = wireError.parsing(`invalid JSON in field 'payload': ${outcome.message}`, outcome.type);
+          this.log.warn(this.errorFields(job, failure, { type: outcome.type }), `payload is not valid JSON: ${outcome.message}`);
+          return { chunks: errorResponse(failure), outcome: failure.code };
         case 'timed_out': {
           const { softMs, killGraceMs } = this.policy.timeLimit;
           const answer = wireError.interrupted((softMs ?? 0) / 1000, killGraceMs / 1000, outcome);
-          this.log.error({ id: envelope.id, type: outcome.type, traceback: outcome.traceback, ms }, answer.message);
-          return errorResponse(answer);
+          this.log.error(this.errorFields(job, answer, { type: outcome.type, traceback: outcome.traceback }), answer.message);
+          return { chunks: errorResponse(answer), outcome: answer.code };
         }
       }
     } catch (err) {
-      const answer = err instanceof WireError ? err : wireError.processing(`could not build the response: ${(err as Error).message}`, 'RuntimeError');
-      this.log.error({ id: envelope.id, error: answer.code }, answer.message);
-      return errorResponse(answer);
+      failure = err instanceof WireError ? err : wireError.processing(`could not build the response: ${(err as Error).message}`, 'RuntimeError');
+      this.log.error(this.errorFields(job, failure), failure.message);
+      return { chunks: errorResponse(failure), outcome: failure.code };
     }
   }
+
+  private errorFields(job: Job, failure: WireError, extra?: Record<string, unknown>): Record<string, unknown> {
+    const { envelope } = job;
+    return { ...messageLogFields({ id: envelope.id, headers: envelope.headers }), outcome: failure.code, ms: msSince(job.received), ...extra };
+  }
+}
+
+function msSince(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function secondsSince(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+function traceField(headers: Buffer | undefined): { trace_id?: string } {
+  if (headers === undefined) return {};
+  const traceId = traceIdOf(headers);
+  return traceId === undefined ? {} : { trace_id: traceId };
 }
 
 export function toFatal(err: unknown, handler: string): FatalError {

@@ -14,8 +14,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Packr, Unpackr } from 'msgpackr';
 import type { Readable, Writable } from 'node:stream';
-import type { HandlerMode, JsonCodec } from '../config.js';
+import type { HandlerMode, JsonCodec, LogLevel } from '../config.js';
 import type { EnvelopeOutput } from '../envelope/envelope.js';
+import { type MessageContext, type MessageLogFields, messageLogFields } from '../envelope/trace.js';
 import { FrameCorrupt, FrameDecoder, lengthPrefix } from '../socket/framing.js';
 import { LineSplitter, type Logger } from '../logger.js';
 import type { ShimLaunch } from './shim.js';
@@ -57,6 +58,8 @@ export interface WorkerOptions {
   /** Seconds; the shim arms its interruption (the soft time limit) only when set. */
   timeoutSeconds: number | null;
   log: Logger;
+  /** The level the handler's Python `logging` records are filtered at (ASYA_LOG_LEVEL). */
+  logLevel?: LogLevel;
 }
 
 export interface ReadyInfo {
@@ -82,6 +85,8 @@ export interface CallRequest {
   meta?: Buffer;
   /** The payload holds integers beyond 64 bits: the shim must decode it with the stdlib (orjson would round them). */
   wideIntegers?: boolean;
+  /** The message, named on every line the handler writes while (and after) handling it. */
+  context?: MessageContext;
 }
 
 export type CallOutcome =
@@ -89,6 +94,8 @@ export type CallOutcome =
   | { kind: 'envelopes'; outputs: EnvelopeOutput[] }
   /** The handler raised, or its result could not be encoded. */
   | { kind: 'raised'; type: string; message: string; traceback: string }
+  /** The handler returned something JSON cannot hold; the message says what and where. */
+  | { kind: 'unencodable'; type: string; message: string }
   /** The payload (or envelope) bytes are not valid JSON for Python. */
   | { kind: 'bad_input'; type: string; message: string }
   /** The time limit interrupted the call; it ended raising `type`, or returned anyway (result discarded). */
@@ -107,6 +114,7 @@ type ShimMessage =
   | ({ t: 'bad' } & ErrorFields)
   | ({ t: 'timeout'; returned: boolean } & ErrorFields)
   | ({ t: 'closed'; ms: number } & Partial<ErrorFields>)
+  | ({ t: 'enc' } & ErrorFields)
   | { t: 'ok'; o: Buffer[] }
   | { t: 'env'; o: EnvelopeOutput[] };
 
@@ -220,6 +228,12 @@ export class PythonWorker implements Worker {
   /** Once the exit is seen the pid may be reused: never signal it again. */
   private reaped = false;
   private killTimer: NodeJS.Timeout | null = null;
+  /**
+   * The message last sent: lines the handler writes carry its id until the next one starts (a line
+   * written just before the handler returned may be read after its answer).
+   */
+  private context: MessageContext | null = null;
+  private contextFields: MessageLogFields | null = null;
 
   private constructor(private readonly opts: WorkerOptions) {
     const log = opts.log;
@@ -322,6 +336,7 @@ export class PythonWorker implements Worker {
       path: opts.extraPath ?? [],
       args: opts.handlerArgs,
       timeout: opts.timeoutSeconds,
+      log_level: opts.logLevel ?? 'info',
     });
     const msg = await reply;
     if (msg.t === 'ready') {
@@ -342,6 +357,8 @@ export class PythonWorker implements Worker {
   async call(request: CallRequest): Promise<CallOutcome> {
     const reply = this.next();
     this.calls++;
+    this.context = request.context ?? null;
+    this.contextFields = null;
     const stdin = this.stdio![0];
     const chunks = encodeCall(request);
     if (chunks.length === 1) {
@@ -464,17 +481,58 @@ export class PythonWorker implements Worker {
     waiter.resolve(msg);
   }
 
+  /** `{id, trace_id}` of the message in flight, computed once per message and only when a line needs it. */
+  private messageFields(): MessageLogFields | undefined {
+    if (this.context === null) return undefined;
+    return (this.contextFields ??= messageLogFields(this.context));
+  }
+
   private pipeLines(stream: Readable, name: 'stdout' | 'stderr'): void {
     const log = this.opts.log;
     const lines = new LineSplitter((line) => {
+      if (name === 'stderr' && line.startsWith(PYTHON_LOG_MARK)) return this.logRecord(line);
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-      log.info({ src: 'handler', stream: name, python_pid: this.shimPid ?? this.pid }, line);
+      log.info({ src: 'handler', stream: name, python_pid: this.shimPid ?? this.pid, ...this.messageFields() }, line);
     });
     stream.on('data', (chunk: Buffer) => lines.push(chunk));
     stream.on('end', () => lines.flush());
     stream.on('error', () => undefined);
   }
+
+  private logRecord(line: string): void {
+    let record: PythonLogRecord;
+    try {
+      record = JSON.parse(line.slice(PYTHON_LOG_MARK.length)) as PythonLogRecord;
+    } catch {
+      return void this.opts.log.info({ src: 'handler', stream: 'stderr', python_pid: this.shimPid ?? this.pid, ...this.messageFields() }, line);
+    }
+    this.stderrTail.push(record.e ? `${record.m}\n${record.e}` : record.m);
+    if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
+    const level = pythonLevel(Number(record.l));
+    this.opts.log[level](
+      { src: 'handler', logger: String(record.n), python_pid: this.shimPid ?? this.pid, ...this.messageFields(), traceback: record.e || undefined },
+      String(record.m),
+    );
+  }
+}
+
+/** A record of the handler's Python `logging` (see setup_logging in the shim): the mark, then JSON. */
+const PYTHON_LOG_MARK = '\x1easya-log ';
+
+interface PythonLogRecord {
+  /** levelno */
+  l: number;
+  /** logger name */
+  n: string;
+  m: string;
+  /** formatted exception, the user's frames only */
+  e?: string;
+}
+
+/** Python's levels onto the runtime's: DEBUG, INFO, WARNING, ERROR and CRITICAL, custom levels by range. */
+function pythonLevel(levelno: number): 'debug' | 'info' | 'warn' | 'error' {
+  return levelno < 20 ? 'debug' : levelno < 30 ? 'info' : levelno < 40 ? 'warn' : 'error';
 }
 
 function signalProcess(pid: number, signal: NodeJS.Signals): void {
@@ -542,6 +600,8 @@ function toOutcome(msg: ShimMessage): CallOutcome {
       return { kind: 'bad_input', type: msg.type, message: msg.message };
     case 'timeout':
       return { kind: 'timed_out', type: msg.type, message: msg.message, traceback: msg.traceback, returned: msg.returned };
+    case 'enc':
+      return { kind: 'unencodable', type: msg.type, message: msg.message };
     default:
       return { kind: 'raised', type: 'ProtocolError', message: `unexpected reply '${msg.t}' from the shim`, traceback: '' };
   }

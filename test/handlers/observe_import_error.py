@@ -1,0 +1,5 @@
+def _fail():
+    raise RuntimeError("cannot load the weights")
+
+
+_fail()
