@@ -300,8 +300,10 @@ def use_orjson(choice):
             raise LoadError("ASYA_JSON_CODEC=orjson but orjson is not installed for %s" % sys.executable)
         return "json"
     std_decode, std_encode = decode_json, encode_json
-    options = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
-               | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
+    # Without OPT_NON_STR_KEYS, a dict with a key that is not a str goes to the stdlib: orjson would
+    # write 1e20 as "1e20" (stdlib "1e+20") and NaN as "null" (stdlib: an error).
+    options = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+               | orjson.OPT_PASSTHROUGH_DATETIME)
 
     # orjson before 3.9 nests without limit where the stdlib stops at the recursion limit; on
     # those versions input that could nest that deep (bounded by its bracket count) goes to the
@@ -638,13 +640,15 @@ def handle_call(handler, envelope_mode, msg):
     try:
         # The supervisor marks payloads with integers beyond 64 bits, which orjson would turn into
         # floats; the rest of the envelope is small and always read by the stdlib.
+        field = "payload"
         arg = (decode_json_exact if msg.get("w") else decode_json)(msg["p"])
         if "m" in msg:
+            field = "envelope"
             envelope = decode_json_exact(msg["m"])
             envelope["payload"] = arg  # the payload's own place: the supervisor left null there
             arg = envelope
     except (ValueError, RecursionError) as exc:
-        return error_reply("bad", exc)
+        return dict(error_reply("bad", exc), field=field)
     except BaseException as exc:  # MemoryError on a huge payload: an answer, not a dead process
         return error_reply("err", exc)
     try:

@@ -167,6 +167,9 @@ export function parseMetricsAddress(value: string): MetricsAddress | null {
   return { host: host === '' || host === undefined ? undefined : host, port };
 }
 
+/** Written beside the socket; the pod's probe tests it. */
+const READY_FILE_NAME = 'runtime-ready';
+
 /** sun_path holds 108 bytes with the terminating NUL; Node would bind a silently truncated path. */
 export const SOCKET_PATH_MAX_BYTES = 107;
 
@@ -177,7 +180,11 @@ const envObject = z.object({
     ASYA_PYTHONEXECUTABLE: text().transform((v) => v ?? DEFAULTS.python),
     ASYA_SOCKET_DIR: text().transform((v) => v ?? DEFAULTS.socketDir),
     ASYA_SOCKET_NAME: text().transform((v, ctx) =>
-      v === undefined ? DEFAULTS.socketName : v.includes('/') ? reject(ctx, 'ASYA_SOCKET_NAME', v, 'a file name without "/"') : v,
+      v === undefined
+        ? DEFAULTS.socketName
+        : v.includes('/') || v === '.' || v === '..' || v === READY_FILE_NAME
+          ? reject(ctx, 'ASYA_SOCKET_NAME', v, `a file name without "/", other than ".", ".." and "${READY_FILE_NAME}" (the ready file's)`)
+          : v,
     ),
     ASYA_SOCKET_PATH: text(),
     // Not `text()`: an empty ASYA_SOCKET_CHMOD is meaningful (leave the mode alone).
@@ -218,6 +225,9 @@ const envSchema = envObject.transform((env, ctx): Config => {
     const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, ctx);
     const socketPath = path.resolve(env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME));
     const socketDir = path.dirname(socketPath);
+    if (env.ASYA_SOCKET_PATH !== undefined && (path.basename(socketPath) === READY_FILE_NAME || socketPath === path.sep)) {
+      return reject(ctx, 'ASYA_SOCKET_PATH', env.ASYA_SOCKET_PATH, `a socket file path whose name is not "${READY_FILE_NAME}" (the ready file beside it)`);
+    }
     const bytes = Buffer.byteLength(socketPath);
     if (bytes > SOCKET_PATH_MAX_BYTES) {
       const from =
@@ -239,7 +249,7 @@ const envSchema = envObject.transform((env, ctx): Config => {
       python: env.ASYA_PYTHONEXECUTABLE,
       socketPath,
       socketDir,
-      readyFile: path.join(socketDir, 'runtime-ready'),
+      readyFile: path.join(socketDir, READY_FILE_NAME),
       socketChmod: env.ASYA_SOCKET_CHMOD,
       validate: env.ASYA_ENABLE_VALIDATION,
       includeMetadata: env.ASYA_INCLUDE_METADATA,

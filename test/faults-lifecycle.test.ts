@@ -258,6 +258,31 @@ describe('signals', () => {
     });
   }
 
+  it('SIGXCPU and SIGPWR shut down as SIGTERM does; SIGUSR2, SIGALRM, SIGPROF and SIGIO are ignored and the runtime keeps serving', async () => {
+    for (const signal of ['SIGXCPU', 'SIGPWR'] as const) {
+      const rt = await startRuntime({ handler: 'basic.echo' });
+      const dir = path.dirname(rt.socketPath);
+      rt.child.kill(signal);
+      const { code, signal: killedBy } = await rt.exited;
+      assert.equal(killedBy, null, signal);
+      assert.equal(code, 0, signal);
+      assert.deepEqual(fs.readdirSync(dir), [], signal);
+      await rt.stop();
+    }
+    const rt = await startRuntime({ handler: 'basic.echo' });
+    try {
+      for (const signal of ['SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGIO', 'SIGTRAP', 'SIGSYS'] as const) {
+        rt.child.kill(signal);
+        await rt.waitForLog((l) => l.msg.startsWith(`ignored ${signal}`));
+      }
+      assert.equal(rt.child.exitCode, null);
+      assert.ok(rt.isReady());
+      await served(rt);
+    } finally {
+      await rt.stop();
+    }
+  });
+
   it('SIGUSR1 opens no debugger: nothing listens on 9229, the runtime keeps serving', async () => {
     const rt = await startRuntime({ handler: 'basic.echo' });
     try {

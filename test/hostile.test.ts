@@ -50,6 +50,14 @@ describe('every key is data', () => {
     );
   });
 
+  it('nesting Python refuses outside the payload is reported as the envelope, not the payload', async () => {
+    const deep = '['.repeat(997) + ']'.repeat(997);
+    const err = asError(JSON.parse(await send(envelopeRt, `{"route":{"actors":["a","b"]},"headers":{"h":${deep}},"payload":1}`)));
+    assert.equal(err.error, 'msg_parsing_error');
+    assert.doesNotMatch(err.details.message, /payload/);
+    assert.match(err.details.message, /envelope/);
+  });
+
   it('an envelope-mode handler sees an unknown "__proto__" member and it comes back', async () => {
     const text = await send(envelopeRt, '{"__proto__":{"k":9007199254740993},"route":{"actors":["a","b"]},"payload":1}');
     assert.match(text, /"__proto__":\{"k":9007199254740993\}/);
@@ -161,7 +169,7 @@ describe('clients that claim much and send little', () => {
     // The earliest clients are the ones kept
     assert.ok(texts[0]!.includes('"payload":"aaa'));
     assert.match(asError(JSON.parse(refused[0]!)).details.message, /over the runtime's bound of 16777216/);
-    await rt.waitForLog((l) => /requests still arriving hold/.test(l.msg));
+    await rt.waitForLog((l) => /requests still arriving held/.test(l.msg));
     assert.match(await send(rt, '{"route":{"actors":["a"]},"payload":"after"}'), /"after"/);
   });
 });

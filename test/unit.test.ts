@@ -52,6 +52,15 @@ describe('config', () => {
     assert.equal(b.config.handler, 'my_app.handler.process');
   });
 
+  it('a socket name that is a directory or the ready file is refused', () => {
+    for (const name of ['.', '..', 'runtime-ready']) {
+      const r = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_NAME: name });
+      assert.ok(!r.ok && r.errors.some((e) => e.startsWith(`ASYA_SOCKET_NAME=${JSON.stringify(name)}`)), name);
+    }
+    const p = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_PATH: '/tmp/x/runtime-ready' });
+    assert.ok(!p.ok && p.errors.some((e) => e.startsWith('ASYA_SOCKET_PATH=')));
+  });
+
   it('errors name the variable and value', () => {
     const r = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_MAX_MESSAGE_SIZE: '1e9', ASYA_LOG_LEVEL: 'x' });
     assert.ok(!r.ok);

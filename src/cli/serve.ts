@@ -1,9 +1,15 @@
 /** No command: the runtime exactly as the operator injects it, configured by ASYA_* variables. */
+import os from 'node:os';
 import { parseConfig } from '../config.js';
 import { ExitCode } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { onSigusr1 } from '../no-debugger.js';
 import { startRuntime } from '../runtime/runtime.js';
+
+const onThisPlatform = (names: readonly string[]) => names.filter((n) => n in os.constants.signals) as NodeJS.Signals[];
+const SHUTDOWN_SIGNALS = onThisPlatform(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGXCPU', 'SIGPWR']);
+/** Default action "terminate" too; SIGUSR1 is no-debugger.ts's, SIGPIPE and SIGXFSZ Node already ignores. */
+const IGNORED_SIGNALS = onThisPlatform(['SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGTRAP', 'SIGSTKFLT', 'SIGIO', 'SIGSYS']);
 
 export async function serve(): Promise<number> {
   const parsed = parseConfig(process.env);
@@ -15,9 +21,11 @@ export async function serve(): Promise<number> {
   const log = createLogger(parsed.config.logLevel);
   const runtime = startRuntime(parsed.config, log, { env: process.env });
   let signals = 0;
-  // SIGHUP (a closed terminal, `kill -HUP`) and SIGQUIT would otherwise end the process at once,
-  // leaving the socket and the ready file behind.
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const) {
+  // Every signal whose default action would end the process at once, leaving the socket and the ready
+  // file behind, is handled. These shut down as SIGTERM does: a closed terminal or `kill -HUP`
+  // (SIGHUP), SIGQUIT, the CPU-time soft limit (SIGXCPU, before the kernel's SIGKILL at the hard one)
+  // and a power failure (SIGPWR).
+  for (const signal of SHUTDOWN_SIGNALS) {
     process.on(signal, () => {
       if (++signals > 1) {
         log.warn({ signal }, 'second signal: exiting without waiting');
@@ -25,6 +33,10 @@ export async function serve(): Promise<number> {
       }
       void runtime.shutdown(signal);
     });
+  }
+  // The rest mean nothing to the runtime (timers, profilers, async I/O it never asked for): it keeps serving.
+  for (const signal of IGNORED_SIGNALS) {
+    process.on(signal, () => log.warn({ signal }, `ignored ${signal}: the runtime keeps serving (SIGTERM stops it)`));
   }
   onSigusr1(() => log.warn({ signal: 'SIGUSR1' }, 'ignored SIGUSR1: the runtime never opens a debugger'));
   return runtime.done;

@@ -12,6 +12,9 @@ export class PendingBytes<Holder> {
   /** Insertion order is arrival order: the newest holders are at the end. */
   private readonly held = new Map<Holder, number>();
 
+  /** What was held when the bound was last crossed, for the refusal's message. */
+  overflow = { bytes: 0, holders: 0 };
+
   constructor(readonly limit: number) {}
 
   get bytes(): number {
@@ -35,6 +38,7 @@ export class PendingBytes<Holder> {
     this.total += bytes - (before ?? 0);
     this.held.set(holder, bytes);
     if (this.total <= this.limit) return [];
+    this.overflow = { bytes: this.total, holders: this.held.size };
     const newestFirst = [...this.held.keys()].reverse();
     const refused: Holder[] = [];
     for (const h of newestFirst) {

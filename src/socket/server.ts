@@ -265,7 +265,7 @@ export class SocketServer {
       finished();
       fail(
         wireError.connection(
-          `refused: requests still arriving hold ${this.pending.bytes} bytes across ${this.pending.holders + 1} connections, ` +
+          `refused: requests still arriving held ${this.pending.overflow.bytes} bytes across ${this.pending.overflow.holders} connections, ` +
             `over the runtime's bound of ${this.pending.limit}; this connection was the newest (received ${received} of ${expected} bytes)`,
         ),
       );

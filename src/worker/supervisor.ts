@@ -408,8 +408,11 @@ export class Supervisor {
           this.log.error(this.errorFields(job, failure, { type: outcome.type }), outcome.message);
           return { chunks: errorResponse(failure), outcome: failure.code };
         case 'bad_input':
-          failure = wireError.parsing(`invalid JSON in field 'payload': ${outcome.message}`, outcome.type);
-          this.log.warn(this.errorFields(job, failure, { type: outcome.type }), `payload is not valid JSON: ${outcome.message}`);
+          failure = wireError.parsing(
+            outcome.field === 'payload' ? `invalid JSON in field 'payload': ${outcome.message}` : `the envelope cannot be read by Python's json: ${outcome.message}`,
+            outcome.type,
+          );
+          this.log.warn(this.errorFields(job, failure, { type: outcome.type }), failure.message);
           return { chunks: errorResponse(failure), outcome: failure.code };
         case 'timed_out': {
           const { softMs, killGraceMs } = this.policy.timeLimit;

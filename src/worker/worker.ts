@@ -24,8 +24,10 @@ import type { ShimLaunch } from './shim.js';
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
-/** No single shim message may claim more than this (a corrupted channel, not a real result). */
-const CHANNEL_FRAME_LIMIT = 2 ** 32 - 1;
+// No real shim message comes near 1 GiB (the largest request is ASYA_MAX_MESSAGE_SIZE, 64 MiB by default,
+// and an answer must fit the sidecar's 4-byte frame); a length beyond it is a corrupted channel, found at
+// once rather than by waiting for bytes that never come.
+const CHANNEL_FRAME_LIMIT = 2 ** 30;
 /**
  * Every shim message is a msgpack map (fixmap, under 16 keys) whose first key is "t". Checking those
  * three bytes as soon as they arrive catches a handler writing into the channel's descriptors without
@@ -97,7 +99,8 @@ export type CallOutcome =
   /** The handler returned something JSON cannot hold; the message says what and where. */
   | { kind: 'unencodable'; type: string; message: string }
   /** The payload (or envelope) bytes are not valid JSON for Python. */
-  | { kind: 'bad_input'; type: string; message: string }
+  /** `field`: 'payload', or 'envelope' when the rest of the envelope could not be read (nesting Python refuses). */
+  | { kind: 'bad_input'; type: string; message: string; field: string }
   /** The time limit interrupted the call; it ended raising `type`, or returned anyway (result discarded). */
   | { kind: 'timed_out'; type: string; message: string; traceback: string; returned: boolean };
 
@@ -111,7 +114,7 @@ type ShimMessage =
   | ({ t: 'ready' } & ReadyInfo)
   | ({ t: 'fatal' } & ErrorFields)
   | ({ t: 'err' } & ErrorFields)
-  | ({ t: 'bad' } & ErrorFields)
+  | ({ t: 'bad'; field?: string } & ErrorFields)
   | ({ t: 'timeout'; returned: boolean } & ErrorFields)
   | ({ t: 'closed'; ms: number } & Partial<ErrorFields>)
   | ({ t: 'enc' } & ErrorFields)
@@ -597,7 +600,7 @@ function toOutcome(msg: ShimMessage): CallOutcome {
     case 'err':
       return { kind: 'raised', type: msg.type, message: msg.message, traceback: msg.traceback };
     case 'bad':
-      return { kind: 'bad_input', type: msg.type, message: msg.message };
+      return { kind: 'bad_input', type: msg.type, message: msg.message, field: msg.field ?? 'payload' };
     case 'timeout':
       return { kind: 'timed_out', type: msg.type, message: msg.message, traceback: msg.traceback, returned: msg.returned };
     case 'enc':

@@ -58,10 +58,12 @@ def corrupt(payload):
         fd = int(name)
         try:
             if fd > 2 and stat.S_ISSOCK(os.fstat(fd).st_mode):
-                os.write(fd, struct.pack(">I", 2 ** 31))
+                # With "head": the three bytes every real shim message starts with, so only the length is wrong
+                os.write(fd, struct.pack(">I", 2 ** 31) + (b"\x81\xa1t" if payload.get("head") else b""))
                 hit.append(fd)
         except OSError:
             pass
+    time.sleep(payload.get("s", 0))
     return {"wrote_to": hit}
 
 
