@@ -16,7 +16,11 @@ never into the channel: the channel's file descriptors are moved aside first.
 
 On Linux the process the supervisor starts splits in two before loading your code: a
 small "reaper" that adopts and reaps every process your handler leaves behind, and
-kills all of them when the shim ends or the supervisor goes away (see the end of the file).
+kills all of them when the shim ends or the supervisor goes away.
+
+The file reads in that order: loading your handler, calling it (generators, coroutines,
+time limits), your logging, JSON, the main loop, then the plumbing: the reaper, the
+channel and its MessagePack codec.
 """
 
 import difflib
@@ -35,302 +39,6 @@ import traceback
 import types
 
 MIN_PYTHON = (3, 7)
-
-
-# ---------------------------------------------------------------- channel ---
-
-def claim_channel():
-    """Move the channel off fds 0/1 so handler output cannot corrupt it.
-
-    fd 0 becomes /dev/null (input() sees EOF), fd 1 becomes the supervisor's
-    handler-output pipe (fd 3 when given, else stderr).
-    """
-    chan_in = os.dup(0)
-    chan_out = os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    try:
-        os.fstat(3)
-        os.dup2(3, 1)
-        os.close(3)
-    except OSError:
-        os.dup2(2, 1)
-    return os.fdopen(chan_in, "rb", buffering=65536), chan_out
-
-
-def read_exact(reader, n):
-    view = memoryview(bytearray(n))
-    got = 0
-    while got < n:
-        chunk = reader.readinto(view[got:])
-        if not chunk:
-            return None
-        got += chunk
-    return view
-
-
-def read_message(reader):
-    # `reader` is buffered: a small message arrives in one read; a large one is read straight
-    # into its own buffer.
-    head = read_exact(reader, 4)
-    if head is None:
-        return None
-    body = read_exact(reader, struct.unpack(">I", head)[0])
-    if body is None:
-        return None
-    return unpack(body)
-
-
-def write_message(fd, obj):
-    parts = [b""]
-    pack(obj, parts)
-    parts[0] = struct.pack(">I", sum(len(p) for p in parts))
-    data = memoryview(b"".join(parts))  # one copy, header included
-    while data:
-        data = data[os.write(fd, data):]
-
-
-# ---------------------------------------------------------------- msgpack ---
-# A minimal MessagePack codec: just the types the supervisor exchanges.
-
-def pack(obj, out):
-    if obj is None:
-        out.append(b"\xc0")
-    elif obj is True:
-        out.append(b"\xc3")
-    elif obj is False:
-        out.append(b"\xc2")
-    elif isinstance(obj, int):
-        if 0 <= obj < 0x80:
-            out.append(struct.pack("B", obj))
-        elif -32 <= obj < 0:
-            out.append(struct.pack("b", obj))
-        elif 0 <= obj < 2 ** 32:
-            out.append(b"\xce" + struct.pack(">I", obj))
-        elif -2 ** 31 <= obj < 0:
-            out.append(b"\xd2" + struct.pack(">i", obj))
-        elif 0 <= obj < 2 ** 64:
-            out.append(b"\xcf" + struct.pack(">Q", obj))
-        else:
-            out.append(b"\xd3" + struct.pack(">q", obj))
-    elif isinstance(obj, float):
-        out.append(b"\xcb" + struct.pack(">d", obj))
-    elif isinstance(obj, str):
-        data = obj.encode("utf-8", "replace")
-        out.append(_sized(len(data), 0xA0, 32, b"\xd9", b"\xda", b"\xdb"))
-        out.append(data)
-    elif isinstance(obj, (bytes, bytearray, memoryview)):
-        out.append(_sized(len(obj), None, 0, b"\xc4", b"\xc5", b"\xc6"))
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        out.append(_sized(len(obj), 0x90, 16, None, b"\xdc", b"\xdd"))
-        for item in obj:
-            pack(item, out)
-    elif isinstance(obj, dict):
-        out.append(_sized(len(obj), 0x80, 16, None, b"\xde", b"\xdf"))
-        for key, value in obj.items():
-            pack(key, out)
-            pack(value, out)
-    else:
-        raise TypeError("cannot pack %s" % type(obj).__name__)
-
-
-def _sized(n, fix_base, fix_limit, tag8, tag16, tag32):
-    if fix_base is not None and n < fix_limit:
-        return struct.pack("B", fix_base | n)
-    if tag8 is not None and n < 0x100:
-        return tag8 + struct.pack("B", n)
-    if n < 0x10000:
-        return tag16 + struct.pack(">H", n)
-    return tag32 + struct.pack(">I", n)
-
-
-def unpack(view):
-    obj, _ = _unpack_at(view, 0)
-    return obj
-
-
-_FIXED = {0xC0: None, 0xC2: False, 0xC3: True}
-_NUMBERS = {0xCA: ">f", 0xCB: ">d", 0xCC: "B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q",
-            0xD0: "b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q"}
-_LENGTHS = {0xC4: ("bin", "B"), 0xC5: ("bin", ">H"), 0xC6: ("bin", ">I"),
-            0xD9: ("str", "B"), 0xDA: ("str", ">H"), 0xDB: ("str", ">I"),
-            0xDC: ("array", ">H"), 0xDD: ("array", ">I"),
-            0xDE: ("map", ">H"), 0xDF: ("map", ">I")}
-
-
-def _unpack_at(view, pos):
-    tag = view[pos]
-    pos += 1
-    if tag < 0x80:
-        return tag, pos
-    if tag >= 0xE0:
-        return tag - 0x100, pos
-    if tag in _FIXED:
-        return _FIXED[tag], pos
-    if tag in _NUMBERS:
-        fmt = _NUMBERS[tag]
-        size = struct.calcsize(fmt)
-        return struct.unpack_from(fmt, view, pos)[0], pos + size
-    if 0xA0 <= tag <= 0xBF:
-        kind, n = "str", tag & 0x1F
-    elif 0x90 <= tag <= 0x9F:
-        kind, n = "array", tag & 0x0F
-    elif 0x80 <= tag <= 0x8F:
-        kind, n = "map", tag & 0x0F
-    elif tag in _LENGTHS:
-        kind, fmt = _LENGTHS[tag]
-        n = struct.unpack_from(fmt, view, pos)[0]
-        pos += struct.calcsize(fmt)
-    else:
-        raise ValueError("unsupported msgpack tag 0x%02x" % tag)
-    if kind == "bin":
-        return view[pos:pos + n], pos + n  # a zero-copy slice
-    if kind == "str":
-        return str(view[pos:pos + n], "utf-8"), pos + n
-    if kind == "array":
-        items = []
-        for _ in range(n):
-            item, pos = _unpack_at(view, pos)
-            items.append(item)
-        return items, pos
-    result = {}
-    for _ in range(n):
-        key, pos = _unpack_at(view, pos)
-        result[key], pos = _unpack_at(view, pos)
-    return result, pos
-
-
-# ------------------------------------------------------------------- JSON ---
-
-def _reject_constant(name):
-    raise ValueError("%s is not valid JSON" % name)
-
-
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-def _to_plain(obj):
-    # numpy scalars and arrays (and anything else with tolist) become JSON numbers/lists
-    tolist = getattr(obj, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
-
-
-_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_to_plain)
-
-
-def _finite(obj):
-    """Replace NaN and +-Infinity with None (JSON null), like JavaScript and orjson do."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if callable(getattr(obj, "tolist", None)) and not isinstance(obj, (str, bytes)):
-        return _finite(obj.tolist())
-    return obj
-
-
-def decode_json_exact(data):
-    """The stdlib decoder: what json.loads gives, the reference every other decoder must equal."""
-    return _decoder.decode(str(data, "utf-8"))
-
-
-decode_json = decode_json_exact  # use_orjson() may replace it with a faster equivalent
-
-
-def encode_json(obj):
-    try:
-        text = _encoder.encode(obj)
-    except ValueError as exc:
-        if "Out of range float" not in str(exc):
-            raise
-        text = _encoder.encode(_finite(obj))
-    return text.encode("utf-8")
-
-
-MAX_ORJSON_DEPTH = 500  # well below the default recursion limit of 1000
-
-
-def _nests_without_limit(orjson):
-    deep = b"[" * 2000 + b"]" * 2000
-    try:
-        orjson.loads(deep)
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-def _has_brackets(data, limit):
-    """Whether data holds at least `limit` of '[' and '{' together.
-
-    find() stops at the limit and runs at memchr speed; count() scans everything, about 9 ms
-    for a 10 MB payload, more than orjson takes to parse it.
-    """
-    found = 0
-    for bracket in (b"[", b"{"):
-        pos = data.find(bracket)
-        while pos >= 0:
-            found += 1
-            if found >= limit:
-                return True
-            pos = data.find(bracket, pos + 1)
-    return False
-
-
-def use_orjson(choice):
-    """Switch to orjson when asked ("orjson") or available ("auto"), keeping stdlib semantics.
-
-    orjson is only trusted where its result equals the stdlib path's: anything it would treat
-    differently (big ints, str/int/dict subclasses, dataclasses, datetimes) is handed back to the
-    stdlib encoder, and any input it rejects is re-parsed by the stdlib decoder so errors read the
-    same. NaN/Infinity become null in both.
-    """
-    global decode_json, encode_json
-    if choice == "json":
-        return "json"
-    try:
-        import orjson
-    except ImportError:
-        if choice == "orjson":
-            raise LoadError("ASYA_JSON_CODEC=orjson but orjson is not installed for %s" % sys.executable)
-        return "json"
-    std_decode, std_encode = decode_json, encode_json
-    # Without OPT_NON_STR_KEYS, a dict with a key that is not a str goes to the stdlib: orjson would
-    # write 1e20 as "1e20" (stdlib "1e+20") and NaN as "null" (stdlib: an error).
-    options = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
-               | orjson.OPT_PASSTHROUGH_DATETIME)
-
-    # orjson before 3.9 nests without limit where the stdlib stops at the recursion limit; on
-    # those versions input that could nest that deep (bounded by its bracket count) goes to the
-    # stdlib, so it is refused the same way.
-    unbounded = _nests_without_limit(orjson)
-
-    # The fallbacks run outside the except blocks so their errors carry no orjson context.
-    def fast_decode(data):
-        if unbounded:
-            data = bytes(data)
-            if _has_brackets(data, MAX_ORJSON_DEPTH):
-                return std_decode(data)
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-        return std_decode(data)
-
-    def fast_encode(obj):
-        try:
-            return orjson.dumps(obj, default=_to_plain, option=options)
-        except TypeError:
-            pass
-        return std_encode(obj)
-
-    decode_json, encode_json = fast_decode, fast_encode
-    return "orjson " + orjson.__version__
 
 
 # -------------------------------------------------------- handler loading ---
@@ -481,47 +189,6 @@ def load_handler(spec, kwargs=None):
         raise LoadError("%s.%s is not callable" % (where, rest[1]))
     check_one_argument(method, "%s.%s" % (where, rest[1]))
     return method, "class", describe_callable(method, True), instance
-
-
-# ---------------------------------------------------------------- logging ---
-# The handler's `logging` records reach the supervisor as structured lines on stderr: this mark,
-# then one JSON object. The supervisor maps the level, adds the message's id and logs it.
-
-LOG_MARK = "\x1easya-log "
-LOG_LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
-# The supervisor splits lines at 16 KiB: a record stays well under it.
-LOG_MESSAGE_LIMIT = 6000
-LOG_TRACEBACK_LIMIT = 8000
-
-
-def setup_logging(level):
-    """Records nobody handles go to the supervisor, at ASYA_LOG_LEVEL.
-
-    Only Python's "last resort" is replaced and the root logger's level set: a module that
-    configures logging itself (basicConfig, dictConfig, its own handlers and levels) at import or
-    in __init__ keeps exactly its configuration, and its output reaches the logs as stderr lines.
-    """
-    import logging
-
-    class SupervisorHandler(logging.Handler):
-        def emit(self, record):
-            try:
-                exc = record.exc_info[1] if record.exc_info else None
-                fields = {"l": record.levelno, "n": record.name, "m": record.getMessage()[:LOG_MESSAGE_LIMIT]}
-                if exc is not None:
-                    fields["e"] = _safe(lambda: format_user_exception(exc), "")[-LOG_TRACEBACK_LIMIT:]
-                line = LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n"
-                data = memoryview(line.encode("utf-8", "replace"))
-                while data:
-                    data = data[os.write(2, data):]
-            except Exception:
-                self.handleError(record)
-
-    root = logging.getLogger()
-    if root.handlers:  # configured before us (sitecustomize): theirs stands
-        return
-    logging.lastResort = SupervisorHandler()
-    root.setLevel(LOG_LEVELS.get(level, logging.INFO))
 
 
 # ---------------------------------------------------------------- calling ---
@@ -850,6 +517,178 @@ def close_handler(instance):
         reply = error_reply("closed", exc)
     reply["ms"] = round((time.monotonic() - started) * 1000)
     return reply
+
+
+# ---------------------------------------------------------------- logging ---
+# The handler's `logging` records reach the supervisor as structured lines on stderr: this mark,
+# then one JSON object. The supervisor maps the level, adds the message's id and logs it.
+
+LOG_MARK = "\x1easya-log "
+LOG_LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+# The supervisor splits lines at 16 KiB: a record stays well under it.
+LOG_MESSAGE_LIMIT = 6000
+LOG_TRACEBACK_LIMIT = 8000
+
+
+def setup_logging(level):
+    """Records nobody handles go to the supervisor, at ASYA_LOG_LEVEL.
+
+    Only Python's "last resort" is replaced and the root logger's level set: a module that
+    configures logging itself (basicConfig, dictConfig, its own handlers and levels) at import or
+    in __init__ keeps exactly its configuration, and its output reaches the logs as stderr lines.
+    """
+    import logging
+
+    class SupervisorHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                exc = record.exc_info[1] if record.exc_info else None
+                fields = {"l": record.levelno, "n": record.name, "m": record.getMessage()[:LOG_MESSAGE_LIMIT]}
+                if exc is not None:
+                    fields["e"] = _safe(lambda: format_user_exception(exc), "")[-LOG_TRACEBACK_LIMIT:]
+                line = LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n"
+                data = memoryview(line.encode("utf-8", "replace"))
+                while data:
+                    data = data[os.write(2, data):]
+            except Exception:
+                self.handleError(record)
+
+    root = logging.getLogger()
+    if root.handlers:  # configured before us (sitecustomize): theirs stands
+        return
+    logging.lastResort = SupervisorHandler()
+    root.setLevel(LOG_LEVELS.get(level, logging.INFO))
+
+
+# ------------------------------------------------------------------- JSON ---
+
+def _reject_constant(name):
+    raise ValueError("%s is not valid JSON" % name)
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _to_plain(obj):
+    # numpy scalars and arrays (and anything else with tolist) become JSON numbers/lists
+    tolist = getattr(obj, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_to_plain)
+
+
+def _finite(obj):
+    """Replace NaN and +-Infinity with None (JSON null), like JavaScript and orjson do."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if callable(getattr(obj, "tolist", None)) and not isinstance(obj, (str, bytes)):
+        return _finite(obj.tolist())
+    return obj
+
+
+def decode_json_exact(data):
+    """The stdlib decoder: what json.loads gives, the reference every other decoder must equal."""
+    return _decoder.decode(str(data, "utf-8"))
+
+
+decode_json = decode_json_exact  # use_orjson() may replace it with a faster equivalent
+
+
+def encode_json(obj):
+    try:
+        text = _encoder.encode(obj)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        text = _encoder.encode(_finite(obj))
+    return text.encode("utf-8")
+
+
+MAX_ORJSON_DEPTH = 500  # well below the default recursion limit of 1000
+
+
+def _nests_without_limit(orjson):
+    deep = b"[" * 2000 + b"]" * 2000
+    try:
+        orjson.loads(deep)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _has_brackets(data, limit):
+    """Whether data holds at least `limit` of '[' and '{' together.
+
+    find() stops at the limit and runs at memchr speed; count() scans everything, about 9 ms
+    for a 10 MB payload, more than orjson takes to parse it.
+    """
+    found = 0
+    for bracket in (b"[", b"{"):
+        pos = data.find(bracket)
+        while pos >= 0:
+            found += 1
+            if found >= limit:
+                return True
+            pos = data.find(bracket, pos + 1)
+    return False
+
+
+def use_orjson(choice):
+    """Switch to orjson when asked ("orjson") or available ("auto"), keeping stdlib semantics.
+
+    orjson is only trusted where its result equals the stdlib path's: anything it would treat
+    differently (big ints, str/int/dict subclasses, dataclasses, datetimes) is handed back to the
+    stdlib encoder, and any input it rejects is re-parsed by the stdlib decoder so errors read the
+    same. NaN/Infinity become null in both.
+    """
+    global decode_json, encode_json
+    if choice == "json":
+        return "json"
+    try:
+        import orjson
+    except ImportError:
+        if choice == "orjson":
+            raise LoadError("ASYA_JSON_CODEC=orjson but orjson is not installed for %s" % sys.executable)
+        return "json"
+    std_decode, std_encode = decode_json, encode_json
+    # Without OPT_NON_STR_KEYS, a dict with a key that is not a str goes to the stdlib: orjson would
+    # write 1e20 as "1e20" (stdlib "1e+20") and NaN as "null" (stdlib: an error).
+    options = (orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+               | orjson.OPT_PASSTHROUGH_DATETIME)
+
+    # orjson before 3.9 nests without limit where the stdlib stops at the recursion limit; on
+    # those versions input that could nest that deep (bounded by its bracket count) goes to the
+    # stdlib, so it is refused the same way.
+    unbounded = _nests_without_limit(orjson)
+
+    # The fallbacks run outside the except blocks so their errors carry no orjson context.
+    def fast_decode(data):
+        if unbounded:
+            data = bytes(data)
+            if _has_brackets(data, MAX_ORJSON_DEPTH):
+                return std_decode(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        return std_decode(data)
+
+    def fast_encode(obj):
+        try:
+            return orjson.dumps(obj, default=_to_plain, option=options)
+        except TypeError:
+            pass
+        return std_encode(obj)
+
+    decode_json, encode_json = fast_decode, fast_encode
+    return "orjson " + orjson.__version__
 
 
 def main():
@@ -1216,6 +1055,171 @@ def exit_like(status, prctl):
         pass  # SIGKILL and SIGSTOP cannot be caught anyway
     os.kill(os.getpid(), sig)
     os._exit(128 + sig)
+
+# ---------------------------------------------------------------- channel ---
+
+def claim_channel():
+    """Move the channel off fds 0/1 so handler output cannot corrupt it.
+
+    fd 0 becomes /dev/null (input() sees EOF), fd 1 becomes the supervisor's
+    handler-output pipe (fd 3 when given, else stderr).
+    """
+    chan_in = os.dup(0)
+    chan_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        os.fstat(3)
+        os.dup2(3, 1)
+        os.close(3)
+    except OSError:
+        os.dup2(2, 1)
+    return os.fdopen(chan_in, "rb", buffering=65536), chan_out
+
+
+def read_exact(reader, n):
+    view = memoryview(bytearray(n))
+    got = 0
+    while got < n:
+        chunk = reader.readinto(view[got:])
+        if not chunk:
+            return None
+        got += chunk
+    return view
+
+
+def read_message(reader):
+    # `reader` is buffered: a small message arrives in one read; a large one is read straight
+    # into its own buffer.
+    head = read_exact(reader, 4)
+    if head is None:
+        return None
+    body = read_exact(reader, struct.unpack(">I", head)[0])
+    if body is None:
+        return None
+    return unpack(body)
+
+
+def write_message(fd, obj):
+    parts = [b""]
+    pack(obj, parts)
+    parts[0] = struct.pack(">I", sum(len(p) for p in parts))
+    data = memoryview(b"".join(parts))  # one copy, header included
+    while data:
+        data = data[os.write(fd, data):]
+
+
+# ---------------------------------------------------------------- msgpack ---
+# A minimal MessagePack codec: just the types the supervisor exchanges.
+
+def pack(obj, out):
+    if obj is None:
+        out.append(b"\xc0")
+    elif obj is True:
+        out.append(b"\xc3")
+    elif obj is False:
+        out.append(b"\xc2")
+    elif isinstance(obj, int):
+        if 0 <= obj < 0x80:
+            out.append(struct.pack("B", obj))
+        elif -32 <= obj < 0:
+            out.append(struct.pack("b", obj))
+        elif 0 <= obj < 2 ** 32:
+            out.append(b"\xce" + struct.pack(">I", obj))
+        elif -2 ** 31 <= obj < 0:
+            out.append(b"\xd2" + struct.pack(">i", obj))
+        elif 0 <= obj < 2 ** 64:
+            out.append(b"\xcf" + struct.pack(">Q", obj))
+        else:
+            out.append(b"\xd3" + struct.pack(">q", obj))
+    elif isinstance(obj, float):
+        out.append(b"\xcb" + struct.pack(">d", obj))
+    elif isinstance(obj, str):
+        data = obj.encode("utf-8", "replace")
+        out.append(_sized(len(data), 0xA0, 32, b"\xd9", b"\xda", b"\xdb"))
+        out.append(data)
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        out.append(_sized(len(obj), None, 0, b"\xc4", b"\xc5", b"\xc6"))
+        out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        out.append(_sized(len(obj), 0x90, 16, None, b"\xdc", b"\xdd"))
+        for item in obj:
+            pack(item, out)
+    elif isinstance(obj, dict):
+        out.append(_sized(len(obj), 0x80, 16, None, b"\xde", b"\xdf"))
+        for key, value in obj.items():
+            pack(key, out)
+            pack(value, out)
+    else:
+        raise TypeError("cannot pack %s" % type(obj).__name__)
+
+
+def _sized(n, fix_base, fix_limit, tag8, tag16, tag32):
+    if fix_base is not None and n < fix_limit:
+        return struct.pack("B", fix_base | n)
+    if tag8 is not None and n < 0x100:
+        return tag8 + struct.pack("B", n)
+    if n < 0x10000:
+        return tag16 + struct.pack(">H", n)
+    return tag32 + struct.pack(">I", n)
+
+
+def unpack(view):
+    obj, _ = _unpack_at(view, 0)
+    return obj
+
+
+_FIXED = {0xC0: None, 0xC2: False, 0xC3: True}
+_NUMBERS = {0xCA: ">f", 0xCB: ">d", 0xCC: "B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q",
+            0xD0: "b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q"}
+_LENGTHS = {0xC4: ("bin", "B"), 0xC5: ("bin", ">H"), 0xC6: ("bin", ">I"),
+            0xD9: ("str", "B"), 0xDA: ("str", ">H"), 0xDB: ("str", ">I"),
+            0xDC: ("array", ">H"), 0xDD: ("array", ">I"),
+            0xDE: ("map", ">H"), 0xDF: ("map", ">I")}
+
+
+def _unpack_at(view, pos):
+    tag = view[pos]
+    pos += 1
+    if tag < 0x80:
+        return tag, pos
+    if tag >= 0xE0:
+        return tag - 0x100, pos
+    if tag in _FIXED:
+        return _FIXED[tag], pos
+    if tag in _NUMBERS:
+        fmt = _NUMBERS[tag]
+        size = struct.calcsize(fmt)
+        return struct.unpack_from(fmt, view, pos)[0], pos + size
+    if 0xA0 <= tag <= 0xBF:
+        kind, n = "str", tag & 0x1F
+    elif 0x90 <= tag <= 0x9F:
+        kind, n = "array", tag & 0x0F
+    elif 0x80 <= tag <= 0x8F:
+        kind, n = "map", tag & 0x0F
+    elif tag in _LENGTHS:
+        kind, fmt = _LENGTHS[tag]
+        n = struct.unpack_from(fmt, view, pos)[0]
+        pos += struct.calcsize(fmt)
+    else:
+        raise ValueError("unsupported msgpack tag 0x%02x" % tag)
+    if kind == "bin":
+        return view[pos:pos + n], pos + n  # a zero-copy slice
+    if kind == "str":
+        return str(view[pos:pos + n], "utf-8"), pos + n
+    if kind == "array":
+        items = []
+        for _ in range(n):
+            item, pos = _unpack_at(view, pos)
+            items.append(item)
+        return items, pos
+    result = {}
+    for _ in range(n):
+        key, pos = _unpack_at(view, pos)
+        result[key], pos = _unpack_at(view, pos)
+    return result, pos
+
 
 if __name__ == "__main__":
     sys.exit(main())
