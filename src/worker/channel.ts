@@ -1,0 +1,146 @@
+/**
+ * The channel between the supervisor and the shim: 4-byte length + MessagePack per message over the
+ * shim's stdin/stdout. What travels on it (the messages and the outcomes they mean), how the hot-path
+ * call is encoded without copying the payload, and how a frame that no shim writes is recognised. The
+ * process around it is worker.ts.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import type { EnvelopeOutput } from '../envelope/envelope.js';
+import type { MessageContext } from '../envelope/trace.js';
+import { lengthPrefix } from '../socket/framing.js';
+
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+// No real shim message comes near 1 GiB (the largest request is ASYA_MAX_MESSAGE_SIZE, 64 MiB by default,
+// and an answer must fit the sidecar's 4-byte frame); a length beyond it is a corrupted channel, found at
+// once rather than by waiting for bytes that never come.
+export const CHANNEL_FRAME_LIMIT = 2 ** 30;
+/**
+ * Every shim message is a msgpack map (fixmap, under 16 keys) whose first key is "t". Checking those
+ * three bytes as soon as they arrive catches a handler writing into the channel's descriptors without
+ * any guess about sizes: a bogus length prefix is followed by bytes that are not these.
+ */
+export const SHIM_MESSAGE_HEAD = {
+  bytes: 3,
+  test: (head: Buffer) => head.length === 3 && head[0]! > 0x80 && head[0]! <= 0x8f && head[1] === 0xa1 && head[2] === 0x74,
+};
+
+/** Any message but the hot-path call (init, and the like), length-prefixed. */
+export function encodeMessage(message: Record<string, unknown>): Buffer[] {
+  const body = packr.pack(message);
+  return [lengthPrefix(body.length), body];
+}
+
+export function decodeMessage(frame: Buffer): ShimMessage {
+  return unpackr.unpack(frame) as ShimMessage;
+}
+
+export interface ReadyInfo {
+  kind: 'function' | 'class';
+  /** What was found: 'function', 'async method', 'generator function', 'async generator method', 'callable object', ... */
+  callable: string;
+  /** The class handler has a close() hook. */
+  close: boolean;
+  /** The shim can be interrupted inside Python (its reaper forwards the request). */
+  interruptible: boolean;
+  page_size: number;
+  python: string;
+  executable: string;
+  pid: number;
+  load_ms: number;
+  codec?: string;
+}
+
+export interface CallRequest {
+  /** Raw JSON bytes of the payload. */
+  payload: Buffer;
+  /** Raw JSON bytes of the rest of the envelope, when the handler is to see it. */
+  meta?: Buffer;
+  /** The payload holds integers beyond 64 bits: the shim must decode it with the stdlib (orjson would round them). */
+  wideIntegers?: boolean;
+  /** The message, named on every line the handler writes while (and after) handling it. */
+  context?: MessageContext;
+}
+
+export type CallOutcome =
+  | { kind: 'payloads'; payloads: Buffer[] }
+  | { kind: 'envelopes'; outputs: EnvelopeOutput[] }
+  /** The handler raised, or its result could not be encoded. */
+  | { kind: 'raised'; type: string; message: string; traceback: string }
+  /** The handler returned something JSON cannot hold; the message says what and where. */
+  | { kind: 'unencodable'; type: string; message: string }
+  /** The payload (or envelope) bytes are not valid JSON for Python. */
+  /** `field`: 'payload', or 'envelope' when the rest of the envelope could not be read (nesting Python refuses). */
+  | { kind: 'bad_input'; type: string; message: string; field: string }
+  /** The time limit interrupted the call; it ended raising `type`, or returned anyway (result discarded). */
+  | { kind: 'timed_out'; type: string; message: string; traceback: string; returned: boolean };
+
+export interface ErrorFields {
+  type: string;
+  message: string;
+  traceback: string;
+}
+
+export type ShimMessage =
+  | ({ t: 'ready' } & ReadyInfo)
+  | ({ t: 'fatal' } & ErrorFields)
+  | ({ t: 'err' } & ErrorFields)
+  | ({ t: 'bad'; field?: string } & ErrorFields)
+  | ({ t: 'timeout'; returned: boolean } & ErrorFields)
+  | ({ t: 'closed'; ms: number } & Partial<ErrorFields>)
+  | ({ t: 'enc' } & ErrorFields)
+  | { t: 'ok'; o: Buffer[] }
+  | { t: 'env'; o: EnvelopeOutput[] };
+
+/** Below this, a call is one buffer (one write); above, chunks, so the payload is never copied. */
+const SMALL_CALL = 64 * 1024;
+
+function binHeader(key: string, length: number): Buffer {
+  // fixstr key (1 char) + bin32 length
+  const head = Buffer.allocUnsafe(7);
+  head[0] = 0xa1;
+  head[1] = key.charCodeAt(0);
+  head[2] = 0xc6;
+  head.writeUInt32BE(length, 3);
+  return head;
+}
+
+/**
+ * The hot-path message, `{t: "call", p: <payload bytes>, m?: <meta bytes>, w?: true}`, written as msgpack
+ * by hand: msgpackr copies a 10 MB buffer into its own (measured ~27 ms); these chunks reference the
+ * request frame.
+ */
+export function encodeCall({ payload, meta, wideIntegers }: CallRequest): Buffer[] {
+  const size = 2 + (meta ? 1 : 0) + (wideIntegers ? 1 : 0);
+  const parts = [Buffer.from([0x80 | size, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]), binHeader('p', payload.length), payload];
+  if (meta) parts.push(binHeader('m', meta.length), meta);
+  if (wideIntegers) parts.push(WIDE_INTEGERS);
+  let length = 0;
+  for (const part of parts) length += part.length;
+  if (length < SMALL_CALL) return [Buffer.concat([lengthPrefix(length), ...parts], 4 + length)];
+  // The prefix and headers in one chunk; payload and meta as they are
+  return [Buffer.concat([lengthPrefix(length), parts[0]!, parts[1]!]), ...parts.slice(2)];
+}
+
+/** `"w": true` */
+const WIDE_INTEGERS = Buffer.from([0xa1, 0x77, 0xc3]);
+
+export function toOutcome(msg: ShimMessage): CallOutcome {
+  switch (msg.t) {
+    case 'ok':
+      return { kind: 'payloads', payloads: msg.o };
+    case 'env':
+      return { kind: 'envelopes', outputs: msg.o.map(([m, p]) => [m, p ?? null]) };
+    case 'err':
+      return { kind: 'raised', type: msg.type, message: msg.message, traceback: msg.traceback };
+    case 'bad':
+      return { kind: 'bad_input', type: msg.type, message: msg.message, field: msg.field ?? 'payload' };
+    case 'timeout':
+      return { kind: 'timed_out', type: msg.type, message: msg.message, traceback: msg.traceback, returned: msg.returned };
+    case 'enc':
+      return { kind: 'unencodable', type: msg.type, message: msg.message };
+    default:
+      return { kind: 'raised', type: 'ProtocolError', message: `unexpected reply '${msg.t}' from the shim`, traceback: '' };
+  }
+}
