@@ -115,14 +115,22 @@ function integer(name: string, fallback: number | null, min: number, max: number
  */
 export const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
+export const SECONDS_EXPECTED = `a positive number of seconds up to ${MAX_TIMER_SECONDS} (24.8 days, the longest timer Node.js can set), e.g. 30 or 2.5`;
+
+/**
+ * The one reading of a number of seconds, for variables and command-line flags alike: decimals
+ * allowed, no exponent or sign, positive, at most MAX_TIMER_SECONDS. Milliseconds, or null.
+ */
+export function parseSeconds(text: string): number | null {
+  const n = /^\d+(\.\d+)?$|^\.\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  return n > 0 && n <= MAX_TIMER_SECONDS ? Math.round(n * 1000) || 1 : null;
+}
+
 /** Seconds, decimals allowed, as milliseconds. */
 function seconds(name: string, fallback: number | null) {
   return text().transform((v, ctx): number | null => {
     if (v === undefined) return fallback === null ? null : fallback * 1000;
-    const n = /^\d+(\.\d+)?$|^\.\d+$/.test(v) ? Number(v) : NaN;
-    return n > 0 && n <= MAX_TIMER_SECONDS
-      ? Math.round(n * 1000) || 1
-      : reject(ctx, name, v, `a positive number of seconds up to ${MAX_TIMER_SECONDS} (24.8 days, the longest timer Node.js can set), e.g. 30 or 2.5`);
+    return parseSeconds(v) ?? reject(ctx, name, v, SECONDS_EXPECTED);
   });
 }
 

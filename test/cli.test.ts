@@ -171,3 +171,14 @@ describe('logs on a terminal', () => {
     assert.doesNotMatch(r, /"level":/);
   });
 });
+
+describe('one reading of seconds', () => {
+  it('--timeout is read as ASYA_HANDLER_TIMEOUT is: 1e3 is refused naming the flag, 2.5 is accepted', async () => {
+    const bad = await runNode([CLI, 'call', '--handler', 'basic.echo', '--timeout', '1e3', '{}'], { env: { PYTHONPATH: HANDLERS } });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--timeout "1e3" is not valid: expected a positive number of seconds/);
+    assert.doesNotMatch(bad.stderr, /ASYA_HANDLER_TIMEOUT/);
+    const ok = await runNode([CLI, 'call', '--handler', 'basic.echo', '--timeout', '2.5', '{"x": 1}'], { env: { PYTHONPATH: HANDLERS } });
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});

@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import { exchange } from '../socket/client.js';
-import { MAX_TIMER_SECONDS } from '../config.js';
+import { SECONDS_EXPECTED, parseSeconds } from '../config.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -86,12 +86,11 @@ export function parseRoute(route: string): string[] {
   return actors;
 }
 
+/** Read as the runtime reads ASYA_*_TIMEOUT (config.ts), so a flag it accepts is never refused later under the variable's name. */
 export function positiveSeconds(option: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0 || n > MAX_TIMER_SECONDS) {
-    throw new UsageError(`${option} ${JSON.stringify(text)} is not a positive number of seconds up to ${MAX_TIMER_SECONDS} (the longest timer Node.js can set)`);
-  }
-  return n;
+  const ms = parseSeconds(text);
+  if (ms === null) throw new UsageError(`${option} ${JSON.stringify(text)} is not valid: expected ${SECONDS_EXPECTED}`);
+  return ms / 1000;
 }
 
 let counter = 0;
