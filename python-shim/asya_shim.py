@@ -71,6 +71,17 @@ def import_module_prefix(spec):
                     % (spec, tried, [p for p in sys.path if p]))
 
 
+def handler_module_file(spec):
+    """The file of the module the handler was loaded from (for `asya-runtime call --watch`), or None."""
+    parts = spec.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:i]))
+        if module is not None:
+            found = getattr(module, "__file__", None)
+            return os.path.abspath(found) if isinstance(found, str) else None
+    return None
+
+
 def instantiate(cls, where, kwargs):
     """Create the class once, with ASYA_HANDLER_ARGS as keyword arguments (none when unset)."""
     init = cls.__init__
@@ -737,7 +748,8 @@ def main():
                              "executable": sys.executable, "pid": os.getpid(),
                              "load_ms": round((time.monotonic() - started) * 1000),
                              "callable": described, "close": callable(getattr(instance, "close", None)),
-                             "interruptible": interruptible, "page_size": page_size})
+                             "interruptible": interruptible, "page_size": page_size,
+                             "module_file": handler_module_file(init["handler"])})
     envelope_mode = init.get("mode") == "envelope"
     while True:
         msg = read_message(chan_in)

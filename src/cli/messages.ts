@@ -106,27 +106,50 @@ export function printAnswer(answer: unknown): void {
   process.stdout.write(`${process.stdout.isTTY ? JSON.stringify(answer, null, 2) : JSON.stringify(answer)}\n`);
 }
 
+/**
+ * `--payloads-only`: each output's payload on its own line (a handler that returned nothing prints
+ * nothing), so answers can be piped on as they are; an error element is printed whole.
+ */
+export function printPayloads(answer: unknown): void {
+  for (const element of Array.isArray(answer) ? answer : [answer]) {
+    const plain = typeof element === 'object' && element !== null && 'payload' in element && !isErrorAnswer([element]);
+    printAnswer(plain ? (element as { payload: unknown }).payload : element);
+  }
+}
+
 /** The sidecar treats an answer as failed when any element carries a non-empty `error`. */
 export function isErrorAnswer(answer: unknown): boolean {
   return Array.isArray(answer) && answer.some((e) => typeof e === 'object' && e !== null && typeof (e as { error?: unknown }).error === 'string' && (e as { error: string }).error !== '');
+}
+
+export interface SendOptions {
+  timeoutMs?: number;
+  /** How an answer is printed (default: printAnswer). */
+  print?: (answer: unknown) => void;
+  /** Called after each answer is printed, with the time from sending the message to its whole answer. */
+  answered?: (ms: number, answer: unknown) => void;
 }
 
 /**
  * Send each message on its own connection, as the sidecar does, and print each answer as it
  * arrives. Resolves true when any answer was an error.
  */
-export async function sendMessages(socket: string, messages: unknown[], asEnvelope: boolean, actors: string[], timeoutMs = 0): Promise<boolean> {
+export async function sendMessages(socket: string, messages: unknown[], asEnvelope: boolean, actors: string[], options: SendOptions = {}): Promise<boolean> {
+  const { timeoutMs = 0, print = printAnswer, answered } = options;
   let failed = false;
   for (const message of messages) {
     const request = Buffer.from(JSON.stringify(toEnvelope(message, asEnvelope, actors)));
     let raw: Buffer;
+    const sent = process.hrtime.bigint();
     try {
       raw = await exchange(socket, request, timeoutMs);
     } catch (err) {
       throw new NoAnswerError(`no answer from ${socket}: ${(err as Error).message}`);
     }
+    const ms = Number(process.hrtime.bigint() - sent) / 1e6;
     const answer = JSON.parse(raw.toString('utf8')) as unknown;
-    printAnswer(answer);
+    print(answer);
+    answered?.(ms, answer);
     failed ||= isErrorAnswer(answer);
   }
   return failed;

@@ -31,7 +31,7 @@ export async function send(args: string[]): Promise<number> {
   const actors = parseRoute(values.route);
   const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');
   try {
-    return (await sendMessages(socket, messages, values.envelope, actors, timeoutMs)) ? 1 : 0;
+    return (await sendMessages(socket, messages, values.envelope, actors, { timeoutMs })) ? 1 : 0;
   } catch (err) {
     if (!(err instanceof NoAnswerError)) throw err;
     process.stderr.write(`asya-runtime send: ${err.message}\n`);

@@ -17,7 +17,7 @@ import { SocketServer } from '../socket/server.js';
 import { shimLaunch } from '../worker/shim.js';
 import { policyFromConfig } from '../worker/policy.js';
 import { Supervisor } from '../worker/supervisor.js';
-import { PythonWorker, type WorkerOptions } from '../worker/worker.js';
+import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
 
 /** How often the socket file and the ready file are checked (two lstat calls). */
 const WATCH_INTERVAL_MS = 1000;
@@ -28,6 +28,14 @@ export interface RunningRuntime {
   /** Resolves true when the runtime first becomes ready, false if it stops before that. */
   ready: Promise<boolean>;
   shutdown(reason: string): Promise<number>;
+  /** What the Python process now serving reported when it loaded the handler (pid, load time, module file). */
+  loaded(): ReadyInfo | null;
+  /**
+   * Replace the Python process between messages (`asya-runtime call --watch`). Resolves with the new
+   * process's load report; rejects with a FatalError when the handler no longer loads (the runtime
+   * stays up, not ready, until the next reload) or the runtime is stopping.
+   */
+  reload(reason: string): Promise<ReadyInfo>;
 }
 
 export interface RuntimeOptions {
@@ -212,5 +220,14 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     }
   };
   void boot();
-  return { done, ready: readyOnce, shutdown: (reason) => stop(reason) };
+  return {
+    done,
+    ready: readyOnce,
+    shutdown: (reason) => stop(reason),
+    loaded: () => supervisor?.loaded ?? null,
+    reload: async (reason) => {
+      if (!supervisor || stopping) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
+      return supervisor.reload(reason);
+    },
+  };
 }

@@ -50,6 +50,8 @@ export interface ReadyInfo {
   pid: number;
   load_ms: number;
   codec?: string;
+  /** The absolute path of the handler's module file, when it has one (`asya-runtime call --watch` watches its directory). */
+  module_file?: string | null;
 }
 
 export interface CallRequest {

@@ -84,6 +84,13 @@ export class Supervisor {
     return this.activePid;
   }
 
+  /** What the Python process now serving reported when it loaded the handler; null while there is none. */
+  get loaded(): ReadyInfo | null {
+    return this.active ? this.loadedInfo : null;
+  }
+
+  private loadedInfo: ReadyInfo | null = null;
+
   private activePid: number | null = null;
 
   /** First start: a handler that cannot load is fatal at once (never serve a broken handler). */
@@ -165,6 +172,7 @@ export class Supervisor {
     this.messages = 0;
     this.memoryErrors = 0;
     this.activePid = ready.pid;
+    this.loadedInfo = ready;
     this.events?.loaded?.(ready);
     this.log.info(
       {
@@ -226,19 +234,49 @@ export class Supervisor {
    * messages that arrive wait in the queue.
    */
   private async recycle(why: RecycleReason): Promise<void> {
+    const level = why.reason === 'max_messages' ? 'info' : 'warn';
+    await this.retire(() => this.log[level]({ reason: why.reason, ...why.fields }, `recycling the Python process: ${why.message}`));
+    if (this.stopping()) return;
+    await this.restart();
+  }
+
+  /** Withdraw readiness and stop the current worker (its close() runs); resolves once it has exited. */
+  private async retire(announce: () => void): Promise<void> {
     const old = this.worker;
     this.worker = null;
     this.active = null;
+    this.activePid = null;
     this.setState('restarting');
-    const level = why.reason === 'max_messages' ? 'info' : 'warn';
-    this.log[level]({ reason: why.reason, ...why.fields }, `recycling the Python process: ${why.message}`);
+    announce();
     if (old) {
       this.retiring = old.stop(Math.max(this.policy.stopGraceMs, MIN_STOP_GRACE_MS));
       await this.retiring;
       this.retiring = null;
     }
-    if (this.stopping()) return;
-    await this.restart();
+  }
+
+  /**
+   * Replace the Python process on request (`asya-runtime call --watch`, after the user edited their
+   * code): the recycle path, after the message in flight. Unlike a crash restart it is tried once and
+   * a handler that no longer loads is not fatal: the error is thrown (a FatalError naming the cause)
+   * and the runtime stays up without a worker, not ready, until the next reload.
+   */
+  async reload(reason: string): Promise<ReadyInfo> {
+    while (this.inFlight && !this.stopping()) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.stopping()) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
+    await this.retire(() => this.log.info({ reason }, `reloading the Python process: ${reason}`));
+    if (this.stopping()) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
+    let ready: ReadyInfo;
+    try {
+      ready = await this.spawn();
+    } catch (err) {
+      throw toFatal(err, this.config.handler);
+    }
+    if (this.stopping()) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
+    this.streak = 0;
+    this.setState('ready');
+    this.pump();
+    return ready;
   }
 
   private async restart(): Promise<void> {
