@@ -6,7 +6,9 @@
 # these same steps without it, and test/package.test.ts checks that the two stay in sync and tests
 # what the script produces. Change both together.
 
-# --- build: bundle the supervisor, embed the shim, inject into node (scripts/package.mjs)
+# --- build: bundle the supervisor, embed the shim, inject into the Node.js package.json pins
+# (executableNode, fetched from the npm registry by scripts/package.mjs; this stage's own node only
+# runs the build)
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./

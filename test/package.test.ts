@@ -79,6 +79,15 @@ describe('the executable, with only a python3 on PATH', () => {
     assert.match(cmdline, /-c\0import os/);
   });
 
+  it('runs on the Node.js package.json pins (executableNode), a maintained 24.x LTS, not the Node that built it', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; executableNode: { version: string } };
+    assert.match(pkg.executableNode.version, /^24\.\d+\.\d+$/);
+    const started = await rt.waitForLog((l) => l.msg === 'starting Asya runtime');
+    assert.equal(started.node, pkg.executableNode.version);
+    assert.equal(started.version, pkg.version);
+    assert.equal(execFileSync(EXE, ['--version'], { env: {}, encoding: 'utf8' }).trim(), pkg.version);
+  });
+
   it('SIGTERM: drains, removes socket and ready file, exits 0', async () => {
     const stopped = await rt.stop();
     assert.equal(stopped.code, 0);

@@ -18,6 +18,7 @@ import { shimLaunch } from '../worker/shim.js';
 import { policyFromConfig } from '../worker/policy.js';
 import { Supervisor } from '../worker/supervisor.js';
 import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
+import { VERSION } from '../version.js';
 
 /** How often the socket file and the ready file are checked (two lstat calls). */
 const WATCH_INTERVAL_MS = 1000;
@@ -73,6 +74,8 @@ export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logge
 export function startRuntime(config: Config, log: Logger, { env, extraPath }: RuntimeOptions): RunningRuntime {
   log.info(
     {
+      version: VERSION,
+      node: process.versions.node,
       handler: config.handler,
       from: config.handlerVariable,
       mode: config.mode,
