@@ -32,7 +32,8 @@ const { values: opt } = parseArgs({
   },
 });
 // Only a full default run replaces the published figures in docs/bench; a partial one goes to /tmp.
-const partial = opt.quick || process.argv.slice(2).some((arg) => /^--(rounds|concurrency|levels|sizes|python|peer)\b/.test(arg));
+const partial =
+  opt.quick || process.argv.slice(2).some((arg) => /^--(rounds|concurrency|levels|sizes|python|peer)\b/.test(arg));
 const outDir = opt.out ?? (partial ? path.join(os.tmpdir(), 'asya-bench') : path.join(root, 'docs', 'bench'));
 const rounds = Number(opt.rounds);
 const concurrency = Number(opt.concurrency);
@@ -72,7 +73,14 @@ function payloadFor(shape, size) {
 }
 
 function envelopeBytes(payload) {
-  return Buffer.from(JSON.stringify({ id: 'bench', route: { actors: ['echo', 'next'], current: 0 }, headers: { trace_id: 't' }, payload }));
+  return Buffer.from(
+    JSON.stringify({
+      id: 'bench',
+      route: { actors: ['echo', 'next'], current: 0 },
+      headers: { trace_id: 't' },
+      payload,
+    }),
+  );
 }
 
 // ---------------------------------------------------------------- runtimes
@@ -81,12 +89,30 @@ const handlerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-bench-'));
 fs.writeFileSync(path.join(handlerDir, 'bench_echo.py'), 'def process(payload):\n    return payload\n');
 
 function runtimes(level) {
-  const base = { ASYA_HANDLER: 'bench_echo.process', PYTHONPATH: handlerDir, ASYA_LOG_LEVEL: level, PATH: process.env.PATH, HOME: process.env.HOME, ...(process.env.ASYA_LOG_MESSAGES ? { ASYA_LOG_MESSAGES: process.env.ASYA_LOG_MESSAGES } : {}), ...(process.env.ASYA_METRICS_ADDR ? { ASYA_METRICS_ADDR: process.env.ASYA_METRICS_ADDR } : {}) };
+  const base = {
+    ASYA_HANDLER: 'bench_echo.process',
+    PYTHONPATH: handlerDir,
+    ASYA_LOG_LEVEL: level,
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    ...(process.env.ASYA_LOG_MESSAGES ? { ASYA_LOG_MESSAGES: process.env.ASYA_LOG_MESSAGES } : {}),
+    ...(process.env.ASYA_METRICS_ADDR ? { ASYA_METRICS_ADDR: process.env.ASYA_METRICS_ADDR } : {}),
+  };
   const list = [
-    { name: 'ours', cmd: process.execPath, args: [path.join(root, 'dist', 'cli.js')], env: { ...base, ASYA_PYTHONEXECUTABLE: python, ASYA_JSON_CODEC: 'json' } },
+    {
+      name: 'ours',
+      cmd: process.execPath,
+      args: [path.join(root, 'dist', 'cli.js')],
+      env: { ...base, ASYA_PYTHONEXECUTABLE: python, ASYA_JSON_CODEC: 'json' },
+    },
   ];
   if (hasOrjson) {
-    list.push({ name: 'ours+orjson', cmd: process.execPath, args: [path.join(root, 'dist', 'cli.js')], env: { ...base, ASYA_PYTHONEXECUTABLE: python, ASYA_JSON_CODEC: 'orjson' } });
+    list.push({
+      name: 'ours+orjson',
+      cmd: process.execPath,
+      args: [path.join(root, 'dist', 'cli.js')],
+      env: { ...base, ASYA_PYTHONEXECUTABLE: python, ASYA_JSON_CODEC: 'orjson' },
+    });
   }
   if (hasPeer) list.push({ name: 'peer', cmd: python, args: [opt.peer], env: base });
   return list;
@@ -99,7 +125,8 @@ async function start(rt) {
   const child = spawn(rt.cmd, rt.args, { env: { ...rt.env, ASYA_SOCKET_DIR: dir }, stdio: ['ignore', log, log] });
   const deadline = Date.now() + 60_000;
   while (!fs.existsSync(path.join(dir, 'runtime-ready'))) {
-    if (child.exitCode !== null) throw new Error(`${rt.name} exited: ${fs.readFileSync(path.join(dir, 'log'), 'utf8').slice(-2000)}`);
+    if (child.exitCode !== null)
+      throw new Error(`${rt.name} exited: ${fs.readFileSync(path.join(dir, 'log'), 'utf8').slice(-2000)}`);
     if (Date.now() > deadline) throw new Error(`${rt.name} not ready`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -184,7 +211,13 @@ times.sort()
 print(times[len(times) // 2] * 1000)
 `;
   const frame = envelopeBytes(payloadFor(shape, size));
-  return Number(execFileSync(python, ['-c', script, codec, String(Math.max(5, requestsFor(size)))], { input: frame, encoding: 'utf8', maxBuffer: 1 << 26 }).trim());
+  return Number(
+    execFileSync(python, ['-c', script, codec, String(Math.max(5, requestsFor(size)))], {
+      input: frame,
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+    }).trim(),
+  );
 }
 
 // ---------------------------------------------------------------- run
@@ -193,7 +226,9 @@ const shapes = ['string', 'floats'];
 const results = [];
 const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, Python ${execFileSync(python, ['-c', 'import platform; print(platform.python_version())'], { encoding: 'utf8' }).trim()}`;
 console.log(`machine: ${machine}`);
-console.log(`peer: ${hasPeer ? opt.peer : 'not found (pass --peer PATH)'}; orjson in ${python}: ${hasOrjson ? 'yes' : 'no'}; concurrency ${concurrency}; rounds ${rounds}\n`);
+console.log(
+  `peer: ${hasPeer ? opt.peer : 'not found (pass --peer PATH)'}; orjson in ${python}: ${hasOrjson ? 'yes' : 'no'}; concurrency ${concurrency}; rounds ${rounds}\n`,
+);
 
 for (const level of opt.levels.split(',')) {
   const started = [];
@@ -228,7 +263,13 @@ for (const level of opt.levels.split(',')) {
       for (const rt of started) {
         const c = cells.get(`${rt.name}|${size}|${shape}`);
         const sorted = c.latencies.sort((a, b) => a - b);
-        row.runtimes[rt.name] = { p50: pct(sorted, 50), p99: pct(sorted, 99), throughput: c.n / c.seconds, n: c.n, cpuMsPerMsg: (c.cpu / c.n) * 1000 };
+        row.runtimes[rt.name] = {
+          p50: pct(sorted, 50),
+          p99: pct(sorted, 99),
+          throughput: c.n / c.seconds,
+          n: c.n,
+          cpuMsPerMsg: (c.cpu / c.n) * 1000,
+        };
       }
       results.push(row);
     }
@@ -237,17 +278,39 @@ for (const level of opt.levels.split(',')) {
 }
 
 function printLevel(level) {
-  console.log(`== ASYA_LOG_LEVEL=${level} (latency in ms, throughput in msg/s, ratios ours/peer: p50 lower is better, throughput higher is better)`);
-  const header = ['size', 'shape', 'runtime', 'p50', 'p99', 'msg/s', 'MB/s', 'p50 ratio', 'thr ratio', 'floor', 'p50/floor'];
+  console.log(
+    `== ASYA_LOG_LEVEL=${level} (latency in ms, throughput in msg/s, ratios ours/peer: p50 lower is better, throughput higher is better)`,
+  );
+  const header = [
+    'size',
+    'shape',
+    'runtime',
+    'p50',
+    'p99',
+    'msg/s',
+    'MB/s',
+    'p50 ratio',
+    'thr ratio',
+    'floor',
+    'p50/floor',
+  ];
   const rows = [header];
   for (const r of results.filter((x) => x.level === level)) {
     const peer = r.runtimes.peer;
     for (const [name, m] of Object.entries(r.runtimes)) {
       const fl = name === 'ours+orjson' ? r.floor.orjson : r.floor.json;
       rows.push([
-        human(r.size), r.shape, name, fmt(m.p50), fmt(m.p99), fmt(m.throughput, 1), fmt((m.throughput * r.frameBytes) / 1e6, 1),
-        peer && name !== 'peer' ? `${(m.p50 / peer.p50).toFixed(2)}x` : '', peer && name !== 'peer' ? `${(m.throughput / peer.throughput).toFixed(2)}x` : '',
-        fmt(fl), `${(m.p50 / fl).toFixed(2)}x`,
+        human(r.size),
+        r.shape,
+        name,
+        fmt(m.p50),
+        fmt(m.p99),
+        fmt(m.throughput, 1),
+        fmt((m.throughput * r.frameBytes) / 1e6, 1),
+        peer && name !== 'peer' ? `${(m.p50 / peer.p50).toFixed(2)}x` : '',
+        peer && name !== 'peer' ? `${(m.throughput / peer.throughput).toFixed(2)}x` : '',
+        fmt(fl),
+        `${(m.p50 / fl).toFixed(2)}x`,
       ]);
     }
   }
@@ -268,22 +331,31 @@ console.log(`wrote ${path.relative(process.cwd(), path.join(outDir, 'results.jso
 
 /** p50 latency by payload size, log-log, one line per runtime and log level (string payloads solid, floats dashed). */
 function chart() {
-  const W = 760, H = 440, L = 70, R = 190, T = 30, B = 50;
+  const W = 760,
+    H = 440,
+    L = 70,
+    R = 190,
+    T = 30,
+    B = 50;
   const xs = sizes.map(Math.log10);
   const all = results.flatMap((r) => Object.values(r.runtimes).map((m) => m.p50));
-  const y0 = Math.floor(Math.log10(Math.min(...all))), y1 = Math.ceil(Math.log10(Math.max(...all)));
+  const y0 = Math.floor(Math.log10(Math.min(...all))),
+    y1 = Math.ceil(Math.log10(Math.max(...all)));
   const X = (s) => L + ((Math.log10(s) - xs[0]) / (xs[xs.length - 1] - xs[0] || 1)) * (W - L - R);
   const Y = (v) => H - B - ((Math.log10(v) - y0) / (y1 - y0 || 1)) * (H - T - B);
   const colors = { ours: '#1f77b4', 'ours+orjson': '#2ca02c', peer: '#d62728' };
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n`;
   svg += `<text x="${L}" y="18" font-size="14">p50 latency by payload size (log-log; solid: string payload, dashed: float array)</text>\n`;
-  for (let e = y0; e <= y1; e++) svg += `<line x1="${L}" x2="${W - R}" y1="${Y(10 ** e)}" y2="${Y(10 ** e)}" stroke="#ddd"/><text x="${L - 8}" y="${Y(10 ** e) + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toFixed(-e)} ms</text>\n`;
+  for (let e = y0; e <= y1; e++)
+    svg += `<line x1="${L}" x2="${W - R}" y1="${Y(10 ** e)}" y2="${Y(10 ** e)}" stroke="#ddd"/><text x="${L - 8}" y="${Y(10 ** e) + 4}" text-anchor="end">${10 ** e >= 1 ? 10 ** e : (10 ** e).toFixed(-e)} ms</text>\n`;
   for (const s of sizes) svg += `<text x="${X(s)}" y="${H - B + 18}" text-anchor="middle">${human(s)}</text>\n`;
   let legend = 0;
   for (const level of opt.levels.split(',')) {
     for (const name of Object.keys(colors)) {
       for (const shape of shapes) {
-        const pts = results.filter((r) => r.level === level && r.shape === shape && r.runtimes[name]).map((r) => [X(r.size), Y(r.runtimes[name].p50)]);
+        const pts = results
+          .filter((r) => r.level === level && r.shape === shape && r.runtimes[name])
+          .map((r) => [X(r.size), Y(r.runtimes[name].p50)]);
         if (!pts.length) continue;
         const dash = shape === 'floats' ? ' stroke-dasharray="6,4"' : '';
         const width = level === 'INFO' ? 2.5 : 1.2;

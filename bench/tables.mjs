@@ -23,7 +23,8 @@ export function tables({ results }) {
   let md = '';
   for (const level of [...new Set(results.map((r) => r.level))]) {
     md += `**ASYA_LOG_LEVEL=${level}**\n\n`;
-    md += '| size | payload | peer p50 / p99 ms | ours p50 / p99 ms | ours+orjson p50 / p99 ms | p50 ratio (json / orjson) | throughput ratio (json / orjson) | floor json / orjson ms | supervisor CPU ms/msg |\n';
+    md +=
+      '| size | payload | peer p50 / p99 ms | ours p50 / p99 ms | ours+orjson p50 / p99 ms | p50 ratio (json / orjson) | throughput ratio (json / orjson) | floor json / orjson ms | supervisor CPU ms/msg |\n';
     md += '|---|---|---|---|---|---|---|---|---|\n';
     for (const row of results.filter((r) => r.level === level)) {
       const { peer, ours, 'ours+orjson': fast } = row.runtimes;

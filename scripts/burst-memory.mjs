@@ -13,7 +13,12 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values, positionals } = parseArgs({
-  options: { clients: { type: 'string', default: '40' }, size: { type: 'string', default: '10000000' }, after: { type: 'string', default: '60' }, every: { type: 'string', default: '5' } },
+  options: {
+    clients: { type: 'string', default: '40' },
+    size: { type: 'string', default: '10000000' },
+    after: { type: 'string', default: '60' },
+    every: { type: 'string', default: '5' },
+  },
   allowPositionals: true,
 });
 const clients = Number(values.clients);
@@ -21,7 +26,13 @@ const size = Number(values.size);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-burst-'));
 fs.writeFileSync(path.join(dir, 'burst_handler.py'), 'def process(p):\n    return p\n');
 const child = spawn(process.execPath, [...positionals, path.join(root, 'dist', 'cli.js')], {
-  env: { ...process.env, ASYA_HANDLER: 'burst_handler.process', ASYA_SOCKET_DIR: dir, ASYA_LOG_LEVEL: 'INFO', PYTHONPATH: dir },
+  env: {
+    ...process.env,
+    ASYA_HANDLER: 'burst_handler.process',
+    ASYA_SOCKET_DIR: dir,
+    ASYA_LOG_LEVEL: 'INFO',
+    PYTHONPATH: dir,
+  },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const sock = path.join(dir, 'asya-runtime.sock');
@@ -41,7 +52,9 @@ function exchange(bytes) {
 
 while (!fs.existsSync(path.join(dir, 'runtime-ready'))) await sleep(20);
 console.log(`supervisor pid ${child.pid}`);
-const body = Buffer.from(JSON.stringify({ route: { actors: ['a', 'b'], current: 0 }, payload: { text: 'x'.repeat(size) } }));
+const body = Buffer.from(
+  JSON.stringify({ route: { actors: ['a', 'b'], current: 0 }, payload: { text: 'x'.repeat(size) } }),
+);
 const frame = Buffer.concat([Buffer.alloc(4), body]);
 frame.writeUInt32BE(body.length);
 await sleep(1000);
@@ -54,7 +67,9 @@ const burstMs = Date.now() - t0;
 clearInterval(poll);
 peak = Math.max(peak, rssMiB());
 const bad = answered.filter((n) => n < size).length;
-console.log(`${clients} clients x ${size} bytes in ${(burstMs / 1000).toFixed(1)} s (${bad} short answers); idle ${fmt(idle)}, peak ${fmt(peak)}`);
+console.log(
+  `${clients} clients x ${size} bytes in ${(burstMs / 1000).toFixed(1)} s (${bad} short answers); idle ${fmt(idle)}, peak ${fmt(peak)}`,
+);
 const after = [];
 for (let s = 0; s <= Number(values.after); s += Number(values.every)) {
   if (s > 0) await sleep(Number(values.every) * 1000);

@@ -15,15 +15,24 @@ const total = Number(process.argv[2] ?? 20000);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-leak-'));
 const sock = path.join(dir, 'asya-runtime.sock');
 const child = spawn(process.execPath, [path.join(root, 'dist', 'cli.js')], {
-  env: { ...process.env, ASYA_HANDLER: 'leak_handler.process', ASYA_SOCKET_DIR: dir, ASYA_LOG_LEVEL: 'ERROR', PYTHONPATH: dir },
+  env: {
+    ...process.env,
+    ASYA_HANDLER: 'leak_handler.process',
+    ASYA_SOCKET_DIR: dir,
+    ASYA_LOG_LEVEL: 'ERROR',
+    PYTHONPATH: dir,
+  },
   stdio: ['ignore', 'ignore', 'ignore'],
 });
-fs.writeFileSync(path.join(dir, 'leak_handler.py'), `import os
+fs.writeFileSync(
+  path.join(dir, 'leak_handler.py'),
+  `import os
 def process(p):
     if p.get("raise"): raise ValueError("bad")
     if p.get("crash"): os._exit(1)
     return {**p, "ok": True}
-`);
+`,
+);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sample = () => {
@@ -84,4 +93,6 @@ const after = sample();
 child.kill('SIGTERM');
 await new Promise((r) => child.on('exit', r));
 fs.rmSync(dir, { recursive: true, force: true });
-console.log(JSON.stringify({ messages: total, seconds: (Date.now() - started) / 1000, counts, before, after }, null, 2));
+console.log(
+  JSON.stringify({ messages: total, seconds: (Date.now() - started) / 1000, counts, before, after }, null, 2),
+);

@@ -27,16 +27,22 @@ fs.mkdirSync(work, { recursive: true });
 function executableNode() {
   const { version, integrity } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).executableNode;
   const name = `node-linux-${process.arch}`;
-  if (process.platform !== 'linux' || !integrity[name]) throw new Error(`no pinned Node.js for ${process.platform}-${process.arch} (package.json executableNode.integrity)`);
+  if (process.platform !== 'linux' || !integrity[name])
+    throw new Error(
+      `no pinned Node.js for ${process.platform}-${process.arch} (package.json executableNode.integrity)`,
+    );
   const dir = path.join(root, '.cache', `${name}-${version}`);
   const binary = path.join(dir, 'node');
   if (!fs.existsSync(binary)) {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-node-'));
     try {
-      execFileSync('npm', ['pack', `${name}@${version}`, '--pack-destination', tmp, '--silent'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync('npm', ['pack', `${name}@${version}`, '--pack-destination', tmp, '--silent'], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
       const tarball = path.join(tmp, `${name}-${version}.tgz`);
       const actual = `sha512-${crypto.createHash('sha512').update(fs.readFileSync(tarball)).digest('base64')}`;
-      if (actual !== integrity[name]) throw new Error(`${name}@${version}: integrity ${actual}, package.json pins ${integrity[name]}`);
+      if (actual !== integrity[name])
+        throw new Error(`${name}@${version}: integrity ${actual}, package.json pins ${integrity[name]}`);
       execFileSync('tar', ['-xzf', tarball, '-C', tmp, 'package/bin/node']);
       fs.mkdirSync(dir, { recursive: true });
       fs.renameSync(path.join(tmp, 'package', 'bin', 'node'), binary);
@@ -83,7 +89,9 @@ const config = {
   assets: { 'asya_shim.py': path.join(root, 'python-shim', 'asya_shim.py') },
 };
 fs.writeFileSync(path.join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
-execFileSync(node.binary, ['--experimental-sea-config', path.join(work, 'sea-config.json')], { stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync(node.binary, ['--experimental-sea-config', path.join(work, 'sea-config.json')], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 
 // 3. A copy of that node with the blob injected (postject itself runs on any Node).
 fs.copyFileSync(node.binary, output);
@@ -91,7 +99,14 @@ fs.chmodSync(output, 0o755);
 try {
   execFileSync(
     process.execPath,
-    [path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'), output, 'NODE_SEA_BLOB', config.output, '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'],
+    [
+      path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'),
+      output,
+      'NODE_SEA_BLOB',
+      config.output,
+      '--sentinel-fuse',
+      'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+    ],
     { stdio: 'pipe' }, // postject's ELF parser warns about notes it does not know; only failures matter
   );
 } catch (err) {

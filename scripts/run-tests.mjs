@@ -42,14 +42,27 @@ ensureVenv();
 ensureRootfs();
 const files = process.argv.slice(2).length
   ? process.argv.slice(2)
-  : fs.readdirSync(path.join(root, 'test')).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join('test', f));
+  : fs
+      .readdirSync(path.join(root, 'test'))
+      .filter((f) => f.endsWith('.test.ts'))
+      .sort()
+      .map((f) => path.join('test', f));
 // Every process a test starts carries this marker in its environment (test/helpers.ts passes it on to
 // runtimes, and they to Python), so whatever a cancelled or interrupted test leaves behind is found and
 // stopped at the end, whoever its parent was.
 const marker = `asya-test-${process.pid}-${Date.now()}`;
 const runner = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=600000', '--test-force-exit', '--test-reporter=spec', ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=2',
+    '--test-timeout=600000',
+    '--test-force-exit',
+    '--test-reporter=spec',
+    ...files,
+  ],
   { cwd: root, stdio: 'inherit', env: { ...process.env, ASYA_TEST_RUN: marker } },
 );
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
@@ -61,7 +74,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 runner.on('exit', (code, signal) => {
   const left = sweep();
-  if (left.length > 0) console.log(`\nstopped ${left.length} process(es) the tests left behind:\n  ${left.join('\n  ')}`);
+  if (left.length > 0)
+    console.log(`\nstopped ${left.length} process(es) the tests left behind:\n  ${left.join('\n  ')}`);
   process.exit(code ?? (signal ? 1 : 0));
 });
 

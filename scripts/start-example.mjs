@@ -12,7 +12,10 @@ const env = {
   ...process.env,
   PYTHONPATH: [path.join(root, 'examples', 'handlers'), process.env.PYTHONPATH].filter(Boolean).join(':'),
 };
-const socket = path.relative(process.cwd(), path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME || 'asya-runtime.sock'));
+const socket = path.relative(
+  process.cwd(),
+  path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME || 'asya-runtime.sock'),
+);
 process.stderr.write(
   `\nServing ${env.ASYA_HANDLER} on ${socket}. In another terminal, send it a message:\n\n` +
     `  node dist/cli.js send --socket ${socket} '{"text": "  Hello World  "}'\n\nCtrl-C stops it.\n\n`,

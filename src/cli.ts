@@ -62,7 +62,8 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     // parseArgs reports unknown or malformed options with an ERR_PARSE_ARGS_* code
     const code = (err as { code?: string }).code ?? '';
-    if (err instanceof UsageError || code.startsWith('ERR_PARSE_ARGS')) return usage((err as Error).message, ` ${command}`);
+    if (err instanceof UsageError || code.startsWith('ERR_PARSE_ARGS'))
+      return usage((err as Error).message, ` ${command}`);
     throw err;
   }
 }

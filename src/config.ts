@@ -105,7 +105,9 @@ function integer(name: string, fallback: number | null, min: number, max: number
   return text().transform((v, ctx): number | null => {
     if (v === undefined) return fallback;
     const n = /^\d+$/.test(v) ? Number(v) : NaN;
-    return Number.isSafeInteger(n) && n >= min && n <= max ? n : reject(ctx, name, v, `an integer from ${min} to ${max}`);
+    return Number.isSafeInteger(n) && n >= min && n <= max
+      ? n
+      : reject(ctx, name, v, `an integer from ${min} to ${max}`);
   });
 }
 
@@ -134,7 +136,15 @@ function seconds(name: string, fallback: number | null) {
   });
 }
 
-const BYTE_UNITS: Record<string, number> = { b: 1, kib: 1024, ki: 1024, mib: 1024 ** 2, mi: 1024 ** 2, gib: 1024 ** 3, gi: 1024 ** 3 };
+const BYTE_UNITS: Record<string, number> = {
+  b: 1,
+  kib: 1024,
+  ki: 1024,
+  mib: 1024 ** 2,
+  mi: 1024 ** 2,
+  gib: 1024 ** 3,
+  gi: 1024 ** 3,
+};
 
 /** A size in bytes, or with a binary unit: 2147483648, 512MiB, 1.5 GiB (Kubernetes' 2Gi too). */
 function byteSize(name: string) {
@@ -143,7 +153,9 @@ function byteSize(name: string) {
     const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(v);
     const unit = m ? BYTE_UNITS[(m[2] || 'b').toLowerCase()] : undefined;
     const n = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
-    return n >= 1 && Number.isSafeInteger(n) ? n : reject(ctx, name, v, 'a number of bytes, or with KiB, MiB or GiB (e.g. 2147483648, 512MiB, 1.5GiB)');
+    return n >= 1 && Number.isSafeInteger(n)
+      ? n
+      : reject(ctx, name, v, 'a number of bytes, or with KiB, MiB or GiB (e.g. 2147483648, 512MiB, 1.5GiB)');
   });
 }
 
@@ -155,7 +167,12 @@ function jsonObject(name: string) {
     try {
       parsed = JSON.parse(v);
     } catch (err) {
-      return reject(ctx, name, v, `a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"} (${(err as Error).message})`);
+      return reject(
+        ctx,
+        name,
+        v,
+        `a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"} (${(err as Error).message})`,
+      );
     }
     return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)
       ? v
@@ -182,100 +199,123 @@ const READY_FILE_NAME = 'runtime-ready';
 export const SOCKET_PATH_MAX_BYTES = 107;
 
 const envObject = z.object({
-    ASYA_HANDLER: text(),
-    ASYA_PROCESS_MODULE: text(),
-    ASYA_HANDLER_MODE: oneOf('ASYA_HANDLER_MODE', { payload: 'payload', envelope: 'envelope' } as const, 'payload'),
-    ASYA_PYTHONEXECUTABLE: text().transform((v) => v ?? DEFAULTS.python),
-    ASYA_SOCKET_DIR: text().transform((v) => v ?? DEFAULTS.socketDir),
-    ASYA_SOCKET_NAME: text().transform((v, ctx) =>
-      v === undefined
-        ? DEFAULTS.socketName
-        : v.includes('/') || v === '.' || v === '..' || v === READY_FILE_NAME
-          ? reject(ctx, 'ASYA_SOCKET_NAME', v, `a file name without "/", other than ".", ".." and "${READY_FILE_NAME}" (the ready file's)`)
-          : v,
-    ),
-    ASYA_SOCKET_PATH: text(),
-    // Not `text()`: an empty ASYA_SOCKET_CHMOD is meaningful (leave the mode alone).
-    ASYA_SOCKET_CHMOD: z
-      .string()
-      .optional()
-      .transform((raw, ctx): number | null => {
-        const v = (raw ?? DEFAULTS.socketChmod).trim();
-        if (v === '') return null;
-        const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
-        return m?.[1] !== undefined ? parseInt(m[1], 8) : reject(ctx, 'ASYA_SOCKET_CHMOD', v, 'an octal mode such as 0o660, 0660 or 660, or empty to skip');
-      }),
-    ASYA_ENABLE_VALIDATION: boolean('ASYA_ENABLE_VALIDATION', true),
-    ASYA_INCLUDE_METADATA: boolean('ASYA_INCLUDE_METADATA', false),
-    ASYA_CHUNK_SIZE: integer('ASYA_CHUNK_SIZE', DEFAULTS.chunkSize, 1, 2 ** 31 - 1),
-    ASYA_LOG_MESSAGES: boolean('ASYA_LOG_MESSAGES', true),
-    ASYA_METRICS_ADDR: text().transform((v, ctx): MetricsAddress | null => {
-      if (v === undefined) return null;
-      return parseMetricsAddress(v) ?? reject(ctx, 'ASYA_METRICS_ADDR', v, "[host]:port, e.g. ':9464' (every interface) or '127.0.0.1:9464', port 0 to 65535");
+  ASYA_HANDLER: text(),
+  ASYA_PROCESS_MODULE: text(),
+  ASYA_HANDLER_MODE: oneOf('ASYA_HANDLER_MODE', { payload: 'payload', envelope: 'envelope' } as const, 'payload'),
+  ASYA_PYTHONEXECUTABLE: text().transform((v) => v ?? DEFAULTS.python),
+  ASYA_SOCKET_DIR: text().transform((v) => v ?? DEFAULTS.socketDir),
+  ASYA_SOCKET_NAME: text().transform((v, ctx) =>
+    v === undefined
+      ? DEFAULTS.socketName
+      : v.includes('/') || v === '.' || v === '..' || v === READY_FILE_NAME
+        ? reject(
+            ctx,
+            'ASYA_SOCKET_NAME',
+            v,
+            `a file name without "/", other than ".", ".." and "${READY_FILE_NAME}" (the ready file's)`,
+          )
+        : v,
+  ),
+  ASYA_SOCKET_PATH: text(),
+  // Not `text()`: an empty ASYA_SOCKET_CHMOD is meaningful (leave the mode alone).
+  ASYA_SOCKET_CHMOD: z
+    .string()
+    .optional()
+    .transform((raw, ctx): number | null => {
+      const v = (raw ?? DEFAULTS.socketChmod).trim();
+      if (v === '') return null;
+      const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
+      return m?.[1] !== undefined
+        ? parseInt(m[1], 8)
+        : reject(ctx, 'ASYA_SOCKET_CHMOD', v, 'an octal mode such as 0o660, 0660 or 660, or empty to skip');
     }),
-    ASYA_MAX_MESSAGE_SIZE: integer('ASYA_MAX_MESSAGE_SIZE', DEFAULTS.maxMessageSize, 1, 2 ** 32 - 1),
-    ASYA_LOG_LEVEL: oneOf(
-      'ASYA_LOG_LEVEL',
-      { debug: 'debug', info: 'info', warning: 'warn', warn: 'warn', error: 'error', critical: 'error' } as const,
-      'info',
-    ),
-    ASYA_JSON_CODEC: oneOf('ASYA_JSON_CODEC', { auto: 'auto', json: 'json', orjson: 'orjson' } as const, 'auto'),
-    ASYA_HANDLER_TIMEOUT: seconds('ASYA_HANDLER_TIMEOUT', null),
-    ASYA_READ_TIMEOUT: seconds('ASYA_READ_TIMEOUT', DEFAULTS.readTimeoutSeconds),
-    ASYA_SHUTDOWN_TIMEOUT: seconds('ASYA_SHUTDOWN_TIMEOUT', DEFAULTS.shutdownTimeoutSeconds),
-    ASYA_HANDLER_KILL_GRACE: seconds('ASYA_HANDLER_KILL_GRACE', DEFAULTS.killGraceSeconds),
-    ASYA_HANDLER_ARGS: jsonObject('ASYA_HANDLER_ARGS'),
-    ASYA_WORKER_MAX_MESSAGES: integer('ASYA_WORKER_MAX_MESSAGES', null, 1, Number.MAX_SAFE_INTEGER),
-    ASYA_WORKER_MAX_MEMORY: byteSize('ASYA_WORKER_MAX_MEMORY'),
+  ASYA_ENABLE_VALIDATION: boolean('ASYA_ENABLE_VALIDATION', true),
+  ASYA_INCLUDE_METADATA: boolean('ASYA_INCLUDE_METADATA', false),
+  ASYA_CHUNK_SIZE: integer('ASYA_CHUNK_SIZE', DEFAULTS.chunkSize, 1, 2 ** 31 - 1),
+  ASYA_LOG_MESSAGES: boolean('ASYA_LOG_MESSAGES', true),
+  ASYA_METRICS_ADDR: text().transform((v, ctx): MetricsAddress | null => {
+    if (v === undefined) return null;
+    return (
+      parseMetricsAddress(v) ??
+      reject(
+        ctx,
+        'ASYA_METRICS_ADDR',
+        v,
+        "[host]:port, e.g. ':9464' (every interface) or '127.0.0.1:9464', port 0 to 65535",
+      )
+    );
+  }),
+  ASYA_MAX_MESSAGE_SIZE: integer('ASYA_MAX_MESSAGE_SIZE', DEFAULTS.maxMessageSize, 1, 2 ** 32 - 1),
+  ASYA_LOG_LEVEL: oneOf(
+    'ASYA_LOG_LEVEL',
+    { debug: 'debug', info: 'info', warning: 'warn', warn: 'warn', error: 'error', critical: 'error' } as const,
+    'info',
+  ),
+  ASYA_JSON_CODEC: oneOf('ASYA_JSON_CODEC', { auto: 'auto', json: 'json', orjson: 'orjson' } as const, 'auto'),
+  ASYA_HANDLER_TIMEOUT: seconds('ASYA_HANDLER_TIMEOUT', null),
+  ASYA_READ_TIMEOUT: seconds('ASYA_READ_TIMEOUT', DEFAULTS.readTimeoutSeconds),
+  ASYA_SHUTDOWN_TIMEOUT: seconds('ASYA_SHUTDOWN_TIMEOUT', DEFAULTS.shutdownTimeoutSeconds),
+  ASYA_HANDLER_KILL_GRACE: seconds('ASYA_HANDLER_KILL_GRACE', DEFAULTS.killGraceSeconds),
+  ASYA_HANDLER_ARGS: jsonObject('ASYA_HANDLER_ARGS'),
+  ASYA_WORKER_MAX_MESSAGES: integer('ASYA_WORKER_MAX_MESSAGES', null, 1, Number.MAX_SAFE_INTEGER),
+  ASYA_WORKER_MAX_MEMORY: byteSize('ASYA_WORKER_MAX_MEMORY'),
 });
 
 const envSchema = envObject.transform((env, ctx): Config => {
-    const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, ctx);
-    const socketPath = path.resolve(env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME));
-    const socketDir = path.dirname(socketPath);
-    if (env.ASYA_SOCKET_PATH !== undefined && (path.basename(socketPath) === READY_FILE_NAME || socketPath === path.sep)) {
-      return reject(ctx, 'ASYA_SOCKET_PATH', env.ASYA_SOCKET_PATH, `a socket file path whose name is not "${READY_FILE_NAME}" (the ready file beside it)`);
-    }
-    const bytes = Buffer.byteLength(socketPath);
-    if (bytes > SOCKET_PATH_MAX_BYTES) {
-      const from =
-        env.ASYA_SOCKET_PATH !== undefined
-          ? `ASYA_SOCKET_PATH=${JSON.stringify(env.ASYA_SOCKET_PATH)}`
-          : `ASYA_SOCKET_DIR=${JSON.stringify(env.ASYA_SOCKET_DIR)} and ASYA_SOCKET_NAME=${JSON.stringify(env.ASYA_SOCKET_NAME)}`;
-      ctx.addIssue({
-        code: 'custom',
-        message:
-          `socket path ${JSON.stringify(socketPath)} (from ${from}) is ${bytes} bytes long (UTF-8); a Unix socket path ` +
-          `can have at most ${SOCKET_PATH_MAX_BYTES} bytes: choose a shorter directory or name`,
-      });
-      return z.NEVER as never;
-    }
-    return {
-      handler: handler.spec,
-      handlerVariable: handler.variable,
-      mode: env.ASYA_HANDLER_MODE,
-      python: env.ASYA_PYTHONEXECUTABLE,
-      socketPath,
-      socketDir,
-      readyFile: path.join(socketDir, READY_FILE_NAME),
-      socketChmod: env.ASYA_SOCKET_CHMOD,
-      validate: env.ASYA_ENABLE_VALIDATION,
-      includeMetadata: env.ASYA_INCLUDE_METADATA,
-      chunkSize: env.ASYA_CHUNK_SIZE as number,
-      maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE as number,
-      logLevel: env.ASYA_LOG_LEVEL,
-      jsonCodec: env.ASYA_JSON_CODEC,
-      handlerTimeoutMs: env.ASYA_HANDLER_TIMEOUT,
-      readTimeoutMs: env.ASYA_READ_TIMEOUT as number,
-      shutdownTimeoutMs: env.ASYA_SHUTDOWN_TIMEOUT as number,
-      handlerKillGraceMs: env.ASYA_HANDLER_KILL_GRACE as number,
-      handlerArgs: env.ASYA_HANDLER_ARGS,
-      workerMaxMessages: env.ASYA_WORKER_MAX_MESSAGES,
-      workerMaxMemory: env.ASYA_WORKER_MAX_MEMORY,
-      logMessages: env.ASYA_LOG_MESSAGES,
-      metrics: env.ASYA_METRICS_ADDR,
-    };
-  });
+  const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, ctx);
+  const socketPath = path.resolve(env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME));
+  const socketDir = path.dirname(socketPath);
+  if (
+    env.ASYA_SOCKET_PATH !== undefined &&
+    (path.basename(socketPath) === READY_FILE_NAME || socketPath === path.sep)
+  ) {
+    return reject(
+      ctx,
+      'ASYA_SOCKET_PATH',
+      env.ASYA_SOCKET_PATH,
+      `a socket file path whose name is not "${READY_FILE_NAME}" (the ready file beside it)`,
+    );
+  }
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes > SOCKET_PATH_MAX_BYTES) {
+    const from =
+      env.ASYA_SOCKET_PATH !== undefined
+        ? `ASYA_SOCKET_PATH=${JSON.stringify(env.ASYA_SOCKET_PATH)}`
+        : `ASYA_SOCKET_DIR=${JSON.stringify(env.ASYA_SOCKET_DIR)} and ASYA_SOCKET_NAME=${JSON.stringify(env.ASYA_SOCKET_NAME)}`;
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        `socket path ${JSON.stringify(socketPath)} (from ${from}) is ${bytes} bytes long (UTF-8); a Unix socket path ` +
+        `can have at most ${SOCKET_PATH_MAX_BYTES} bytes: choose a shorter directory or name`,
+    });
+    return z.NEVER as never;
+  }
+  return {
+    handler: handler.spec,
+    handlerVariable: handler.variable,
+    mode: env.ASYA_HANDLER_MODE,
+    python: env.ASYA_PYTHONEXECUTABLE,
+    socketPath,
+    socketDir,
+    readyFile: path.join(socketDir, READY_FILE_NAME),
+    socketChmod: env.ASYA_SOCKET_CHMOD,
+    validate: env.ASYA_ENABLE_VALIDATION,
+    includeMetadata: env.ASYA_INCLUDE_METADATA,
+    chunkSize: env.ASYA_CHUNK_SIZE as number,
+    maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE as number,
+    logLevel: env.ASYA_LOG_LEVEL,
+    jsonCodec: env.ASYA_JSON_CODEC,
+    handlerTimeoutMs: env.ASYA_HANDLER_TIMEOUT,
+    readTimeoutMs: env.ASYA_READ_TIMEOUT as number,
+    shutdownTimeoutMs: env.ASYA_SHUTDOWN_TIMEOUT as number,
+    handlerKillGraceMs: env.ASYA_HANDLER_KILL_GRACE as number,
+    handlerArgs: env.ASYA_HANDLER_ARGS,
+    workerMaxMessages: env.ASYA_WORKER_MAX_MESSAGES,
+    workerMaxMemory: env.ASYA_WORKER_MAX_MEMORY,
+    logMessages: env.ASYA_LOG_MESSAGES,
+    metrics: env.ASYA_METRICS_ADDR,
+  };
+});
 
 function resolveHandler(
   handler: string | undefined,
@@ -284,7 +324,12 @@ function resolveHandler(
 ): { spec: string; variable: Config['handlerVariable'] } {
   if (handler !== undefined) {
     if (!HANDLER_PATTERN.test(handler)) {
-      return reject(ctx, 'ASYA_HANDLER', handler, "'module.function' or 'module.Class.method' (letters, digits, _ and dots)");
+      return reject(
+        ctx,
+        'ASYA_HANDLER',
+        handler,
+        "'module.function' or 'module.Class.method' (letters, digits, _ and dots)",
+      );
     }
     return { spec: handler, variable: 'ASYA_HANDLER' };
   }
@@ -295,7 +340,8 @@ function resolveHandler(
   }
   ctx.addIssue({
     code: 'custom',
-    message: "ASYA_HANDLER is not set: set it to your handler, e.g. ASYA_HANDLER=my_module.process or my_module.MyClass.process",
+    message:
+      'ASYA_HANDLER is not set: set it to your handler, e.g. ASYA_HANDLER=my_module.process or my_module.MyClass.process',
   });
   return z.NEVER as never;
 }

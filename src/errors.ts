@@ -68,7 +68,11 @@ export const wireError = {
     new WireError(ErrorCode.timeout, {
       message:
         `handler did not return within ASYA_HANDLER_TIMEOUT=${seconds}s: it was interrupted ` +
-        (ended.returned ? 'and returned afterwards (its result was discarded)' : ended.type === 'HandlerTimeout' ? '(HandlerTimeout raised in it)' : `and ended with ${ended.type}`) +
+        (ended.returned
+          ? 'and returned afterwards (its result was discarded)'
+          : ended.type === 'HandlerTimeout'
+            ? '(HandlerTimeout raised in it)'
+            : `and ended with ${ended.type}`) +
         '; the Python process and its loaded handler stay',
       type: 'HandlerTimeout',
       traceback: ended.traceback,

@@ -93,7 +93,10 @@ export class StreamSink implements LogSink {
   /** The reader closed its end (EPIPE): nothing can be written any more. */
   private broken = false;
 
-  constructor(fd: number, private readonly limit: number) {
+  constructor(
+    fd: number,
+    private readonly limit: number,
+  ) {
     this.out = new net.Socket({ fd, readable: false, writable: true });
     this.out.on('error', () => {
       this.broken = true;

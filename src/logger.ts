@@ -16,13 +16,24 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), huma
   const options = { name: 'asya-runtime', level, base: { pid: process.pid } };
   let log: Logger;
   if (human) {
-    const pretty = prettyFactory({ translateTime: 'SYS:HH:MM:ss.l', ignore: `pid,hostname,name,${MULTILINE_FIELDS.join(',')}`, singleLine: true, messageFormat: humanMessage });
+    const pretty = prettyFactory({
+      translateTime: 'SYS:HH:MM:ss.l',
+      ignore: `pid,hostname,name,${MULTILINE_FIELDS.join(',')}`,
+      singleLine: true,
+      messageFormat: humanMessage,
+    });
     log = pino(options, { write: (line: string) => sink.write(pretty(line)) });
   } else {
-    log = pino({ ...options, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, sink);
+    log = pino(
+      { ...options, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+      sink,
+    );
   }
   sink.onRecovered = (dropped) =>
-    log.warn({ dropped_lines: dropped }, `stderr was not being read: dropped ${dropped} log line(s) while its buffer was full`);
+    log.warn(
+      { dropped_lines: dropped },
+      `stderr was not being read: dropped ${dropped} log line(s) while its buffer was full`,
+    );
   return log;
 }
 
@@ -38,7 +49,8 @@ function humanMessage(record: Record<string, unknown>, messageKey: string): stri
   let text = typeof raw === 'string' ? raw.replace(/^FATAL: /, '') : String(raw ?? '');
   for (const field of MULTILINE_FIELDS) {
     const value = record[field];
-    if (typeof value === 'string' && value.trim() !== '') text += `\n  ${field}:\n${value.replace(/\n$/, '').replace(/^/gm, '    ')}`;
+    if (typeof value === 'string' && value.trim() !== '')
+      text += `\n  ${field}:\n${value.replace(/\n$/, '').replace(/^/gm, '    ')}`;
   }
   return text;
 }

@@ -53,7 +53,10 @@ describe('architecture', () => {
   it('src/ has the phase folders, and nothing else nests', () => {
     for (const file of files) assert.ok(phaseOf(file) in ALLOWED, `${file} is outside the phase folders`);
     for (const phase of Object.keys(ALLOWED).filter((p) => p !== 'root')) {
-      assert.ok(files.some((f) => phaseOf(f) === phase), `no module in src/${phase}/`);
+      assert.ok(
+        files.some((f) => phaseOf(f) === phase),
+        `no module in src/${phase}/`,
+      );
     }
   });
 

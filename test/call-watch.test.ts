@@ -22,13 +22,21 @@ const reports = (stderr: string) =>
       return { duration: Number(m[1]), init: m[2] === undefined ? null : Number(m[2]), peakMiB: Number(m[3]) };
     });
 
-const lines = (text: string) => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown);
+const lines = (text: string) =>
+  text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as unknown);
 
 describe('asya-runtime call: the REPORT line', () => {
   it('after each answer: duration, init duration on the first call only, peak RSS of the Python process', async () => {
-    const r = await runNode([CLI, 'call', '--handler', 'classes.Counter.process', '--payload', '{}', '--payload', '{}', '--payload', '{}'], {
-      env: { PYTHONPATH: HANDLERS },
-    });
+    const r = await runNode(
+      [CLI, 'call', '--handler', 'classes.Counter.process', '--payload', '{}', '--payload', '{}', '--payload', '{}'],
+      {
+        env: { PYTHONPATH: HANDLERS },
+      },
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(lines(r.stdout).length, 3, 'stdout has the answers only');
     const got = reports(r.stderr);
@@ -50,11 +58,15 @@ describe('asya-runtime call: the REPORT line', () => {
   });
 
   it('--payloads-only prints each output payload and no REPORT line', async () => {
-    const r = await runNode([CLI, 'call', '--handler', 'basic.fanout', '--payloads-only', '{"n": 2}'], { env: { PYTHONPATH: HANDLERS } });
+    const r = await runNode([CLI, 'call', '--handler', 'basic.fanout', '--payloads-only', '{"n": 2}'], {
+      env: { PYTHONPATH: HANDLERS },
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(lines(r.stdout), [{ i: 0 }, { i: 1 }]);
     assert.doesNotMatch(r.stderr, /^REPORT/m);
-    const failed = await runNode([CLI, 'call', '--handler', 'basic.raise_value', '--payloads-only', '{}'], { env: { PYTHONPATH: HANDLERS } });
+    const failed = await runNode([CLI, 'call', '--handler', 'basic.raise_value', '--payloads-only', '{}'], {
+      env: { PYTHONPATH: HANDLERS },
+    });
     assert.equal(failed.code, 1);
     assert.equal((lines(failed.stdout)[0] as { error: string }).error, 'processing_error', 'an error is printed whole');
   });
@@ -67,10 +79,18 @@ describe('asya-runtime call --watch', () => {
     const module = path.join(dir, 'live_model.py');
     fs.mkdirSync(path.join(dir, 'lib'));
     fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 1\n');
-    fs.writeFileSync(module, 'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 1, "x": payload["x"] * FACTOR}\n');
+    fs.writeFileSync(
+      module,
+      'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 1, "x": payload["x"] * FACTOR}\n',
+    );
     const child = spawn(process.execPath, [CLI, 'call', '--handler', 'live_model.predict', '--watch', '{"x": 2}'], {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '', WATCH_TEST: marker },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/root',
+        ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '',
+        WATCH_TEST: marker,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -83,13 +103,20 @@ describe('asya-runtime call --watch', () => {
         if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
       }
     };
-    const answers = () => lines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
+    const answers = () =>
+      lines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
     try {
-      await until('the watch line and the first answer', () => /^WATCH {2}watching \. for \.py changes/m.test(stderr) && answers().length === 1);
+      await until(
+        'the watch line and the first answer',
+        () => /^WATCH {2}watching \. for \.py changes/m.test(stderr) && answers().length === 1,
+      );
       assert.deepEqual(answers(), [{ version: 1, x: 2 }]);
       assert.equal(reports(stderr)[0]?.init !== null, true);
 
-      fs.writeFileSync(module, 'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 2, "x": payload["x"] * FACTOR}\n');
+      fs.writeFileSync(
+        module,
+        'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 2, "x": payload["x"] * FACTOR}\n',
+      );
       await until('the answer of the edited handler', () => answers().length === 2);
       assert.deepEqual(answers()[1], { version: 2, x: 2 });
       assert.match(stderr, /^RELOAD {2}live_model\.py changed: restarting the Python process$/m);

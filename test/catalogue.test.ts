@@ -15,7 +15,9 @@ const doc = (name: string) => fs.readFileSync(path.join(ROOT, 'docs', name), 'ut
 describe('error catalogue', () => {
   it('every wire error code is a row of the error table in docs/protocol.md, and every row is a code', () => {
     // The table whose header is "| `error` | When | ..."
-    const table = doc('protocol.md').split(/^\| `error` \| When .*$/m)[1]!.split(/\n(?!\|)/)[0]!;
+    const table = doc('protocol.md')
+      .split(/^\| `error` \| When .*$/m)[1]!
+      .split(/\n(?!\|)/)[0]!;
     const rows = [...table.matchAll(/^\| `([a-z_]+)` \| /gm)].map((m) => m[1]!);
     assert.deepEqual(rows.sort(), Object.values(ErrorCode).sort());
   });
@@ -28,7 +30,9 @@ describe('error catalogue', () => {
 
   it('asya-runtime --help lists the same exit codes', async () => {
     const { stdout } = await runNode([CLI, '--help']);
-    const listed = [...(/Exit codes:([\s\S]*)$/.exec(stdout)?.[1] ?? '').matchAll(/(\d+) \w/g)].map((m) => Number(m[1]));
+    const listed = [...(/Exit codes:([\s\S]*)$/.exec(stdout)?.[1] ?? '').matchAll(/(\d+) \w/g)].map((m) =>
+      Number(m[1]),
+    );
     assert.deepEqual([...new Set(listed)].sort(), Object.values(ExitCode).sort());
   });
 });

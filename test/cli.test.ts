@@ -6,18 +6,30 @@ import { describe, it } from 'node:test';
 import { CLI, type Finished, HANDLERS, ROOT, env, runNode, startRuntime, tempDir } from './helpers.js';
 
 /** The CLI as a user would run it: compact JSON answers and JSON logs, handlers from test/handlers. */
-function cli(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<Finished> {
+function cli(
+  args: string[],
+  opts: { input?: string; cwd?: string; env?: Record<string, string> } = {},
+): Promise<Finished> {
   return runNode([CLI, ...args], { ...opts, env: { PYTHONPATH: HANDLERS, ...opts.env } });
 }
 
 /** The FATAL log line's message (stderr is JSON lines when it is not a terminal). */
 function fatal(stderr: string): string {
-  const line = stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string }).find((l) => l.level === 'fatal');
+  const line = stderr
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { level: string; msg: string })
+    .find((l) => l.level === 'fatal');
   assert.ok(line, `no FATAL line in:\n${stderr}`);
   return line.msg;
 }
 
-const lines = (text: string) => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown);
+const lines = (text: string) =>
+  text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as unknown);
 
 describe('asya-runtime call', () => {
   it('runs a handler on a payload from the argument and prints the output envelopes', async () => {
@@ -33,7 +45,17 @@ describe('asya-runtime call', () => {
     const dir = tempDir();
     const file = path.join(dir, 'more.jsonl');
     fs.writeFileSync(file, '{}\n{}\n');
-    const r = await cli(['call', '--handler', 'classes.Counter.process', '--payload', '{}', '--payload', '{}', '--file', file]);
+    const r = await cli([
+      'call',
+      '--handler',
+      'classes.Counter.process',
+      '--payload',
+      '{}',
+      '--payload',
+      '{}',
+      '--file',
+      file,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(
       lines(r.stdout).map((a) => (a as Array<{ payload: { count: number } }>)[0]?.payload.count),
@@ -47,7 +69,10 @@ describe('asya-runtime call', () => {
 
   it('imports the module from the working directory; print() goes to stderr, never stdout', async () => {
     const dir = tempDir();
-    fs.writeFileSync(path.join(dir, 'my_model.py'), 'def predict(payload):\n    print("scoring", payload["x"])\n    return {"score": payload["x"] * 2}\n');
+    fs.writeFileSync(
+      path.join(dir, 'my_model.py'),
+      'def predict(payload):\n    print("scoring", payload["x"])\n    return {"score": payload["x"] * 2}\n',
+    );
     const r = await cli(['call', '--handler', 'my_model.predict', '{"x": 21}'], { cwd: dir, env: { PYTHONPATH: '' } });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(lines(r.stdout), [[{ route: { actors: ['actor'], current: 1 }, payload: { score: 42 } }]]);
@@ -56,7 +81,15 @@ describe('asya-runtime call', () => {
 
   it('envelope mode with whole envelopes', async () => {
     const envelope = { id: 'e1', route: { actors: ['a', 'b'], current: 0 }, headers: { h: 1 }, payload: { v: 1 } };
-    const r = await cli(['call', '--handler', 'envelope_handlers.echo', '--mode', 'envelope', '--envelope', JSON.stringify(envelope)]);
+    const r = await cli([
+      'call',
+      '--handler',
+      'envelope_handlers.echo',
+      '--mode',
+      'envelope',
+      '--envelope',
+      JSON.stringify(envelope),
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(lines(r.stdout), [[envelope]]);
   });
@@ -94,7 +127,10 @@ describe('asya-runtime check', () => {
   it('reports a loadable handler with its interpreter, exit 0', async () => {
     const r = await cli(['check', '--handler', 'classes.Counter.process']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^ok: classes\.Counter\.process \(method, payload mode\) loaded in \d+ ms by Python 3\.\d+\.\d+ at \//);
+    assert.match(
+      r.stdout,
+      /^ok: classes\.Counter\.process \(method, payload mode\) loaded in \d+ ms by Python 3\.\d+\.\d+ at \//,
+    );
   });
 
   it('names the cause of a broken handler, exit 4; a missing interpreter, exit 3', async () => {
@@ -125,7 +161,9 @@ describe('asya-runtime send', () => {
       const r = await cli(['send', '--socket', rt.socketPath, '--route', 'x,y', '{"n": 1}']);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(lines(r.stdout), [[{ route: { actors: ['x', 'y'], current: 1 }, payload: { n: 1 } }]]);
-      const whole = await cli(['send', '--socket', rt.socketPath, '--envelope'], { input: JSON.stringify(env({ n: 2 })) });
+      const whole = await cli(['send', '--socket', rt.socketPath, '--envelope'], {
+        input: JSON.stringify(env({ n: 2 })),
+      });
       assert.equal(whole.code, 0, whole.stderr);
       assert.deepEqual((lines(whole.stdout)[0] as Array<{ payload: unknown }>)[0]?.payload, { n: 2 });
     } finally {
@@ -159,9 +197,13 @@ describe('logs on a terminal', () => {
   it('are human-readable lines, not JSON', async () => {
     // `script` gives the CLI a pseudo-terminal, as an interactive shell would
     const r = await new Promise<string>((resolve, reject) => {
-      const child = spawn('script', ['-qec', `${process.execPath} ${CLI} check --handler basic.echo --python /nonexistent/python3`, '/dev/null'], {
-        env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', TERM: 'dumb' },
-      });
+      const child = spawn(
+        'script',
+        ['-qec', `${process.execPath} ${CLI} check --handler basic.echo --python /nonexistent/python3`, '/dev/null'],
+        {
+          env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', TERM: 'dumb' },
+        },
+      );
       let out = '';
       child.stdout.on('data', (c) => (out += c));
       child.on('error', reject);
@@ -174,11 +216,15 @@ describe('logs on a terminal', () => {
 
 describe('one reading of seconds', () => {
   it('--timeout is read as ASYA_HANDLER_TIMEOUT is: 1e3 is refused naming the flag, 2.5 is accepted', async () => {
-    const bad = await runNode([CLI, 'call', '--handler', 'basic.echo', '--timeout', '1e3', '{}'], { env: { PYTHONPATH: HANDLERS } });
+    const bad = await runNode([CLI, 'call', '--handler', 'basic.echo', '--timeout', '1e3', '{}'], {
+      env: { PYTHONPATH: HANDLERS },
+    });
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--timeout "1e3" is not valid: expected a positive number of seconds/);
     assert.doesNotMatch(bad.stderr, /ASYA_HANDLER_TIMEOUT/);
-    const ok = await runNode([CLI, 'call', '--handler', 'basic.echo', '--timeout', '2.5', '{"x": 1}'], { env: { PYTHONPATH: HANDLERS } });
+    const ok = await runNode([CLI, 'call', '--handler', 'basic.echo', '--timeout', '2.5', '{"x": 1}'], {
+      env: { PYTHONPATH: HANDLERS },
+    });
     assert.equal(ok.code, 0, ok.stderr);
   });
 });

@@ -27,9 +27,17 @@ const frames = (...objs: unknown[]) => objs.map((o) => Buffer.from(typeof o === 
 
 describe('ASYA_JSON_CODEC', () => {
   it('orjson and json give the same answers for tricky results', async () => {
-    const reqs = frames(env({ a: [1, 2.5, 'x', null, true, { 'é': '\u2603' }] }), env('s'), env(123456789012));
-    for (const handler of ['codec_handlers.mixed', 'codec_handlers.dataclass_result', 'codec_handlers.datetime_result']) {
-      assert.deepEqual(withoutShimFrames(await answers('orjson', handler, reqs)), withoutShimFrames(await answers('json', handler, reqs)), handler);
+    const reqs = frames(env({ a: [1, 2.5, 'x', null, true, { é: '\u2603' }] }), env('s'), env(123456789012));
+    for (const handler of [
+      'codec_handlers.mixed',
+      'codec_handlers.dataclass_result',
+      'codec_handlers.datetime_result',
+    ]) {
+      assert.deepEqual(
+        withoutShimFrames(await answers('orjson', handler, reqs)),
+        withoutShimFrames(await answers('json', handler, reqs)),
+        handler,
+      );
     }
   });
 
@@ -43,14 +51,25 @@ describe('ASYA_JSON_CODEC', () => {
       '{"route":{"actors":["a"]},"payload":1e400}',
     );
     const viaOrjson = await answers('auto', 'codec_handlers.echo', reqs);
-    assert.deepEqual(withoutShimFrames(viaOrjson), withoutShimFrames(await answers('json', 'codec_handlers.echo', reqs)));
+    assert.deepEqual(
+      withoutShimFrames(viaOrjson),
+      withoutShimFrames(await answers('json', 'codec_handlers.echo', reqs)),
+    );
     assert.equal((viaOrjson[0] as Array<{ error: string }>)[0]?.error, 'msg_parsing_error');
   });
 
   const py37 = pyenvPython('3.7');
-  it('orjson pinned but not installed is a FATAL load error', { skip: py37 ? false : 'no Python 3.7 under pyenv' }, async () => {
-    const result = await runToExit({ handler: 'basic.echo', env: { ASYA_JSON_CODEC: 'orjson', ASYA_PYTHONEXECUTABLE: py37 as string } });
+  it('orjson pinned but not installed is a FATAL load error', {
+    skip: py37 ? false : 'no Python 3.7 under pyenv',
+  }, async () => {
+    const result = await runToExit({
+      handler: 'basic.echo',
+      env: { ASYA_JSON_CODEC: 'orjson', ASYA_PYTHONEXECUTABLE: py37 as string },
+    });
     assert.equal(result.code, 4);
-    assert.match(result.logs.find((l) => l.level === 'fatal')?.msg ?? '', /ASYA_JSON_CODEC=orjson but orjson is not installed for /);
+    assert.match(
+      result.logs.find((l) => l.level === 'fatal')?.msg ?? '',
+      /ASYA_JSON_CODEC=orjson but orjson is not installed for /,
+    );
   });
 });

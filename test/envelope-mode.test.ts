@@ -38,7 +38,9 @@ async function violation(fn: string, envelope: unknown = input): Promise<string>
 describe('envelope mode', () => {
   it('hands the handler the whole envelope, current filled in, and keeps id, parent_id, headers, route fields', async () => {
     assert.deepEqual(await outputs('echo'), [input]);
-    const seen = (await outputs('show', { route: { actors: ['a'] }, payload: 1, extra: true }))[0]?.payload as { saw: unknown };
+    const seen = (await outputs('show', { route: { actors: ['a'] }, payload: 1, extra: true }))[0]?.payload as {
+      saw: unknown;
+    };
     assert.deepEqual(seen.saw, { route: { actors: ['a'], current: 0 }, extra: true, payload: 1 });
   });
 
@@ -78,7 +80,10 @@ describe('envelope mode', () => {
   it('checks every output against the envelope rules', async () => {
     assert.match(await violation('current_out_of_range'), /route\.current=99 is out of range for 3 actors/);
     assert.match(await violation('no_payload'), /missing required field 'payload'/);
-    assert.match(await violation('not_a_dict'), /Invalid output envelope\[0\/1\]: must be a dict with 'payload' and 'route', got a string/);
+    assert.match(
+      await violation('not_a_dict'),
+      /Invalid output envelope\[0\/1\]: must be a dict with 'payload' and 'route', got a string/,
+    );
     assert.match(await violation('second_bad'), /^Invalid output envelope\[1\/2\]: /);
   });
 

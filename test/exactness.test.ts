@@ -24,10 +24,22 @@ const space = fc.constantFrom('', '', ' ', '\n', '\t', ' \r\n ');
 
 const integerText = fc.oneof(
   fc.constantFrom(
-    '0', '-0', '1', '-1',
-    '9007199254740991', '9007199254740992', '9007199254740993', '-9007199254740993',
-    '9223372036854775807', '9223372036854775808', '-9223372036854775808', '-9223372036854775809',
-    '18446744073709551615', '18446744073709551616', '18446744073709551617', '-18446744073709551617',
+    '0',
+    '-0',
+    '1',
+    '-1',
+    '9007199254740991',
+    '9007199254740992',
+    '9007199254740993',
+    '-9007199254740993',
+    '9223372036854775807',
+    '9223372036854775808',
+    '-9223372036854775808',
+    '-9223372036854775809',
+    '18446744073709551615',
+    '18446744073709551616',
+    '18446744073709551617',
+    '-18446744073709551617',
     '123456789012345678901234567890123456789',
   ),
   fc.bigInt({ min: -(10n ** 45n), max: 10n ** 45n }).map(String),
@@ -36,10 +48,27 @@ const integerText = fc.oneof(
 
 const floatText = fc.oneof(
   fc.constantFrom(
-    '-0.0', '0.0', '1.0', '-1.0', '1.5', '0.30000000000000004', '3.141592653589793238462643383279',
-    '5e-324', '4.9e-324', '2.2250738585072011e-308', '2.2250738585072014e-308', '1.7976931348623157e308',
-    '1E+2', '1e-7', '1E400', '-1e400', '1e-400', '123456789012345678901234567890.5', '0.0021060533511106927',
-    '12345678901234567890e-5', '100000000000000000000.0',
+    '-0.0',
+    '0.0',
+    '1.0',
+    '-1.0',
+    '1.5',
+    '0.30000000000000004',
+    '3.141592653589793238462643383279',
+    '5e-324',
+    '4.9e-324',
+    '2.2250738585072011e-308',
+    '2.2250738585072014e-308',
+    '1.7976931348623157e308',
+    '1E+2',
+    '1e-7',
+    '1E400',
+    '-1e400',
+    '1e-400',
+    '123456789012345678901234567890.5',
+    '0.0021060533511106927',
+    '12345678901234567890e-5',
+    '100000000000000000000.0',
   ),
   fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => {
     const s = Object.is(d, -0) ? '-0.0' : String(d);
@@ -50,8 +79,31 @@ const floatText = fc.oneof(
 /** Pieces of string contents: every escape, surrogates lone and paired, NUL, non-ASCII. */
 const stringPiece = fc.oneof(
   fc.constantFrom(
-    '\\"', '\\\\', '\\/', '\\b', '\\f', '\\n', '\\r', '\\t', '\\u0000', '\\u001F', '\\u001f', '\\u00e9', '\\u20AC',
-    '\\ud800', '\\udfff', '\\uDBFF', '\\ud83d\\ude00', '\\ude00\\ud83d', 'é', '😀', '中文', '\u007f', '\u2028', 'a', ' ',
+    '\\"',
+    '\\\\',
+    '\\/',
+    '\\b',
+    '\\f',
+    '\\n',
+    '\\r',
+    '\\t',
+    '\\u0000',
+    '\\u001F',
+    '\\u001f',
+    '\\u00e9',
+    '\\u20AC',
+    '\\ud800',
+    '\\udfff',
+    '\\uDBFF',
+    '\\ud83d\\ude00',
+    '\\ude00\\ud83d',
+    'é',
+    '😀',
+    '中文',
+    '\u007f',
+    '\u2028',
+    'a',
+    ' ',
   ),
   // Raw text: anything but what JSON requires escaped
   fc.string({ unit: 'grapheme', maxLength: 6 }).map((s) => s.replace(/["\\\u0000-\u001f]/g, '')),
@@ -60,7 +112,19 @@ const stringText = fc.array(stringPiece, { maxLength: 6 }).map((parts) => `"${pa
 
 const keyText = fc.oneof(
   stringText,
-  fc.constantFrom('"__proto__"', '"constructor"', '"prototype"', '"toString"', '"hasOwnProperty"', '""', '"a"', '"a"', '"payload"', '"route"', '"pay\\u006coad"'),
+  fc.constantFrom(
+    '"__proto__"',
+    '"constructor"',
+    '"prototype"',
+    '"toString"',
+    '"hasOwnProperty"',
+    '""',
+    '"a"',
+    '"a"',
+    '"payload"',
+    '"route"',
+    '"pay\\u006coad"',
+  ),
 );
 
 function joined(items: string[], open: string, close: string, gap: string): string {
@@ -77,9 +141,14 @@ const { value: valueText, object: objectText } = fc.letrec<{ value: string; obje
     tie('object'),
     tie('array'),
   ),
-  object: fc
-    .tuple(fc.array(fc.tuple(keyText, space, tie('value')), { maxLength: 5 }), space)
-    .map(([members, gap]) => joined(members.map(([k, g, v]) => `${k}${g}:${g}${v}`), '{', '}', gap)),
+  object: fc.tuple(fc.array(fc.tuple(keyText, space, tie('value')), { maxLength: 5 }), space).map(([members, gap]) =>
+    joined(
+      members.map(([k, g, v]) => `${k}${g}:${g}${v}`),
+      '{',
+      '}',
+      gap,
+    ),
+  ),
   array: fc.tuple(fc.array(tie('value'), { maxLength: 5 }), space).map(([items, gap]) => joined(items, '[', ']', gap)),
 }));
 
@@ -95,11 +164,16 @@ interface Case {
 const envelopeCase: fc.Arbitrary<Case> = fc
   .record({
     metadata: objectText,
-    routeExtra: fc.option(fc.tuple(fc.constantFrom('"__proto__"', '"constructor"', '"x"'), valueText), { nil: undefined }),
+    routeExtra: fc.option(fc.tuple(fc.constantFrom('"__proto__"', '"constructor"', '"x"'), valueText), {
+      nil: undefined,
+    }),
     headers: fc.option(objectText, { nil: null }),
     payload: valueText,
     id: fc.option(stringText, { nil: undefined }),
-    unknown: fc.array(fc.tuple(fc.constantFrom('"zz"', '"__proto__"', '"constructor"', '"prototype"', '"parent_id"'), valueText), { maxLength: 2 }),
+    unknown: fc.array(
+      fc.tuple(fc.constantFrom('"zz"', '"__proto__"', '"constructor"', '"prototype"', '"parent_id"'), valueText),
+      { maxLength: 2 },
+    ),
     gap: space,
     order: fc.integer({ min: 0, max: 1000 }),
   })
@@ -111,7 +185,10 @@ const envelopeCase: fc.Arbitrary<Case> = fc
     if (id !== undefined) members.push(`"id":${id}`);
     for (const [k, v] of unknown) members.push(`${k}:${v}`);
     // A fixed shuffle from the generated number
-    const shuffled = members.map((m, i) => ({ m, k: (order * (i + 7)) % 13 })).sort((x, y) => x.k - y.k).map((x) => x.m);
+    const shuffled = members
+      .map((m, i) => ({ m, k: (order * (i + 7)) % 13 }))
+      .sort((x, y) => x.k - y.k)
+      .map((x) => x.m);
     return {
       request: joined(shuffled, '{', '}', gap),
       route,
@@ -144,7 +221,9 @@ class Oracle {
   check(mode: string, request: string, response: Buffer): Promise<string[]> {
     return new Promise((resolve) => {
       this.waiting.push((line) => resolve((JSON.parse(line) as { problems: string[] }).problems));
-      this.proc.stdin.write(`${JSON.stringify({ mode, request: Buffer.from(request).toString('base64'), response: response.toString('base64') })}\n`);
+      this.proc.stdin.write(
+        `${JSON.stringify({ mode, request: Buffer.from(request).toString('base64'), response: response.toString('base64') })}\n`,
+      );
     });
   }
 
@@ -174,7 +253,12 @@ describe(`exactness against Python's json (seed ${SEED}, ${RUNS} cases per confi
         const handler = mode === 'payload' ? 'exactness.seen_payload' : 'exactness.seen_envelope';
         const rt = await startRuntime({
           handler,
-          env: { ASYA_HANDLER_MODE: mode, ASYA_JSON_CODEC: codec, ASYA_LOG_LEVEL: 'WARNING', ASYA_PYTHONEXECUTABLE: python },
+          env: {
+            ASYA_HANDLER_MODE: mode,
+            ASYA_JSON_CODEC: codec,
+            ASYA_LOG_LEVEL: 'WARNING',
+            ASYA_PYTHONEXECUTABLE: python,
+          },
         });
         runtimes.set(`${mode}/${codec}`, rt);
       }),
@@ -190,24 +274,27 @@ describe(`exactness against Python's json (seed ${SEED}, ${RUNS} cases per confi
     it(`${mode} mode, ASYA_JSON_CODEC=${codec}${python ? ' (orjson 3.9+)' : ''}: the handler sees json.loads of the request, and values come back unchanged`, async () => {
       const rt = runtimes.get(`${mode}/${codec}`)!;
       let lastProblems: string[] = [];
-      await fc.assert(
-        fc.asyncProperty(envelopeCase, async (c) => {
-          const answer = await rawExchange(rt.socketPath, Buffer.from(c.request));
-          assert.ok(answer, 'no answer');
-          const problems = await oracle.check(mode, c.request, answer);
-          if (mode === 'payload') {
-            // Forwarded bytes leave as they arrived: the route with only current changed, the headers as sent.
-            const text = answer.toString('utf8');
-            if (!text.includes(`"route":${c.routeNext}`)) problems.push(`route bytes changed: ${text.slice(0, 300)}`);
-            if (c.headers !== null && !text.includes(`"headers":${c.headers},"payload":`)) problems.push('headers bytes changed');
-          }
-          lastProblems = problems.length ? [...problems, `answer: ${answer.toString('utf8').slice(0, 2000)}`] : [];
-          assert.deepEqual(problems, []);
-        }),
-        { seed: SEED, numRuns: RUNS, endOnFailure: true },
-      ).catch((err: unknown) => {
-        throw new Error(`replay with EXACTNESS_SEED=${SEED}\n${lastProblems.join('\n')}\n${(err as Error).message}`);
-      });
+      await fc
+        .assert(
+          fc.asyncProperty(envelopeCase, async (c) => {
+            const answer = await rawExchange(rt.socketPath, Buffer.from(c.request));
+            assert.ok(answer, 'no answer');
+            const problems = await oracle.check(mode, c.request, answer);
+            if (mode === 'payload') {
+              // Forwarded bytes leave as they arrived: the route with only current changed, the headers as sent.
+              const text = answer.toString('utf8');
+              if (!text.includes(`"route":${c.routeNext}`)) problems.push(`route bytes changed: ${text.slice(0, 300)}`);
+              if (c.headers !== null && !text.includes(`"headers":${c.headers},"payload":`))
+                problems.push('headers bytes changed');
+            }
+            lastProblems = problems.length ? [...problems, `answer: ${answer.toString('utf8').slice(0, 2000)}`] : [];
+            assert.deepEqual(problems, []);
+          }),
+          { seed: SEED, numRuns: RUNS, endOnFailure: true },
+        )
+        .catch((err: unknown) => {
+          throw new Error(`replay with EXACTNESS_SEED=${SEED}\n${lastProblems.join('\n')}\n${(err as Error).message}`);
+        });
     });
   }
 
@@ -216,7 +303,10 @@ describe(`exactness against Python's json (seed ${SEED}, ${RUNS} cases per confi
     const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
     const place = (where: string, value: string) => {
       // A Map: in an object literal, members['__proto__'] = ... would set the prototype, not a member
-      const members = new Map([['route', '{"actors":["a","b"],"current":0}'], ['payload', '1']]);
+      const members = new Map([
+        ['route', '{"actors":["a","b"],"current":0}'],
+        ['payload', '1'],
+      ]);
       if (where === 'metadata') members.set('route', `{"actors":["a","b"],"current":0,"metadata":${value}}`);
       else members.set(where, value);
       return `{${[...members].map(([k, v]) => `"${k}":${v}`).join(',')}}`;

@@ -14,7 +14,10 @@ describe('examples', () => {
     const r = await run([path.join(ROOT, 'examples', 'pipeline', 'run.mjs'), '{"text": "Hello World"}']);
     assert.equal(r.code, 0, r.stderr);
     const steps = r.stdout.trim().split('\n');
-    assert.deepEqual(steps.map((l) => l.split(':')[0]), ['in', 'preprocessor', 'classifier', 'translator', 'done']);
+    assert.deepEqual(
+      steps.map((l) => l.split(':')[0]),
+      ['in', 'preprocessor', 'classifier', 'translator', 'done'],
+    );
     const done = JSON.parse(steps[4]!.slice('done:'.length)) as Record<string, unknown>;
     assert.deepEqual(done, {
       text: 'Hello World',
@@ -28,11 +31,27 @@ describe('examples', () => {
 
   it('a scikit-learn classifier trained at __init__, numpy results sent as JSON numbers', async () => {
     const r = await run(
-      [CLI, 'call', '--handler', 'sentiment.SentimentClassifier.process', '--python', TEST_VENV_PYTHON, '--payload', '{"text": "great service, loved it"}', '--payload', '{"text": "rude staff, never again"}', '--payload', '{"no_text": 1}'],
+      [
+        CLI,
+        'call',
+        '--handler',
+        'sentiment.SentimentClassifier.process',
+        '--python',
+        TEST_VENV_PYTHON,
+        '--payload',
+        '{"text": "great service, loved it"}',
+        '--payload',
+        '{"text": "rude staff, never again"}',
+        '--payload',
+        '{"no_text": 1}',
+      ],
       { cwd: path.join(ROOT, 'examples', 'sklearn') },
     );
     assert.equal(r.code, 1, 'the third message is an error answer');
-    const [good, bad, broken] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Out);
+    const [good, bad, broken] = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Out);
     assert.equal(good![0]!.payload.label, 'positive');
     assert.equal(bad![0]!.payload.label, 'negative');
     const confidence = good![0]!.payload.confidence as number;
@@ -44,13 +63,32 @@ describe('examples', () => {
 
   it('the envelope-mode judge inserts llm-refiner after itself for a weak answer only', async () => {
     const envelope = (answer: string) =>
-      JSON.stringify({ id: 'j', route: { actors: ['llm', 'judge', 'post'], current: 1 }, payload: { question: 'what is the capital of france', llm_response: answer } });
+      JSON.stringify({
+        id: 'j',
+        route: { actors: ['llm', 'judge', 'post'], current: 1 },
+        payload: { question: 'what is the capital of france', llm_response: answer },
+      });
     const r = await run(
-      [CLI, 'call', '--handler', 'judge.LLMJudge.process', '--mode', 'envelope', '--envelope', '--payload', envelope('paris'), '--payload', envelope('the capital of france is')],
+      [
+        CLI,
+        'call',
+        '--handler',
+        'judge.LLMJudge.process',
+        '--mode',
+        'envelope',
+        '--envelope',
+        '--payload',
+        envelope('paris'),
+        '--payload',
+        envelope('the capital of france is'),
+      ],
       { cwd: path.join(ROOT, 'examples', 'router') },
     );
     assert.equal(r.code, 0, r.stderr);
-    const [strong, weak] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Out);
+    const [strong, weak] = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Out);
     assert.deepEqual(strong![0]!.route, { actors: ['llm', 'judge', 'post'], current: 2 });
     assert.equal(strong![0]!.payload.judge_score, 1);
     assert.deepEqual(weak![0]!.route, { actors: ['llm', 'judge', 'llm-refiner', 'post'], current: 2 });

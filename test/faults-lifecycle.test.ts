@@ -10,7 +10,17 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { type LogLine, type Runtime, connects, env, listensOnTcp, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+import {
+  type LogLine,
+  type Runtime,
+  connects,
+  env,
+  listensOnTcp,
+  runToExit,
+  sleep,
+  startRuntime,
+  tempDir,
+} from './helpers.js';
 
 /**
  * Python shim processes started for this socket directory, wherever they are in the process tree
@@ -87,13 +97,19 @@ describe('time limits', () => {
       const result = await runToExit({ handler: 'basic.echo', env: { [name]: '2147484' } });
       assert.equal(result.code, 2, name);
       assert.equal(fatals(result.logs).length, 1);
-      assert.match(fatals(result.logs)[0]!.msg, new RegExp(`^FATAL: ${name}="2147484" is not valid: expected a positive number of seconds up to 2147483 `));
+      assert.match(
+        fatals(result.logs)[0]!.msg,
+        new RegExp(`^FATAL: ${name}="2147484" is not valid: expected a positive number of seconds up to 2147483 `),
+      );
     }
   });
 
   it('the largest accepted limits are honoured: messages are answered, not timed out', async () => {
     const max = '2147483';
-    const rt = await startRuntime({ handler: 'basic.sleep', env: { ASYA_HANDLER_TIMEOUT: max, ASYA_READ_TIMEOUT: max, ASYA_SHUTDOWN_TIMEOUT: max } });
+    const rt = await startRuntime({
+      handler: 'basic.sleep',
+      env: { ASYA_HANDLER_TIMEOUT: max, ASYA_READ_TIMEOUT: max, ASYA_SHUTDOWN_TIMEOUT: max },
+    });
     try {
       assert.deepEqual(((await rt.send(env({ s: 0.2 }))) as Array<{ payload: unknown }>)[0]?.payload, { slept: 0.2 });
       assert.deepEqual(((await rt.send(env({ s: 0.1 }))) as Array<{ payload: unknown }>)[0]?.payload, { slept: 0.1 });
@@ -112,7 +128,15 @@ describe('the socket directory under the running runtime', () => {
     try {
       const pid = await pythonPid(rt);
       // In the runtime's own mount namespace only: the test keeps a writable view of the directory.
-      execFileSync('nsenter', ['-t', String(rt.child.pid), '-m', '--', 'sh', '-c', `mount --bind "${dir}" "${dir}" && mount -o remount,ro,bind "${dir}"`]);
+      execFileSync('nsenter', [
+        '-t',
+        String(rt.child.pid),
+        '-m',
+        '--',
+        'sh',
+        '-c',
+        `mount --bind "${dir}" "${dir}" && mount -o remount,ro,bind "${dir}"`,
+      ]);
       process.kill(pid, 'SIGKILL');
       const { code } = await rt.exited;
       assert.equal(code, 5);
@@ -121,7 +145,11 @@ describe('the socket directory under the running runtime', () => {
       assert.match(fatal[0]!.msg, /^FATAL: cannot remove the ready file .*runtime-ready: EROFS: read-only file system/);
       assert.equal(fatal[0]!.exit_code, 5);
       assert.ok(!rt.stderrText.some((l) => /^\s+at /.test(l)), 'no stack trace');
-      assert.equal(rt.logs.filter((l) => l.msg === 'handler loaded').length, 1, 'no interpreter was started on a directory that cannot be made ready');
+      assert.equal(
+        rt.logs.filter((l) => l.msg === 'handler loaded').length,
+        1,
+        'no interpreter was started on a directory that cannot be made ready',
+      );
       assert.ok(maxShims() <= 1);
       await until('no Python left', () => shims(dir).length === 0, 5000);
       // The files stay (the runtime could not remove them); the next runtime clears them.
@@ -152,7 +180,10 @@ describe('the socket directory under the running runtime', () => {
       assert.equal(code, 5);
       const fatal = fatals(rt.logs);
       assert.equal(fatal.length, 1, rt.stderrText.join('\n'));
-      assert.match(fatal[0]!.msg, /^FATAL: the socket file .* was removed \(its directory .* is gone\): the sidecar can no longer connect/);
+      assert.match(
+        fatal[0]!.msg,
+        /^FATAL: the socket file .* was removed \(its directory .* is gone\): the sidecar can no longer connect/,
+      );
       assert.equal(fs.existsSync(dir), false, 'nothing recreated');
       assert.ok(maxShims() <= 1, 'never two interpreters');
       await until('no Python left', () => shims(dir).length === 0, 5000);
@@ -183,7 +214,10 @@ describe('the socket directory under the running runtime', () => {
       const { code } = await rt.exited;
       assert.equal(code, 5);
       assert.equal(fatals(rt.logs).length, 1);
-      assert.match(fatals(rt.logs)[0]!.msg, /^FATAL: the socket file .* was removed: the sidecar can no longer connect/);
+      assert.match(
+        fatals(rt.logs)[0]!.msg,
+        /^FATAL: the socket file .* was removed: the sidecar can no longer connect/,
+      );
       assert.deepEqual(fs.readdirSync(dir), [], 'no ready file claiming readiness for a process that is gone');
       await until('no Python left', () => shims(dir).length === 0, 5000);
     } finally {
@@ -198,7 +232,8 @@ describe('impossible socket paths are refused at startup', () => {
     const sockName = 'asya-runtime.sock';
     // 'é' is two bytes: this directory is short in characters, long in bytes
     const pad = (bytes: number) => 'é'.repeat(Math.floor(bytes / 2)) + (bytes % 2 ? 'x' : '');
-    const dirFor = (total: number) => path.join(base, pad(total - Buffer.byteLength(path.join(base, '/', sockName)) - 1));
+    const dirFor = (total: number) =>
+      path.join(base, pad(total - Buffer.byteLength(path.join(base, '/', sockName)) - 1));
     try {
       const long = dirFor(108);
       assert.equal(Buffer.byteLength(path.join(long, sockName)), 108);
@@ -206,7 +241,10 @@ describe('impossible socket paths are refused at startup', () => {
       const refused = await runToExit({ handler: 'basic.echo', env: { ASYA_SOCKET_DIR: long } });
       assert.equal(refused.code, 2);
       assert.equal(fatals(refused.logs).length, 1);
-      assert.match(fatals(refused.logs)[0]!.msg, /^FATAL: socket path .* \(from ASYA_SOCKET_DIR=.* and ASYA_SOCKET_NAME="asya-runtime.sock"\) is 108 bytes long \(UTF-8\); a Unix socket path can have at most 107 bytes/);
+      assert.match(
+        fatals(refused.logs)[0]!.msg,
+        /^FATAL: socket path .* \(from ASYA_SOCKET_DIR=.* and ASYA_SOCKET_NAME="asya-runtime.sock"\) is 108 bytes long \(UTF-8\); a Unix socket path can have at most 107 bytes/,
+      );
       assert.equal(fs.existsSync(long), false, 'nothing created');
 
       const legacy = await runToExit({ handler: 'basic.echo', env: { ASYA_SOCKET_PATH: path.join(long, sockName) } });
@@ -235,7 +273,10 @@ describe('impossible socket paths are refused at startup', () => {
       const result = await runToExit({ handler: 'basic.echo', env: { ASYA_SOCKET_DIR: dir } }, 15_000);
       assert.equal(result.code, 5, `${dir}: ${result.text}`);
       assert.equal(fatals(result.logs).length, 1);
-      assert.match(fatals(result.logs)[0]!.msg, new RegExp(`^FATAL: cannot create socket directory ${dir}: ${reason.source}`));
+      assert.match(
+        fatals(result.logs)[0]!.msg,
+        new RegExp(`^FATAL: cannot create socket directory ${dir}: ${reason.source}`),
+      );
       assert.ok(!/^\s+at /m.test(result.text), 'no stack trace');
       assert.ok(Date.now() - started < 10_000, `${dir} took ${Date.now() - started} ms`);
     }
@@ -315,7 +356,13 @@ describe('file descriptors', () => {
         idle.push(s);
       }
       await until('the excess refused', () => closedByServer > 0);
-      const line = await rt.waitForLog((l) => l.level === 'warn' && /^refused \d+ connection\(s\) in the last second: the runtime is short of file descriptors \(limit 100/.test(l.msg));
+      const line = await rt.waitForLog(
+        (l) =>
+          l.level === 'warn' &&
+          /^refused \d+ connection\(s\) in the last second: the runtime is short of file descriptors \(limit 100/.test(
+            l.msg,
+          ),
+      );
       assert.ok((line.refused as number) > 0);
       await sleep(2200);
       const lines = rt.logs.filter((l) => String(l.msg).startsWith('refused '));

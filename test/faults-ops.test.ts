@@ -40,7 +40,10 @@ function sendHalfClosed(socketPath: string, envelope: unknown): Promise<unknown>
 
 describe('a log reader that stops reading', () => {
   it('keeps answering and enforcing the time limit, drops lines, and says how many once the reader is back', async (t) => {
-    const rt = await startRuntime({ handler: 'ops.chatty', env: { ASYA_LOG_LEVEL: 'INFO', ASYA_HANDLER_TIMEOUT: '1' } });
+    const rt = await startRuntime({
+      handler: 'ops.chatty',
+      env: { ASYA_LOG_LEVEL: 'INFO', ASYA_HANDLER_TIMEOUT: '1' },
+    });
     try {
       rt.child.stderr!.pause(); // nobody reads the runtime's stderr any more
       const started = Date.now();
@@ -54,16 +57,22 @@ describe('a log reader that stops reading', () => {
       const limitMs = Date.now() - limited;
       assert.ok(limitMs < 5_000, `the 1 s time limit fired after ${limitMs} ms`);
       // the restarted Python process serves too, still without a reader
-      assert.deepEqual(((await rt.send(env({ lines: 10 }), 20_000)) as Array<{ payload: unknown }>)[0]?.payload, { ok: true });
+      assert.deepEqual(((await rt.send(env({ lines: 10 }), 20_000)) as Array<{ payload: unknown }>)[0]?.payload, {
+        ok: true,
+      });
       const stalledLines = rt.stderrText.length;
       rt.child.stderr!.resume();
       const report = await rt.waitForLog((l) => typeof l.dropped_lines === 'number');
-      t.diagnostic(`600 messages (20 log lines each) in ${served} ms with stderr unread; time limit after ${limitMs} ms; ${String(report.dropped_lines)} lines dropped; ${stalledLines} lines read before the stall`);
+      t.diagnostic(
+        `600 messages (20 log lines each) in ${served} ms with stderr unread; time limit after ${limitMs} ms; ${String(report.dropped_lines)} lines dropped; ${stalledLines} lines read before the stall`,
+      );
       assert.equal(report.level, 'warn');
       assert.ok((report.dropped_lines as number) > 1000, `${String(report.dropped_lines)} lines dropped`);
       // and logging goes on normally afterwards
       await rt.send(env({ lines: 1 }));
-      await rt.waitForLog((l) => l.msg.startsWith('chatty stderr line 0') && rt.logs.indexOf(l) > rt.logs.indexOf(report));
+      await rt.waitForLog(
+        (l) => l.msg.startsWith('chatty stderr line 0') && rt.logs.indexOf(l) > rt.logs.indexOf(report),
+      );
     } finally {
       rt.child.stderr!.resume(); // a runtime that blocked on its stderr (the bug) could not even stop
       await rt.stop();
@@ -77,14 +86,19 @@ describe('clients that leave', () => {
     try {
       const slow = rt.send(env({ sleep: 1.5 }));
       await sleep(300);
-      await Promise.all(Array.from({ length: 20 }, (_, i) => sendAndLeave(rt.socketPath, env({ sleep: 0.5 }, { id: `gone-${i}` }))));
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => sendAndLeave(rt.socketPath, env({ sleep: 0.5 }, { id: `gone-${i}` }))),
+      );
       assert.deepEqual(((await slow) as Array<{ payload: unknown }>)[0]?.payload, { calls: 1 });
       const fresh = Date.now();
       const answer = (await rt.send(env({}))) as Array<{ payload: unknown }>;
       assert.deepEqual(answer[0]?.payload, { calls: 2 }, 'the handler ran only for the slow message and this one');
       assert.ok(Date.now() - fresh < 2_500, `a fresh client waited ${Date.now() - fresh} ms`);
       const drops = rt.logs.filter((l) => typeof l.dropped === 'number' && Array.isArray(l.ids));
-      assert.equal(drops.reduce((n, l) => n + (l.dropped as number), 0), 20);
+      assert.equal(
+        drops.reduce((n, l) => n + (l.dropped as number), 0),
+        20,
+      );
       assert.ok(drops.every((l) => l.level === 'warn'));
     } finally {
       await rt.stop();
@@ -99,7 +113,9 @@ describe('clients that leave', () => {
       const queued = sendHalfClosed(rt.socketPath, env({}, { id: 'half-queued' }));
       assert.deepEqual(((await slow) as Array<{ payload: unknown }>)[0]?.payload, { calls: 1 });
       assert.deepEqual(((await queued) as Array<{ payload: unknown }>)[0]?.payload, { calls: 2 });
-      assert.deepEqual(((await sendHalfClosed(rt.socketPath, env({}))) as Array<{ payload: unknown }>)[0]?.payload, { calls: 3 });
+      assert.deepEqual(((await sendHalfClosed(rt.socketPath, env({}))) as Array<{ payload: unknown }>)[0]?.payload, {
+        calls: 3,
+      });
       assert.equal(rt.logs.filter((l) => typeof l.dropped === 'number').length, 0);
     } finally {
       await rt.stop();
@@ -139,13 +155,19 @@ describe('memory after a burst', { skip: process.platform !== 'linux' }, () => {
         const poll = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
         const answers = await Promise.all(Array.from({ length: clients }, () => exchangeBytes(rt.socketPath, message)));
         clearInterval(poll);
-        assert.ok(answers.every((n) => n > 10_000_000), 'every client got its answer');
+        assert.ok(
+          answers.every((n) => n > 10_000_000),
+          'every client got its answer',
+        );
         await sleep(4000); // the idle collection runs after 2 s without messages
         const settled = rssMiB(pid);
         figures.push(`${clients} clients: peak ${peak.toFixed(0)} MiB, settled ${settled.toFixed(0)} MiB`);
         // Quiet figures ~235 MiB and idle + ~165 MiB; generous bounds, the same for both bursts
         assert.ok(peak < idle + 450, `${clients} clients: peak ${peak.toFixed(0)} MiB (idle ${idle.toFixed(0)})`);
-        assert.ok(settled < idle + 300, `${clients} clients: settled at ${settled.toFixed(0)} MiB (idle ${idle.toFixed(0)})`);
+        assert.ok(
+          settled < idle + 300,
+          `${clients} clients: settled at ${settled.toFixed(0)} MiB (idle ${idle.toFixed(0)})`,
+        );
       }
       t.diagnostic(`supervisor RSS: idle ${idle.toFixed(0)} MiB; ${figures.join('; ')}`);
     } finally {

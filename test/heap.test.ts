@@ -35,8 +35,16 @@ function fullCollections(rt: Runtime): Promise<number> {
 
 describe('heap', () => {
   it('the supervisor does not collect its whole heap every few large messages', async (t) => {
-    const tuned = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING' }, nodeArgs: ['--trace-gc'] });
-    const plain = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING' }, nodeArgs: ['--trace-gc', '--incremental-marking'] });
+    const tuned = await startRuntime({
+      handler: 'basic.echo',
+      env: { ASYA_LOG_LEVEL: 'WARNING' },
+      nodeArgs: ['--trace-gc'],
+    });
+    const plain = await startRuntime({
+      handler: 'basic.echo',
+      env: { ASYA_LOG_LEVEL: 'WARNING' },
+      nodeArgs: ['--trace-gc', '--incremental-marking'],
+    });
     try {
       const withTuning = await fullCollections(tuned);
       const without = await fullCollections(plain);
@@ -51,7 +59,7 @@ describe('heap', () => {
 });
 
 describe('heap (glibc)', { skip: process.platform !== 'linux' }, () => {
-  it('a stream of 1 MB messages does not fault the supervisor\'s memory in again and again', async (t) => {
+  it("a stream of 1 MB messages does not fault the supervisor's memory in again and again", async (t) => {
     const tuned = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING' } });
     const plain = await startRuntime({ handler: 'basic.echo', env: { ASYA_LOG_LEVEL: 'WARNING', GLIBC_TUNABLES: '' } });
     try {

@@ -92,7 +92,8 @@ export class Runtime {
     for (;;) {
       const hit = this.logs.find(pred);
       if (hit) return hit;
-      if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms; logs:\n${this.stderrText.join('\n')}`);
+      if (Date.now() > deadline)
+        throw new Error(`no matching log line within ${timeoutMs} ms; logs:\n${this.stderrText.join('\n')}`);
       await sleep(25);
     }
   }
@@ -115,11 +116,19 @@ export interface Finished {
  * Run a Node script as a user would, with a minimal environment (PATH, HOME, then `env`), stdin
  * fed from `input`, stdout and stderr captured (so neither is a TTY).
  */
-export function runNode(args: string[], opts: { input?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<Finished> {
+export function runNode(
+  args: string[],
+  opts: { input?: string; cwd?: string; env?: Record<string, string> } = {},
+): Promise<Finished> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
       cwd: opts.cwd ?? ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '', ...opts.env },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/root',
+        ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '',
+        ...opts.env,
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -159,15 +168,21 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
     if (v === undefined) delete env[k];
     else env[k] = v;
   }
-  const cmd = [...(opts.wrap ?? []), ...(opts.executable ? [opts.executable] : [process.execPath, ...(opts.nodeArgs ?? []), CLI])];
+  const cmd = [
+    ...(opts.wrap ?? []),
+    ...(opts.executable ? [opts.executable] : [process.execPath, ...(opts.nodeArgs ?? []), CLI]),
+  ];
   const child = spawn(cmd[0] as string, cmd.slice(1), { env, cwd: opts.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const socketPath = env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR ?? socketDir, env.ASYA_SOCKET_NAME ?? 'asya-runtime.sock');
+  const socketPath =
+    env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR ?? socketDir, env.ASYA_SOCKET_NAME ?? 'asya-runtime.sock');
   const rt = new Runtime(child, dir, socketPath);
   if (opts.waitReady === false) return rt;
   const deadline = Date.now() + 30_000;
   while (!rt.isReady()) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`runtime exited (${child.exitCode ?? child.signalCode}) before ready:\n${rt.stderrText.join('\n')}`);
+      throw new Error(
+        `runtime exited (${child.exitCode ?? child.signalCode}) before ready:\n${rt.stderrText.join('\n')}`,
+      );
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -179,7 +194,10 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
 }
 
 /** Run the runtime expecting it to exit on its own (startup failures). */
-export async function runToExit(opts: RuntimeOptions, timeoutMs = 30_000): Promise<{ code: number | null; logs: LogLine[]; text: string; readyFileSeen: boolean }> {
+export async function runToExit(
+  opts: RuntimeOptions,
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; logs: LogLine[]; text: string; readyFileSeen: boolean }> {
   const rt = await startRuntime({ ...opts, waitReady: false });
   let readyFileSeen = false;
   const poll = setInterval(() => (readyFileSeen ||= rt.isReady()), 5);
@@ -197,7 +215,12 @@ export async function runToExit(opts: RuntimeOptions, timeoutMs = 30_000): Promi
  * Send raw bytes as one framed request; resolves with the answer body, or null if the runtime
  * closed the connection without one.
  */
-export function rawExchange(socketPath: string, body: Buffer | null, timeoutMs = 30_000, rawBytes?: Buffer): Promise<Buffer | null> {
+export function rawExchange(
+  socketPath: string,
+  body: Buffer | null,
+  timeoutMs = 30_000,
+  rawBytes?: Buffer,
+): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);
     const chunks: Buffer[] = [];
@@ -220,7 +243,8 @@ export function rawExchange(socketPath: string, body: Buffer | null, timeoutMs =
       const all = Buffer.concat(chunks);
       if (all.length < 4) return resolve(null);
       const n = all.readUInt32BE(0);
-      if (all.length !== 4 + n) return reject(new Error(`bad answer framing: prefix ${n}, got ${all.length - 4} bytes`));
+      if (all.length !== 4 + n)
+        return reject(new Error(`bad answer framing: prefix ${n}, got ${all.length - 4} bytes`));
       resolve(all.subarray(4));
     });
   });
@@ -231,7 +255,10 @@ export function env(payload: unknown, extra: Record<string, unknown> = {}): Reco
   return { id: 'msg-1', route: { actors: ['a', 'b', 'c'], current: 0 }, payload, ...extra };
 }
 
-export type ErrorAnswer = Array<{ error: string; details: { message: string; type: string; traceback: string; [k: string]: unknown } }>;
+export type ErrorAnswer = Array<{
+  error: string;
+  details: { message: string; type: string; traceback: string; [k: string]: unknown };
+}>;
 
 export function asError(answer: unknown): ErrorAnswer[0] {
   if (!Array.isArray(answer) || answer.length !== 1 || typeof answer[0]?.error !== 'string') {
@@ -252,7 +279,10 @@ export function pyenvPython(minor: string): string | null {
   }
   const dir = path.join(root, 'versions');
   if (!fs.existsSync(dir)) return null;
-  const hits = fs.readdirSync(dir).filter((v) => v === minor || v.startsWith(`${minor}.`)).sort();
+  const hits = fs
+    .readdirSync(dir)
+    .filter((v) => v === minor || v.startsWith(`${minor}.`))
+    .sort();
   const last = hits[hits.length - 1];
   return last ? path.join(dir, last, 'bin', 'python3') : null;
 }

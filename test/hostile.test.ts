@@ -52,14 +52,19 @@ describe('every key is data', () => {
 
   it('nesting Python refuses outside the payload is reported as the envelope, not the payload', async () => {
     const deep = '['.repeat(997) + ']'.repeat(997);
-    const err = asError(JSON.parse(await send(envelopeRt, `{"route":{"actors":["a","b"]},"headers":{"h":${deep}},"payload":1}`)));
+    const err = asError(
+      JSON.parse(await send(envelopeRt, `{"route":{"actors":["a","b"]},"headers":{"h":${deep}},"payload":1}`)),
+    );
     assert.equal(err.error, 'msg_parsing_error');
     assert.doesNotMatch(err.details.message, /payload/);
     assert.match(err.details.message, /envelope/);
   });
 
   it('an envelope-mode handler sees an unknown "__proto__" member and it comes back', async () => {
-    const text = await send(envelopeRt, '{"__proto__":{"k":9007199254740993},"route":{"actors":["a","b"]},"payload":1}');
+    const text = await send(
+      envelopeRt,
+      '{"__proto__":{"k":9007199254740993},"route":{"actors":["a","b"]},"payload":1}',
+    );
     assert.match(text, /"__proto__":\{"k":9007199254740993\}/);
   });
 });
@@ -76,7 +81,8 @@ describe('numbers no double can hold', () => {
 
   it('pass through route.metadata and headers as the same bytes, and a payload through orjson exactly', async () => {
     const metadata = '{"n":18446744073709551617,"m":9007199254740993,"z":-0.0,"o":1.0,"e":1E400}';
-    const payload = '{"v":[18446744073709551616,123456789012345678901234567890123456789,-9223372036854775809,-0.0,1.0]}';
+    const payload =
+      '{"v":[18446744073709551616,123456789012345678901234567890123456789,-9223372036854775809,-0.0,1.0]}';
     const text = await send(
       rt,
       `{"route":{"actors":["a","b"],"current":0,"metadata":${metadata}},"headers":{"id":18446744073709551617},"payload":${payload}}`,
@@ -92,7 +98,10 @@ describe('clients that claim much and send little', () => {
   let rt: Runtime;
   before(async () => {
     // A 1 MiB request limit makes the bound on partial requests 16 MiB
-    rt = await startRuntime({ handler: 'basic.echo', env: { ASYA_MAX_MESSAGE_SIZE: String(1024 * 1024), ASYA_READ_TIMEOUT: '60' } });
+    rt = await startRuntime({
+      handler: 'basic.echo',
+      env: { ASYA_MAX_MESSAGE_SIZE: String(1024 * 1024), ASYA_READ_TIMEOUT: '60' },
+    });
   });
   after(async () => {
     await rt.stop();
@@ -123,7 +132,9 @@ describe('clients that claim much and send little', () => {
     try {
       for (let round = 0; round < 5; round++) {
         for (const s of sockets) s.write('{');
-        const answer = JSON.parse(await send(rt, '{"route":{"actors":["a"]},"payload":"real"}')) as Array<{ payload: unknown }>;
+        const answer = JSON.parse(await send(rt, '{"route":{"actors":["a"]},"payload":"real"}')) as Array<{
+          payload: unknown;
+        }>;
         assert.equal(answer[0]?.payload, 'real');
         await sleep(50);
       }
@@ -138,7 +149,11 @@ describe('clients that claim much and send little', () => {
   }
 
   it('over the bound on partial requests, the newest are refused with connection_error and logged; others are served', async () => {
-    const body = Buffer.concat([Buffer.from('{"route":{"actors":["a"]},"payload":"'), Buffer.alloc(900 * 1024, 0x61), Buffer.from('"}')]);
+    const body = Buffer.concat([
+      Buffer.from('{"route":{"actors":["a"]},"payload":"'),
+      Buffer.alloc(900 * 1024, 0x61),
+      Buffer.from('"}'),
+    ]);
     const head = Buffer.alloc(4);
     head.writeUInt32BE(body.length);
     const answers: Array<Promise<string>> = [];
@@ -155,7 +170,9 @@ describe('clients that claim much and send little', () => {
           s.on('close', () => resolve(Buffer.concat(chunks).subarray(4).toString('utf8')));
         }),
       );
-      await new Promise<void>((resolve) => s.write(Buffer.concat([head, body.subarray(0, body.length - 1)]), () => resolve()));
+      await new Promise<void>((resolve) =>
+        s.write(Buffer.concat([head, body.subarray(0, body.length - 1)]), () => resolve()),
+      );
       await sleep(10);
     }
     await sleep(300);
@@ -207,7 +224,8 @@ describe('two requests on one connection, and exceptions that attack their repor
     it(`a handler raising ${type} gets processing_error, and the loaded process stays`, async () => {
       const own = await startRuntime({ handler: `hostile.${handler}` });
       try {
-        const pidBefore = (own.logs.find((l) => l.msg === 'handler loaded') as { python_pid?: number } | undefined)?.python_pid;
+        const pidBefore = (own.logs.find((l) => l.msg === 'handler loaded') as { python_pid?: number } | undefined)
+          ?.python_pid;
         const err = asError(await own.send({ route: { actors: ['a'] }, payload: 1 }));
         assert.equal(err.error, 'processing_error');
         assert.equal(err.details.type, type);

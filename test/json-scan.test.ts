@@ -41,13 +41,46 @@ function parseAccepts(text: string): boolean {
 const document = fc.oneof(
   fc.json({ maxDepth: 4 }),
   fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v, null, 2)),
-  fc.constantFrom('{"a" : [1 , -0.5e+10 , "\\u00e9\\ud800\\n"] , "b":{}}', '[ ]', '{ }', '"\\/"', '-0', '1E-7', '[[[[]]]]'),
+  fc.constantFrom(
+    '{"a" : [1 , -0.5e+10 , "\\u00e9\\ud800\\n"] , "b":{}}',
+    '[ ]',
+    '{ }',
+    '"\\/"',
+    '-0',
+    '1E-7',
+    '[[[[]]]]',
+  ),
 );
 
 /** An edit of a text: a position and what to put there (nothing: a deletion). */
 const edit = fc.tuple(
   fc.nat(),
-  fc.constantFrom('', '"', '\\', '{', '}', '[', ']', ',', ':', '-', '+', '.', 'e', '0', '1', 'x', ' ', '\t', '\u0001', 'u', 'n', 't', 'f', 'é'),
+  fc.constantFrom(
+    '',
+    '"',
+    '\\',
+    '{',
+    '}',
+    '[',
+    ']',
+    ',',
+    ':',
+    '-',
+    '+',
+    '.',
+    'e',
+    '0',
+    '1',
+    'x',
+    ' ',
+    '\t',
+    '\u0001',
+    'u',
+    'n',
+    't',
+    'f',
+    'é',
+  ),
   fc.boolean(),
 );
 
@@ -60,7 +93,9 @@ function applyEdits(text: string, edits: Array<[number, string, boolean]>): stri
   return out;
 }
 
-const mutated = fc.tuple(document, fc.array(edit, { minLength: 1, maxLength: 3 })).map(([text, edits]) => applyEdits(text, edits));
+const mutated = fc
+  .tuple(document, fc.array(edit, { minLength: 1, maxLength: 3 }))
+  .map(([text, edits]) => applyEdits(text, edits));
 
 describe(`JSON reader fuzzing (seed ${SEED})`, () => {
   it('accepts exactly what JSON.parse accepts, on valid and mutated texts', () => {
@@ -97,28 +132,40 @@ for line in sys.stdin:
 
   it('finds the members JSON.parse finds, the last of each name winning', () => {
     fc.assert(
-      fc.property(fc.dictionary(fc.constantFrom('a', 'payload', '__proto__', 'constructor', 'é', ''), fc.jsonValue({ maxDepth: 3 })), fc.boolean(), (obj, dup) => {
-        let text = JSON.stringify(obj, null, dup ? 1 : 0);
-        if (dup && text !== '{}') text = text.replace('{', '{"a": [1, {"x": "}"}],'); // a duplicate before the real one
-        const buf = Buffer.from(text);
-        const scan = scanObject(buf, 0, buf.length, { depth: 1, skipped: 'payload' });
-        assert.ok(scan);
-        const parsed = JSON.parse(text) as Record<string, unknown>;
-        for (const key of Object.keys(parsed)) {
-          const m = lastMember(scan.members, key);
-          assert.ok(m, `member ${key} not found in ${text}`);
-          assert.deepEqual(JSON.parse(buf.toString('utf8', m.start, m.end)), parsed[key]);
-        }
-        assert.equal(new Set(scan.members.map((m) => m.key)).size, Object.keys(parsed).length);
-      }),
+      fc.property(
+        fc.dictionary(
+          fc.constantFrom('a', 'payload', '__proto__', 'constructor', 'é', ''),
+          fc.jsonValue({ maxDepth: 3 }),
+        ),
+        fc.boolean(),
+        (obj, dup) => {
+          let text = JSON.stringify(obj, null, dup ? 1 : 0);
+          if (dup && text !== '{}') text = text.replace('{', '{"a": [1, {"x": "}"}],'); // a duplicate before the real one
+          const buf = Buffer.from(text);
+          const scan = scanObject(buf, 0, buf.length, { depth: 1, skipped: 'payload' });
+          assert.ok(scan);
+          const parsed = JSON.parse(text) as Record<string, unknown>;
+          for (const key of Object.keys(parsed)) {
+            const m = lastMember(scan.members, key);
+            assert.ok(m, `member ${key} not found in ${text}`);
+            assert.deepEqual(JSON.parse(buf.toString('utf8', m.start, m.end)), parsed[key]);
+          }
+          assert.equal(new Set(scan.members.map((m) => m.key)).size, Object.keys(parsed).length);
+        },
+      ),
       { seed: SEED, numRuns: RUNS / 4 },
     );
   });
 
   it('the envelope parser answers every mutated envelope with an envelope or a WireError, and accepts only JSON', () => {
     const envelope = fc
-      .tuple(fc.jsonValue({ maxDepth: 3 }), fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }))
-      .map(([payload, headers]) => JSON.stringify({ id: 'x', route: { actors: ['a', 'b'], current: 0, metadata: headers }, headers, payload }));
+      .tuple(
+        fc.jsonValue({ maxDepth: 3 }),
+        fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
+      )
+      .map(([payload, headers]) =>
+        JSON.stringify({ id: 'x', route: { actors: ['a', 'b'], current: 0, metadata: headers }, headers, payload }),
+      );
     fc.assert(
       fc.property(fc.tuple(envelope, fc.array(edit, { maxLength: 3 })), ([text, edits]) => {
         const mutatedText = applyEdits(text, edits);
@@ -135,7 +182,10 @@ for line in sys.stdin:
         // Accepted means JSON (the payload is Python's to check, so only the rest is held to JSON.parse here)
         if (accepted && !parseAccepts(mutatedText)) {
           const e = parseRequest(Buffer.from(mutatedText), true);
-          assert.ok(!parseAccepts(e.payload.toString()), `accepted non-JSON outside the payload: ${JSON.stringify(mutatedText)}`);
+          assert.ok(
+            !parseAccepts(e.payload.toString()),
+            `accepted non-JSON outside the payload: ${JSON.stringify(mutatedText)}`,
+          );
         }
       }),
       { seed: SEED, numRuns: RUNS },

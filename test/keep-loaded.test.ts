@@ -14,7 +14,19 @@ import { createLogger } from '../src/logger.js';
 import { DEFAULT_POLICY, type WorkerPolicy, recycleReason } from '../src/worker/policy.js';
 import { Supervisor } from '../src/worker/supervisor.js';
 import { type CallOutcome, type ReadyInfo, type Worker, WorkerDied } from '../src/worker/worker.js';
-import { CLI, HANDLERS, type Runtime, asError, env, pyenvPython, runNode, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+import {
+  CLI,
+  HANDLERS,
+  type Runtime,
+  asError,
+  env,
+  pyenvPython,
+  runNode,
+  runToExit,
+  sleep,
+  startRuntime,
+  tempDir,
+} from './helpers.js';
 
 type Payloads = Array<{ payload: Record<string, unknown> }>;
 const payloads = (answer: unknown) => (answer as Payloads).map((o) => o.payload);
@@ -42,10 +54,13 @@ function shimsBelow(root: number): number[] {
     }
   }
   const below = (pid: number): boolean => {
-    for (let p = parent.get(pid), hops = 0; p !== undefined && hops < 10; p = parent.get(p), hops++) if (p === root) return true;
+    for (let p = parent.get(pid), hops = 0; p !== undefined && hops < 10; p = parent.get(p), hops++)
+      if (p === root) return true;
     return false;
   };
-  return [...parent.keys()].filter((pid) => below(pid) && name.get(pid)?.startsWith('python') === true && parent.get(pid) !== root);
+  return [...parent.keys()].filter(
+    (pid) => below(pid) && name.get(pid)?.startsWith('python') === true && parent.get(pid) !== root,
+  );
 }
 
 /** Samples the process tree every 5 ms; `max` is the most shims ever seen alive together. */
@@ -66,10 +81,15 @@ async function pythonPids(rt: Runtime): Promise<number[]> {
 
 describe('two-stage time limit', () => {
   for (const { v, python } of VERSIONS) {
-    it(`Python ${v}: at ASYA_HANDLER_TIMEOUT the handler is interrupted inside Python; the same process and instance serve the next message`, { skip: python ? false : `no Python ${v}` }, async () => {
+    it(`Python ${v}: at ASYA_HANDLER_TIMEOUT the handler is interrupted inside Python; the same process and instance serve the next message`, {
+      skip: python ? false : `no Python ${v}`,
+    }, async () => {
       const dir = tempDir();
       const file = path.join(dir, 'marks');
-      const rt = await startRuntime({ handler: 'keep.Slow.process', env: { ASYA_PYTHONEXECUTABLE: python!, ASYA_HANDLER_TIMEOUT: '1', KEEP_MARKS: file } });
+      const rt = await startRuntime({
+        handler: 'keep.Slow.process',
+        env: { ASYA_PYTHONEXECUTABLE: python!, ASYA_HANDLER_TIMEOUT: '1', KEEP_MARKS: file },
+      });
       try {
         const first = payloads(await rt.send(env({ s: 0 })))[0]!;
         const started = Date.now();
@@ -78,8 +98,15 @@ describe('two-stage time limit', () => {
         assert.equal(e.error, 'handler_timeout');
         assert.equal(e.details.type, 'HandlerTimeout');
         assert.equal(e.details.killed, false);
-        assert.match(e.details.message, /ASYA_HANDLER_TIMEOUT=1s: it was interrupted \(HandlerTimeout raised in it\); the Python process and its loaded handler stay/);
-        assert.match(e.details.traceback, /keep\.py", line \d+, in process\n\s+time\.sleep\(payload\.get\("s", 0\)\)/, 'the traceback shows where the handler was');
+        assert.match(
+          e.details.message,
+          /ASYA_HANDLER_TIMEOUT=1s: it was interrupted \(HandlerTimeout raised in it\); the Python process and its loaded handler stay/,
+        );
+        assert.match(
+          e.details.traceback,
+          /keep\.py", line \d+, in process\n\s+time\.sleep\(payload\.get\("s", 0\)\)/,
+          'the traceback shows where the handler was',
+        );
         assert.match(e.details.traceback, /HandlerTimeout: the handler ran longer than ASYA_HANDLER_TIMEOUT=1/);
         assert.ok(took < 6000, `answered ${took} ms after it was sent`);
         assert.equal(marks(file).filter((m) => m.startsWith('finally')).length, 2, 'its finally block ran');
@@ -97,7 +124,10 @@ describe('two-stage time limit', () => {
   }
 
   it('a handler that swallows the interruption is killed ASYA_HANDLER_KILL_GRACE later; a new process serves the next message', async () => {
-    const rt = await startRuntime({ handler: 'keep.Slow.process', env: { ASYA_HANDLER_TIMEOUT: '0.5', ASYA_HANDLER_KILL_GRACE: '1' } });
+    const rt = await startRuntime({
+      handler: 'keep.Slow.process',
+      env: { ASYA_HANDLER_TIMEOUT: '0.5', ASYA_HANDLER_KILL_GRACE: '1' },
+    });
     try {
       const first = payloads(await rt.send(env({})))[0]!;
       const started = Date.now();
@@ -105,11 +135,16 @@ describe('two-stage time limit', () => {
       const took = Date.now() - started;
       assert.equal(e.error, 'handler_timeout');
       assert.equal(e.details.killed, true);
-      assert.match(e.details.message, /nor within ASYA_HANDLER_KILL_GRACE=1s of being interrupted: the Python process was killed/);
+      assert.match(
+        e.details.message,
+        /nor within ASYA_HANDLER_KILL_GRACE=1s of being interrupted: the Python process was killed/,
+      );
       assert.ok(took >= 1400 && took < 10_000, `answered after ${took} ms (0.5 s + 1 s grace)`);
       const next = payloads(await rt.send(env({})))[0]!;
       assert.notEqual(next.pid, first.pid, 'a new Python process');
-      assert.ok(rt.logs.some((l) => /still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing/.test(l.msg)));
+      assert.ok(
+        rt.logs.some((l) => /still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing/.test(l.msg)),
+      );
     } finally {
       await rt.stop();
     }
@@ -120,7 +155,10 @@ describe('worker recycling', () => {
   it('ASYA_WORKER_MAX_MESSAGES: replaced between messages, close() first, no message lost, never two processes at once', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'marks');
-    const rt = await startRuntime({ handler: 'keep.Closable.process', env: { ASYA_WORKER_MAX_MESSAGES: '3', KEEP_MARKS: file } });
+    const rt = await startRuntime({
+      handler: 'keep.Closable.process',
+      env: { ASYA_WORKER_MAX_MESSAGES: '3', KEEP_MARKS: file },
+    });
     const watch = watchShims(rt);
     try {
       // Sent together: they queue while a process is replaced, and all are answered.
@@ -132,7 +170,10 @@ describe('worker recycling', () => {
       assert.notEqual(pids[3], pids[6]);
       const recycled = rt.logs.filter((l) => l.reason === 'max_messages');
       assert.equal(recycled.length, 2);
-      assert.match(recycled[0]!.msg, /^recycling the Python process: it handled 3 messages \(ASYA_WORKER_MAX_MESSAGES=3\)/);
+      assert.match(
+        recycled[0]!.msg,
+        /^recycling the Python process: it handled 3 messages \(ASYA_WORKER_MAX_MESSAGES=3\)/,
+      );
       assert.deepEqual(marks(file), [`close ${pids[0]}`, `close ${pids[3]}`], 'close() once per replaced process');
       assert.equal(watch.stop(), 1, 'never two handler processes alive at once');
       assert.equal(rt.logs.filter((l) => l.level === 'error').length, 0);
@@ -163,10 +204,14 @@ describe('worker recycling', () => {
     const rt = await startRuntime({ handler: 'keep.Closable.process' });
     try {
       const first = payloads(await rt.send(env({})))[0]!;
-      for (let i = 0; i < 3; i++) assert.equal(asError(await rt.send(env({ memory_error: true }))).details.type, 'MemoryError');
+      for (let i = 0; i < 3; i++)
+        assert.equal(asError(await rt.send(env({ memory_error: true }))).details.type, 'MemoryError');
       const next = payloads(await rt.send(env({})))[0]!;
       assert.notEqual(next.pid, first.pid);
-      assert.match(rt.logs.find((l) => l.reason === 'memory_errors')?.msg ?? '', /3 messages in a row raised MemoryError/);
+      assert.match(
+        rt.logs.find((l) => l.reason === 'memory_errors')?.msg ?? '',
+        /3 messages in a row raised MemoryError/,
+      );
     } finally {
       await rt.stop();
     }
@@ -175,10 +220,15 @@ describe('worker recycling', () => {
 
 describe('every kind of callable', () => {
   for (const { v, python } of VERSIONS) {
-    it(`Python ${v}: async methods share one loop: an asyncio.Queue made in __init__ works on message 2; the time limit cancels the task`, { skip: python ? false : `no Python ${v}` }, async () => {
+    it(`Python ${v}: async methods share one loop: an asyncio.Queue made in __init__ works on message 2; the time limit cancels the task`, {
+      skip: python ? false : `no Python ${v}`,
+    }, async () => {
       const dir = tempDir();
       const file = path.join(dir, 'marks');
-      const rt = await startRuntime({ handler: 'keep.AsyncQueue.process', env: { ASYA_PYTHONEXECUTABLE: python!, ASYA_HANDLER_TIMEOUT: '1', KEEP_MARKS: file } });
+      const rt = await startRuntime({
+        handler: 'keep.AsyncQueue.process',
+        env: { ASYA_PYTHONEXECUTABLE: python!, ASYA_HANDLER_TIMEOUT: '1', KEEP_MARKS: file },
+      });
       try {
         const one = payloads(await rt.send(env({ n: 1 })))[0]!;
         const two = payloads(await rt.send(env({ n: 2 })))[0]!;
@@ -198,7 +248,9 @@ describe('every kind of callable', () => {
       }
     });
 
-    it(`Python ${v}: async functions, and sync and async generators (their items are the fan-out, in order)`, { skip: python ? false : `no Python ${v}` }, async () => {
+    it(`Python ${v}: async functions, and sync and async generators (their items are the fan-out, in order)`, {
+      skip: python ? false : `no Python ${v}`,
+    }, async () => {
       for (const [handler, payload, expected] of [
         ['keep.async_function', {}, [{ async: true, python: v }]],
         ['keep.sync_generator', { n: 3 }, [{ i: 0 }, { i: 1 }, { i: 2 }]],
@@ -218,9 +270,14 @@ describe('every kind of callable', () => {
 
 describe('constructor arguments and close()', () => {
   it('ASYA_HANDLER_ARGS: keyword arguments for the constructor; a parameter it supplies needs no default', async () => {
-    const rt = await startRuntime({ handler: 'keep.WithArgs.process', env: { ASYA_HANDLER_ARGS: '{"model_path": "/models/m.bin", "labels": ["x", "y"]}' } });
+    const rt = await startRuntime({
+      handler: 'keep.WithArgs.process',
+      env: { ASYA_HANDLER_ARGS: '{"model_path": "/models/m.bin", "labels": ["x", "y"]}' },
+    });
     try {
-      assert.deepEqual(payloads(await rt.send(env({}))), [{ model_path: '/models/m.bin', threshold: 0.5, labels: ['x', 'y'] }]);
+      assert.deepEqual(payloads(await rt.send(env({}))), [
+        { model_path: '/models/m.bin', threshold: 0.5, labels: ['x', 'y'] },
+      ]);
     } finally {
       await rt.stop();
     }
@@ -228,12 +285,37 @@ describe('constructor arguments and close()', () => {
 
   it('refused at start: a missing parameter, an unknown one, arguments for a function, a value that is not a JSON object', async () => {
     const cases: Array<[Record<string, string>, string, number, RegExp]> = [
-      [{}, 'keep.WithArgs.process', 4, /keep\.WithArgs\.__init__\(\) parameter 'model_path' has no default value: .*ASYA_HANDLER_ARGS \(unset\)/],
-      [{ ASYA_HANDLER_ARGS: '{"threshold": 1}' }, 'keep.WithArgs.process', 4, /parameter 'model_path' has no default value: .*ASYA_HANDLER_ARGS \(threshold\)/],
-      [{ ASYA_HANDLER_ARGS: '{"model_path": "x", "modle": 1}' }, 'keep.WithArgs.process', 4, /ASYA_HANDLER_ARGS gives modle, which keep\.WithArgs\.__init__\(\) does not take \(its parameters: model_path, threshold, labels\)/],
+      [
+        {},
+        'keep.WithArgs.process',
+        4,
+        /keep\.WithArgs\.__init__\(\) parameter 'model_path' has no default value: .*ASYA_HANDLER_ARGS \(unset\)/,
+      ],
+      [
+        { ASYA_HANDLER_ARGS: '{"threshold": 1}' },
+        'keep.WithArgs.process',
+        4,
+        /parameter 'model_path' has no default value: .*ASYA_HANDLER_ARGS \(threshold\)/,
+      ],
+      [
+        { ASYA_HANDLER_ARGS: '{"model_path": "x", "modle": 1}' },
+        'keep.WithArgs.process',
+        4,
+        /ASYA_HANDLER_ARGS gives modle, which keep\.WithArgs\.__init__\(\) does not take \(its parameters: model_path, threshold, labels\)/,
+      ],
       [{ ASYA_HANDLER_ARGS: '{"a": 1}' }, 'basic.echo', 4, /ASYA_HANDLER_ARGS is set, but basic\.echo is a function/],
-      [{ ASYA_HANDLER_ARGS: '["x"]' }, 'keep.WithArgs.process', 2, /ASYA_HANDLER_ARGS="\[\\"x\\"\]" is not valid: expected a JSON object of keyword arguments/],
-      [{ ASYA_HANDLER_ARGS: '{model_path: 1}' }, 'keep.WithArgs.process', 2, /ASYA_HANDLER_ARGS=.* is not valid: expected a JSON object/],
+      [
+        { ASYA_HANDLER_ARGS: '["x"]' },
+        'keep.WithArgs.process',
+        2,
+        /ASYA_HANDLER_ARGS="\[\\"x\\"\]" is not valid: expected a JSON object of keyword arguments/,
+      ],
+      [
+        { ASYA_HANDLER_ARGS: '{model_path: 1}' },
+        'keep.WithArgs.process',
+        2,
+        /ASYA_HANDLER_ARGS=.* is not valid: expected a JSON object/,
+      ],
     ];
     await Promise.all(
       cases.map(async ([extra, handler, code, pattern]) => {
@@ -249,7 +331,10 @@ describe('constructor arguments and close()', () => {
     for (const raises of [false, true]) {
       const dir = tempDir();
       const file = path.join(dir, 'marks');
-      const rt = await startRuntime({ handler: 'keep.Closable.process', env: { KEEP_MARKS: file, KEEP_CLOSE_RAISES: raises ? '1' : undefined } });
+      const rt = await startRuntime({
+        handler: 'keep.Closable.process',
+        env: { KEEP_MARKS: file, KEEP_CLOSE_RAISES: raises ? '1' : undefined },
+      });
       const { pid } = payloads(await rt.send(env({})))[0]!;
       rt.child.kill('SIGTERM');
       assert.equal((await rt.exited).code, 0);
@@ -318,15 +403,33 @@ class FakeWorker implements Worker {
     FakeWorker.events.push(`spawn ${this.id}`);
   }
   async handshake(): Promise<ReadyInfo> {
-    return { kind: 'class', callable: 'method', close: true, interruptible: true, page_size: 4096, python: 'fake', executable: 'fake', pid: this.id, load_ms: 0 };
+    return {
+      kind: 'class',
+      callable: 'method',
+      close: true,
+      interruptible: true,
+      page_size: 4096,
+      python: 'fake',
+      executable: 'fake',
+      pid: this.id,
+      load_ms: 0,
+    };
   }
   call(): Promise<CallOutcome> {
-    if (FakeWorker.behaviour === 'answer') return Promise.resolve({ kind: 'payloads', payloads: [Buffer.from(String(this.id))] });
+    if (FakeWorker.behaviour === 'answer')
+      return Promise.resolve({ kind: 'payloads', payloads: [Buffer.from(String(this.id))] });
     return new Promise((resolve, reject) => (this.pending = { resolve, reject }));
   }
   interrupt(): void {
     FakeWorker.events.push(`interrupt ${this.id}`);
-    if (FakeWorker.behaviour === 'soft') this.pending?.resolve({ kind: 'timed_out', type: 'HandlerTimeout', message: 'x', traceback: 'tb', returned: false });
+    if (FakeWorker.behaviour === 'soft')
+      this.pending?.resolve({
+        kind: 'timed_out',
+        type: 'HandlerTimeout',
+        message: 'x',
+        traceback: 'tb',
+        returned: false,
+      });
   }
   rss(): number | null {
     return null;
@@ -363,11 +466,19 @@ describe('the supervisor with a fake worker (policy as data)', () => {
       job: {
         envelope: parseRequest(frame, true),
         received: process.hrtime.bigint(),
-        exchange: { respond: (chunks: Buffer[]) => answered(Buffer.concat(chunks).subarray(4).toString()), abort: () => answered(null), clientGone: () => false },
+        exchange: {
+          respond: (chunks: Buffer[]) => answered(Buffer.concat(chunks).subarray(4).toString()),
+          abort: () => answered(null),
+          clientGone: () => false,
+        },
       },
     };
   };
-  const supervise = (policy: WorkerPolicy) => new Supervisor(config, policy, () => new FakeWorker(), log, { onReady: (up) => FakeWorker.events.push(`ready ${up}`), onFatal: () => undefined });
+  const supervise = (policy: WorkerPolicy) =>
+    new Supervisor(config, policy, () => new FakeWorker(), log, {
+      onReady: (up) => FakeWorker.events.push(`ready ${up}`),
+      onFatal: () => undefined,
+    });
 
   it('recycling stops the old worker, and waits for its exit, before the new one starts; readiness is withdrawn meanwhile', async () => {
     FakeWorker.events = [];
@@ -377,9 +488,20 @@ describe('the supervisor with a fake worker (policy as data)', () => {
     const jobs = Array.from({ length: 3 }, job);
     for (const j of jobs) s.submit(j.job);
     const bodies = await Promise.all(jobs.map((j) => j.answer));
-    assert.deepEqual(bodies.map((b) => (JSON.parse(b!) as Payloads)[0]!.payload), [1, 1, 2]);
+    assert.deepEqual(
+      bodies.map((b) => (JSON.parse(b!) as Payloads)[0]!.payload),
+      [1, 1, 2],
+    );
     const e = FakeWorker.events;
-    assert.deepEqual(e.slice(e.indexOf('spawn 1')), ['spawn 1', 'ready true', 'ready false', 'stop 1', 'exited 1', 'spawn 2', 'ready true']);
+    assert.deepEqual(e.slice(e.indexOf('spawn 1')), [
+      'spawn 1',
+      'ready true',
+      'ready false',
+      'stop 1',
+      'exited 1',
+      'spawn 2',
+      'ready true',
+    ]);
     await s.shutdown(100);
   });
 
@@ -408,22 +530,44 @@ describe('the supervisor with a fake worker (policy as data)', () => {
   it('the recycle rule reads usage as data', () => {
     const rule = { maxMessages: 10, maxMemoryBytes: 1024 ** 3, memoryErrors: 3 };
     assert.equal(recycleReason(rule, { messages: 9, rssBytes: 1024, consecutiveMemoryErrors: 2 }), null);
-    assert.equal(recycleReason(rule, { messages: 10, rssBytes: null, consecutiveMemoryErrors: 0 })?.reason, 'max_messages');
-    assert.equal(recycleReason(rule, { messages: 1, rssBytes: 1024 ** 3 + 1, consecutiveMemoryErrors: 0 })?.reason, 'max_memory');
-    assert.equal(recycleReason(rule, { messages: 1, rssBytes: null, consecutiveMemoryErrors: 3 })?.reason, 'memory_errors');
+    assert.equal(
+      recycleReason(rule, { messages: 10, rssBytes: null, consecutiveMemoryErrors: 0 })?.reason,
+      'max_messages',
+    );
+    assert.equal(
+      recycleReason(rule, { messages: 1, rssBytes: 1024 ** 3 + 1, consecutiveMemoryErrors: 0 })?.reason,
+      'max_memory',
+    );
+    assert.equal(
+      recycleReason(rule, { messages: 1, rssBytes: null, consecutiveMemoryErrors: 3 })?.reason,
+      'memory_errors',
+    );
   });
 
   it('configuration: the new variables, and a bad value names the variable', () => {
-    const ok = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_WORKER_MAX_MEMORY: '1.5GiB', ASYA_WORKER_MAX_MESSAGES: '1000', ASYA_HANDLER_KILL_GRACE: '2.5' });
+    const ok = parseConfig({
+      ASYA_HANDLER: 'm.f',
+      ASYA_WORKER_MAX_MEMORY: '1.5GiB',
+      ASYA_WORKER_MAX_MESSAGES: '1000',
+      ASYA_HANDLER_KILL_GRACE: '2.5',
+    });
     assert.ok(ok.ok);
     assert.equal(ok.config.workerMaxMemory, 1.5 * 1024 ** 3);
     assert.equal(ok.config.workerMaxMessages, 1000);
     assert.equal(ok.config.handlerKillGraceMs, 2500);
     assert.equal(config.handlerKillGraceMs, 5000, 'default kill grace');
-    for (const [name, value] of [['ASYA_WORKER_MAX_MEMORY', '2GB'], ['ASYA_WORKER_MAX_MESSAGES', '0'], ['ASYA_HANDLER_KILL_GRACE', '-1'], ['ASYA_HANDLER_ARGS', 'null']]) {
+    for (const [name, value] of [
+      ['ASYA_WORKER_MAX_MEMORY', '2GB'],
+      ['ASYA_WORKER_MAX_MESSAGES', '0'],
+      ['ASYA_HANDLER_KILL_GRACE', '-1'],
+      ['ASYA_HANDLER_ARGS', 'null'],
+    ]) {
       const bad = parseConfig({ ASYA_HANDLER: 'm.f', [name!]: value });
       assert.ok(!bad.ok);
-      assert.match(bad.errors.join('\n'), new RegExp(`${name}=${JSON.stringify(value).replace(/[.]/g, '\\.')} is not valid`));
+      assert.match(
+        bad.errors.join('\n'),
+        new RegExp(`${name}=${JSON.stringify(value).replace(/[.]/g, '\\.')} is not valid`),
+      );
     }
     assert.equal(parseConfig({ ASYA_HANDLER: 'm.f', ASYA_WORKER_MAX_MEMORY: '2Gi' }).ok, true);
   });

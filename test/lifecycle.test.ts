@@ -12,7 +12,11 @@ function mode(file: string): number {
 
 describe('readiness', () => {
   it('the ready file appears only after a slow __init__, while the socket already accepts and queues', async () => {
-    const rt = await startRuntime({ handler: 'classes.SlowInit.process', env: { SLOW_INIT_SECONDS: '2' }, waitReady: false });
+    const rt = await startRuntime({
+      handler: 'classes.SlowInit.process',
+      env: { SLOW_INIT_SECONDS: '2' },
+      waitReady: false,
+    });
     try {
       const started = Date.now();
       while (!fs.existsSync(rt.socketPath)) await sleep(10);
@@ -35,7 +39,11 @@ describe('readiness', () => {
     const result = await runToExit({ handler: 'no_such_module.f', env: { ASYA_SOCKET_DIR: dir } });
     assert.equal(result.code, 4);
     assert.equal(fs.existsSync(path.join(dir, 'runtime-ready')), false);
-    assert.equal(fs.existsSync(path.join(dir, 'asya-runtime.sock')), false, 'no socket left behind after a load failure');
+    assert.equal(
+      fs.existsSync(path.join(dir, 'asya-runtime.sock')),
+      false,
+      'no socket left behind after a load failure',
+    );
     fs.rmSync(dir, { recursive: true });
   });
 });
@@ -52,7 +60,11 @@ describe('socket', () => {
   });
 
   it('accepts chmod as 0o660, 0660 and 660; empty leaves the mode as created', async () => {
-    for (const [value, expected] of [['0o660', 0o660], ['0660', 0o660], ['640', 0o640]] as const) {
+    for (const [value, expected] of [
+      ['0o660', 0o660],
+      ['0660', 0o660],
+      ['640', 0o640],
+    ] as const) {
       const rt = await startRuntime({ handler: 'basic.echo', env: { ASYA_SOCKET_CHMOD: value } });
       assert.equal(mode(rt.socketPath), expected, value);
       await rt.stop();
@@ -66,7 +78,11 @@ describe('socket', () => {
     const dir = tempDir();
     const sock = path.join(dir, 'asya-runtime.sock');
     // a stale socket: bound, then the process went away without unlinking it (Node's own close unlinks)
-    execFileSync('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); s.close()', sock]);
+    execFileSync('python3', [
+      '-c',
+      'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); s.close()',
+      sock,
+    ]);
     assert.ok(fs.existsSync(sock));
     const rt = await startRuntime({ handler: 'basic.echo', env: { ASYA_SOCKET_DIR: dir } });
     try {
@@ -75,7 +91,11 @@ describe('socket', () => {
       assert.equal(second.code, 5);
       assert.match(second.logs.find((l) => l.level === 'fatal')?.msg ?? '', /another process is already listening on/);
       assert.ok(fs.existsSync(sock), 'the refused runtime left the live socket alone');
-      assert.deepEqual(((await rt.send(env(2))) as Array<{ payload: unknown }>)[0]?.payload, 2, 'the first runtime is undisturbed');
+      assert.deepEqual(
+        ((await rt.send(env(2))) as Array<{ payload: unknown }>)[0]?.payload,
+        2,
+        'the first runtime is undisturbed',
+      );
     } finally {
       await rt.stop();
     }
@@ -95,7 +115,10 @@ describe('socket', () => {
   it('legacy ASYA_SOCKET_PATH wins over dir and name; the ready file sits beside it', async () => {
     const dir = tempDir();
     const sockPath = path.join(dir, 'legacy', 'app.sock');
-    const rt = await startRuntime({ handler: 'basic.echo', env: { ASYA_SOCKET_PATH: sockPath, ASYA_SOCKET_NAME: 'other.sock' } });
+    const rt = await startRuntime({
+      handler: 'basic.echo',
+      env: { ASYA_SOCKET_PATH: sockPath, ASYA_SOCKET_NAME: 'other.sock' },
+    });
     try {
       assert.equal(rt.socketPath, sockPath);
       assert.ok(fs.existsSync(path.join(dir, 'legacy', 'runtime-ready')));
@@ -110,8 +133,14 @@ describe('socket', () => {
     const rt = await startRuntime({ handler: 'classes.Counter.process' });
     try {
       const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => rt.send(env({ i }))));
-      const counts = answers.map((a) => (a as Array<{ payload: { count: number } }>)[0]?.payload.count).sort((a, b) => (a ?? 0) - (b ?? 0));
-      assert.deepEqual(counts, Array.from({ length: 50 }, (_, i) => i + 1), 'each message handled exactly once, one at a time');
+      const counts = answers
+        .map((a) => (a as Array<{ payload: { count: number } }>)[0]?.payload.count)
+        .sort((a, b) => (a ?? 0) - (b ?? 0));
+      assert.deepEqual(
+        counts,
+        Array.from({ length: 50 }, (_, i) => i + 1),
+        'each message handled exactly once, one at a time',
+      );
     } finally {
       await rt.stop();
     }
@@ -153,7 +182,11 @@ describe('signals', () => {
   });
 
   it('SIGTERM during a slow __init__ exits cleanly without ever becoming ready', async () => {
-    const rt = await startRuntime({ handler: 'classes.SlowInit.process', env: { SLOW_INIT_SECONDS: '30' }, waitReady: false });
+    const rt = await startRuntime({
+      handler: 'classes.SlowInit.process',
+      env: { SLOW_INIT_SECONDS: '30' },
+      waitReady: false,
+    });
     while (!fs.existsSync(rt.socketPath)) await sleep(10);
     await sleep(300);
     rt.child.kill('SIGTERM');

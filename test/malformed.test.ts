@@ -5,7 +5,10 @@ import { type Runtime, asError, env, rawExchange, startRuntime } from './helpers
 
 let rt: Runtime;
 before(async () => {
-  rt = await startRuntime({ handler: 'basic.echo', env: { ASYA_MAX_MESSAGE_SIZE: String(16 * 1024 * 1024), ASYA_READ_TIMEOUT: '2' } });
+  rt = await startRuntime({
+    handler: 'basic.echo',
+    env: { ASYA_MAX_MESSAGE_SIZE: String(16 * 1024 * 1024), ASYA_READ_TIMEOUT: '2' },
+  });
 });
 after(async () => {
   await rt.stop();
@@ -20,7 +23,9 @@ async function parsingError(body: Buffer | string): Promise<{ message: string; t
 }
 
 async function stillServes(): Promise<void> {
-  assert.deepEqual(await rt.send(env({ alive: true })), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { alive: true } }]);
+  assert.deepEqual(await rt.send(env({ alive: true })), [
+    { route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { alive: true } },
+  ]);
 }
 
 describe('malformed requests are answered, never dropped', () => {
@@ -47,7 +52,11 @@ describe('malformed requests are answered, never dropped', () => {
   });
 
   it('invalid UTF-8', async () => {
-    const bad = Buffer.concat([Buffer.from('{"route":{"actors":["a"]},"payload":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+    const bad = Buffer.concat([
+      Buffer.from('{"route":{"actors":["a"]},"payload":"'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('"}'),
+    ]);
     const e = await parsingError(bad);
     assert.equal(e.type, 'UnicodeDecodeError');
   });

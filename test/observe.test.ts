@@ -8,7 +8,19 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CLI, HANDLERS, type LogLine, ROOT, type Runtime, asError, env, pyenvPython, runNode, runToExit, startRuntime } from './helpers.js';
+import {
+  CLI,
+  HANDLERS,
+  type LogLine,
+  ROOT,
+  type Runtime,
+  asError,
+  env,
+  pyenvPython,
+  runNode,
+  runToExit,
+  startRuntime,
+} from './helpers.js';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
@@ -49,11 +61,25 @@ describe('logs: every handler line names its message', () => {
     const record = await rt.waitForLog((l) => l.msg === 'message handled' && l.id === 'obs-3');
     assert.equal(record.level, 'info');
     const of = (id: string) => rt.logs.filter((l) => l.src === 'handler' && l.id === id);
-    for (const [id, trace] of [['obs-1', 'trace-abc'], ['obs-2', '4bf92f3577b34da6a3ce929d0e0e4736'], ['obs-3', undefined]] as const) {
+    for (const [id, trace] of [
+      ['obs-1', 'trace-abc'],
+      ['obs-2', '4bf92f3577b34da6a3ce929d0e0e4736'],
+      ['obs-3', undefined],
+    ] as const) {
       const lines = of(id);
       const msgs = lines.map((l) => l.msg);
-      for (const expected of [/^print from \d$/, /^stderr from \d$/, /^native write$/, /^info record \d$/, /^warning record$/, /^caught it$/]) {
-        assert.ok(msgs.some((m) => expected.test(m)), `${id}: no line ${expected} in ${JSON.stringify(msgs)}`);
+      for (const expected of [
+        /^print from \d$/,
+        /^stderr from \d$/,
+        /^native write$/,
+        /^info record \d$/,
+        /^warning record$/,
+        /^caught it$/,
+      ]) {
+        assert.ok(
+          msgs.some((m) => expected.test(m)),
+          `${id}: no line ${expected} in ${JSON.stringify(msgs)}`,
+        );
       }
       for (const line of lines) assert.equal(line.trace_id, trace, JSON.stringify(line));
     }
@@ -67,10 +93,17 @@ describe('logs: every handler line names its message', () => {
     assert.equal(by('warning record')?.level, 'warn');
     const caught = by('caught it') as LogLine;
     assert.equal(caught.level, 'error');
-    assert.match(String(caught.traceback), /^Traceback \(most recent call last\):\n {2}File ".*observe\.py", line \d+, in process\n/);
+    assert.match(
+      String(caught.traceback),
+      /^Traceback \(most recent call last\):\n {2}File ".*observe\.py", line \d+, in process\n/,
+    );
     assert.match(String(caught.traceback), /KeyError: 'missing'\n$/);
     noShimFrames(String(caught.traceback));
-    assert.equal(rt.logs.some((l) => l.msg === 'debug record'), false, 'DEBUG records are below ASYA_LOG_LEVEL=INFO');
+    assert.equal(
+      rt.logs.some((l) => l.msg === 'debug record'),
+      false,
+      'DEBUG records are below ASYA_LOG_LEVEL=INFO',
+    );
     // At import, before any message: a record without an id
     const imported = rt.logs.find((l) => l.msg === 'module imported');
     assert.equal(imported?.logger, 'observe.model');
@@ -87,19 +120,28 @@ describe('logs: every handler line names its message', () => {
   });
 
   it('ASYA_LOG_LEVEL=WARNING: Python drops INFO records; ASYA_LOG_MESSAGES=false: no per-message line', async () => {
-    const quiet = await startRuntime({ handler: 'observe.process', env: { ASYA_LOG_LEVEL: 'WARNING', ASYA_LOG_MESSAGES: 'false' } });
+    const quiet = await startRuntime({
+      handler: 'observe.process',
+      env: { ASYA_LOG_LEVEL: 'WARNING', ASYA_LOG_MESSAGES: 'false' },
+    });
     try {
       await quiet.send(env({ n: 9 }, { id: 'quiet' }));
       await quiet.waitForLog((l) => l.msg === 'caught it');
-      assert.equal(quiet.logs.some((l) => /^info record/.test(l.msg)), false);
+      assert.equal(
+        quiet.logs.some((l) => /^info record/.test(l.msg)),
+        false,
+      );
       assert.equal(quiet.logs.find((l) => l.msg === 'warning record')?.id, 'quiet');
-      assert.equal(quiet.logs.some((l) => l.msg === 'message handled'), false);
+      assert.equal(
+        quiet.logs.some((l) => l.msg === 'message handled'),
+        false,
+      );
     } finally {
       await quiet.stop();
     }
   });
 
-  it("a module that configured logging keeps its own handler, format and level", async () => {
+  it('a module that configured logging keeps its own handler, format and level', async () => {
     const own = await startRuntime({ handler: 'observe_configured.process', env: { ASYA_LOG_LEVEL: 'DEBUG' } });
     try {
       await own.send(env({}, { id: 'cfg' }));
@@ -107,8 +149,15 @@ describe('logs: every handler line names its message', () => {
       assert.equal(line.msg, "CONFIGURED WARNING configured: warning in the user's format");
       assert.equal(line.id, 'cfg');
       assert.equal(line.stream, 'stderr');
-      assert.equal(own.logs.some((l) => /below the user's own level/.test(l.msg)), false);
-      assert.equal(own.logs.some((l) => l.logger !== undefined), false, 'no second (structured) copy');
+      assert.equal(
+        own.logs.some((l) => /below the user's own level/.test(l.msg)),
+        false,
+      );
+      assert.equal(
+        own.logs.some((l) => l.logger !== undefined),
+        false,
+        'no second (structured) copy',
+      );
     } finally {
       await own.stop();
     }
@@ -120,7 +169,10 @@ describe('errors a user can read', () => {
     const rt = await startRuntime({ handler: 'observe.nested' });
     try {
       const e = asError(await rt.send(env({}, { id: 'tb' })));
-      assert.match(e.details.traceback, /^Traceback \(most recent call last\):\n {2}File ".*observe\.py", line \d+, in nested\n/);
+      assert.match(
+        e.details.traceback,
+        /^Traceback \(most recent call last\):\n {2}File ".*observe\.py", line \d+, in nested\n/,
+      );
       assert.match(e.details.traceback, /in _helper\n[\s\S]*ValueError: deep down\n$/);
       noShimFrames(e.details.traceback);
       const line = await rt.waitForLog((l) => l.level === 'error' && l.id === 'tb');
@@ -131,7 +183,10 @@ describe('errors a user can read', () => {
     }
     const load = await runToExit({ handler: 'observe_import_error.process' });
     const fatal = load.logs.find((l) => l.level === 'fatal');
-    assert.match(String(fatal?.traceback), /observe_import_error\.py", line \d+, in <module>\n[\s\S]*in _fail\n[\s\S]*RuntimeError: cannot load the weights/);
+    assert.match(
+      String(fatal?.traceback),
+      /observe_import_error\.py", line \d+, in <module>\n[\s\S]*in _fail\n[\s\S]*RuntimeError: cannot load the weights/,
+    );
     noShimFrames(String(fatal?.traceback));
   });
 
@@ -141,9 +196,15 @@ describe('errors a user can read', () => {
       if (!python) return t.skip(`no Python ${minor} under pyenv`);
       const fn = await runToExit({ handler: 'observe.proces', env: { ASYA_PYTHONEXECUTABLE: python } });
       assert.equal(fn.code, 4);
-      assert.match(String(fn.logs.find((l) => l.level === 'fatal')?.msg), /module 'observe' has no attribute 'proces': did you mean 'process'\?/);
+      assert.match(
+        String(fn.logs.find((l) => l.level === 'fatal')?.msg),
+        /module 'observe' has no attribute 'proces': did you mean 'process'\?/,
+      );
       const method = await runToExit({ handler: 'observe.Model.predikt', env: { ASYA_PYTHONEXECUTABLE: python } });
-      assert.match(String(method.logs.find((l) => l.level === 'fatal')?.msg), /class observe\.Model has no method 'predikt': did you mean 'predict'\?/);
+      assert.match(
+        String(method.logs.find((l) => l.level === 'fatal')?.msg),
+        /class observe\.Model has no method 'predikt': did you mean 'predict'\?/,
+      );
     });
   }
 
@@ -171,7 +232,9 @@ describe('errors a user can read', () => {
   });
 
   it('`call` after a crash: nothing about restarts once it has shut down', async () => {
-    const result = await runNode([CLI, 'call', '--handler', 'crash.exit_hard', '{}'], { env: { PYTHONPATH: HANDLERS } });
+    const result = await runNode([CLI, 'call', '--handler', 'crash.exit_hard', '{}'], {
+      env: { PYTHONPATH: HANDLERS },
+    });
     assert.equal(result.code, 1, result.stderr);
     const lines = result.stderr.split('\n').filter(Boolean);
     const shutdown = lines.findIndex((l) => l.includes('"msg":"shutting down"'));
@@ -187,13 +250,19 @@ describe('errors a user can read', () => {
     const { stderr } = await runNode(['--input-type=module', '-e', script], { env: { NO_COLOR: '1' } });
     assert.equal(stderr.match(/FATAL/g)?.length, 1, stderr);
     assert.match(stderr, /FATAL: cannot load handler "m.f"/);
-    assert.match(stderr, /\n {4}Traceback \(most recent call last\):\n {6}File "m.py", line 1, in <module>\n {4}ValueError: x/);
+    assert.match(
+      stderr,
+      /\n {4}Traceback \(most recent call last\):\n {6}File "m.py", line 1, in <module>\n {4}ValueError: x/,
+    );
   });
 });
 
 describe('metrics: ASYA_METRICS_ADDR', () => {
   it('serves the Prometheus text format at /metrics, counting what happened', async () => {
-    const rt = await startRuntime({ handler: 'crash.maybe_crash', env: { ASYA_METRICS_ADDR: '127.0.0.1:0', ASYA_LOG_LEVEL: 'INFO' } });
+    const rt = await startRuntime({
+      handler: 'crash.maybe_crash',
+      env: { ASYA_METRICS_ADDR: '127.0.0.1:0', ASYA_LOG_LEVEL: 'INFO' },
+    });
     try {
       const port = Number((await rt.waitForLog((l) => l.msg === 'serving metrics')).port);
       assert.ok(port > 0);

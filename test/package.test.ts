@@ -8,7 +8,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
-import { HANDLERS, ROOT, TEST_VENV_PYTHON, asError, connects, env, listensOnTcp, pyenvPython, rawExchange, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+import {
+  HANDLERS,
+  ROOT,
+  TEST_VENV_PYTHON,
+  asError,
+  connects,
+  env,
+  listensOnTcp,
+  pyenvPython,
+  rawExchange,
+  runToExit,
+  sleep,
+  startRuntime,
+  tempDir,
+} from './helpers.js';
 
 const CARRIER = path.join(ROOT, 'dist', 'carrier', 'rootfs');
 const EXE = path.join(CARRIER, 'asya-runtime');
@@ -37,9 +51,11 @@ describe('the Dockerfile and scripts/build-carrier.sh', () => {
     const script = fs.readFileSync(path.join(ROOT, 'scripts', 'build-carrier.sh'), 'utf8');
     const runs = [...dockerfile.matchAll(/^RUN (.+)$/gm)].map((m) => m[1]!);
     assert.ok(runs.length >= 3);
-    for (const run of runs) assert.ok(script.includes(`(cd "$src" && ${run})`), `build-carrier.sh lacks the Dockerfile step: RUN ${run}`);
+    for (const run of runs)
+      assert.ok(script.includes(`(cd "$src" && ${run})`), `build-carrier.sh lacks the Dockerfile step: RUN ${run}`);
     const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) (\S+)$/gm)].flatMap((m) => m[1]!.split(' '));
-    for (const source of copies) assert.ok(script.includes(`"$root/${source}"`), `build-carrier.sh does not copy ${source}`);
+    for (const source of copies)
+      assert.ok(script.includes(`"$root/${source}"`), `build-carrier.sh does not copy ${source}`);
     const carried = [...dockerfile.matchAll(/^COPY --from=build \/src\/(\S+) \/(\S+)$/gm)];
     assert.equal(carried.length, 1, 'the carrier holds one file');
     assert.ok(script.includes(`cp "$src/${carried[0]![1]}" "$out/rootfs/${carried[0]![2]}"`));
@@ -66,7 +82,10 @@ describe('the executable, with only a python3 on PATH', () => {
     assert.deepEqual(await rt.send(env({ text: 'Hi There' })), [
       { route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { text: 'Hi There', seen: true } },
     ]);
-    assert.equal(asError(JSON.parse((await rawExchange(rt.socketPath, Buffer.from('[1]')))!.toString())).error, 'msg_parsing_error');
+    assert.equal(
+      asError(JSON.parse((await rawExchange(rt.socketPath, Buffer.from('[1]')))!.toString())).error,
+      'msg_parsing_error',
+    );
     assert.equal(asError(await rt.send(env('not a dict'))).error, 'processing_error');
   });
 
@@ -80,7 +99,10 @@ describe('the executable, with only a python3 on PATH', () => {
   });
 
   it('runs on the Node.js package.json pins (executableNode), a maintained 24.x LTS, not the Node that built it', async () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; executableNode: { version: string } };
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      version: string;
+      executableNode: { version: string };
+    };
     assert.match(pkg.executableNode.version, /^24\.\d+\.\d+$/);
     const started = await rt.waitForLog((l) => l.msg === 'starting Asya runtime');
     assert.equal(started.node, pkg.executableNode.version);
@@ -115,9 +137,16 @@ describe('the executable, with only a python3 on PATH', () => {
   });
 
   it('call and check work from the executable', () => {
-    const out = execFileSync(EXE, ['call', '--handler', 'basic.echo', '{"x": 1}'], { env: { PATH: onlyPython, PYTHONPATH: HANDLERS }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync(EXE, ['call', '--handler', 'basic.echo', '{"x": 1}'], {
+      env: { PATH: onlyPython, PYTHONPATH: HANDLERS },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     assert.deepEqual(JSON.parse(out), [{ route: { actors: ['actor'], current: 1 }, payload: { x: 1 } }]);
-    const ok = execFileSync(EXE, ['check', '--handler', 'classes.Counter.process'], { env: { PATH: onlyPython, PYTHONPATH: HANDLERS }, encoding: 'utf8' });
+    const ok = execFileSync(EXE, ['check', '--handler', 'classes.Counter.process'], {
+      env: { PATH: onlyPython, PYTHONPATH: HANDLERS },
+      encoding: 'utf8',
+    });
     assert.match(ok, /^ok: classes\.Counter\.process \(method/);
   });
 });
@@ -125,7 +154,11 @@ describe('the executable, with only a python3 on PATH', () => {
 describe('interpreter resolution by the executable', () => {
   it('an image with only `python`: ASYA_PYTHONEXECUTABLE=python works; without it a FATAL names python3', async () => {
     const onlyPython = pathWithOnly(SYSTEM_PYTHON, 'python');
-    const rt = await startRuntime({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython, ASYA_PYTHONEXECUTABLE: 'python' } });
+    const rt = await startRuntime({
+      executable: EXE,
+      handler: 'basic.echo',
+      env: { PATH: onlyPython, ASYA_PYTHONEXECUTABLE: 'python' },
+    });
     try {
       assert.deepEqual(await rt.send(env(1)), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: 1 }]);
     } finally {
@@ -144,7 +177,10 @@ describe('interpreter resolution by the executable', () => {
       try {
         const [out] = (await rt.send(env({ text: 'a b' }))) as Array<{ payload: { seen: boolean } }>;
         assert.equal(out?.payload.seen, true);
-        assert.match(String((await rt.waitForLog((l) => l.msg === 'handler loaded')).python), new RegExp(`^${minor.replace('.', '\\.')}\\.`));
+        assert.match(
+          String((await rt.waitForLog((l) => l.msg === 'handler loaded')).python),
+          new RegExp(`^${minor.replace('.', '\\.')}\\.`),
+        );
       } finally {
         await rt.stop();
       }
@@ -152,9 +188,15 @@ describe('interpreter resolution by the executable', () => {
   }
 
   it('a virtualenv whose numpy the system Python lacks, activated by PATH', async () => {
-    const rt = await startRuntime({ executable: EXE, handler: 'numpy_handlers.top_array', env: { PATH: path.dirname(TEST_VENV_PYTHON) } });
+    const rt = await startRuntime({
+      executable: EXE,
+      handler: 'numpy_handlers.top_array',
+      env: { PATH: path.dirname(TEST_VENV_PYTHON) },
+    });
     try {
-      assert.deepEqual(await rt.send(env({})), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: [1, 2, 3] }]);
+      assert.deepEqual(await rt.send(env({})), [
+        { route: { actors: ['a', 'b', 'c'], current: 1 }, payload: [1, 2, 3] },
+      ]);
     } finally {
       await rt.stop();
     }
@@ -164,7 +206,10 @@ describe('interpreter resolution by the executable', () => {
 describe('an unchanged image: Debian with only Python (debootstrap), the executable mounted in', () => {
   it('serves a client outside the root filesystem through the shared socket directory; the seeds probe passes inside', async (t) => {
     if (process.getuid?.() !== 0) return t.skip('needs root for chroot');
-    assert.ok(fs.existsSync(path.join(ROOTFS, '.complete')), 'scripts/make-rootfs.sh did not build the root filesystem');
+    assert.ok(
+      fs.existsSync(path.join(ROOTFS, '.complete')),
+      'scripts/make-rootfs.sh did not build the root filesystem',
+    );
     assert.equal(fs.existsSync(path.join(ROOTFS, 'usr', 'bin', 'node')), false, 'the image has no Node.js');
     // What the init container does: copy the executable into a volume the model container mounts.
     fs.mkdirSync(path.join(ROOTFS, 'asya', 'bin'), { recursive: true });
@@ -176,12 +221,32 @@ describe('an unchanged image: Debian with only Python (debootstrap), the executa
     // Debian's /var/run is a link to /run: from outside, the socket directory is <rootfs>/run/asya.
     const socketDir = path.join(ROOTFS, 'run', 'asya');
     fs.rmSync(socketDir, { recursive: true, force: true });
-    const probe = ['chroot', ROOTFS, 'sh', '-c', 'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready'];
+    const probe = [
+      'chroot',
+      ROOTFS,
+      'sh',
+      '-c',
+      'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready',
+    ];
     const probeOk = () => spawnStatus(probe) === 0;
 
     const child = spawn(
       'unshare',
-      ['--mount', '--pid', '--fork', '--kill-child', `--root=${ROOTFS}`, '--mount-proc', 'env', '-i', 'PATH=/usr/local/bin:/usr/bin:/bin', 'PYTHONPATH=/app', 'ASYA_HANDLER=basic.enrich', 'ASYA_SOCKET_DIR=/var/run/asya', '/asya/bin/asya-runtime'],
+      [
+        '--mount',
+        '--pid',
+        '--fork',
+        '--kill-child',
+        `--root=${ROOTFS}`,
+        '--mount-proc',
+        'env',
+        '-i',
+        'PATH=/usr/local/bin:/usr/bin:/bin',
+        'PYTHONPATH=/app',
+        'ASYA_HANDLER=basic.enrich',
+        'ASYA_SOCKET_DIR=/var/run/asya',
+        '/asya/bin/asya-runtime',
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let logs = '';
@@ -193,7 +258,10 @@ describe('an unchanged image: Debian with only Python (debootstrap), the executa
         assert.ok(Date.now() < deadline, `not ready within 30 s:\n${logs}`);
         await sleep(50);
       }
-      const answer = await rawExchange(path.join(socketDir, 'asya-runtime.sock'), Buffer.from(JSON.stringify(env({ text: 'From Outside' }))));
+      const answer = await rawExchange(
+        path.join(socketDir, 'asya-runtime.sock'),
+        Buffer.from(JSON.stringify(env({ text: 'From Outside' }))),
+      );
       assert.deepEqual(JSON.parse(answer!.toString()), [
         { route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { text: 'From Outside', seen: true } },
       ]);
@@ -210,10 +278,11 @@ describe('an unchanged image: Debian with only Python (debootstrap), the executa
 });
 
 describe('docs/deploy manifests', () => {
-  const docs = (name: string) => YAML.parseAllDocuments(fs.readFileSync(path.join(ROOT, 'docs', 'deploy', name), 'utf8')).map((d) => {
-    assert.deepEqual(d.errors, [], `${name}: ${d.errors.join('; ')}`);
-    return d.toJS() as Record<string, any>;
-  });
+  const docs = (name: string) =>
+    YAML.parseAllDocuments(fs.readFileSync(path.join(ROOT, 'docs', 'deploy', name), 'utf8')).map((d) => {
+      assert.deepEqual(d.errors, [], `${name}: ${d.errors.join('; ')}`);
+      return d.toJS() as Record<string, any>;
+    });
 
   it('injection.yaml: the init container fills the volume the runtime runs from; the socket volume is shared; the seeds probe', () => {
     const [deployment] = docs('injection.yaml');
@@ -223,27 +292,49 @@ describe('docs/deploy manifests', () => {
     const runtime = pod.containers.find((c: { name: string }) => c.name === 'asya-runtime');
     const sidecar = pod.containers.find((c: { name: string }) => c.name === 'asya-sidecar');
     const binMount = init.volumeMounts[0];
-    assert.equal(init.command.at(-1), path.posix.join(binMount.mountPath, 'asya-runtime'), 'init copies into its mount');
+    assert.equal(
+      init.command.at(-1),
+      path.posix.join(binMount.mountPath, 'asya-runtime'),
+      'init copies into its mount',
+    );
     const runtimeBin = runtime.volumeMounts.find((m: { name: string }) => m.name === binMount.name);
     assert.equal(runtime.command[0], path.posix.join(runtimeBin.mountPath, 'asya-runtime'));
     const socketDir = runtime.env.find((e: { name: string }) => e.name === 'ASYA_SOCKET_DIR').value;
-    const mountOf = (c: { volumeMounts: Array<{ name: string; mountPath: string }> }) => c.volumeMounts.find((m) => m.mountPath === socketDir)?.name;
-    assert.ok(mountOf(runtime) && mountOf(runtime) === mountOf(sidecar), 'runtime and sidecar share the socket directory');
-    assert.deepEqual(runtime.readinessProbe.exec.command, ['sh', '-c', 'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready']);
+    const mountOf = (c: { volumeMounts: Array<{ name: string; mountPath: string }> }) =>
+      c.volumeMounts.find((m) => m.mountPath === socketDir)?.name;
+    assert.ok(
+      mountOf(runtime) && mountOf(runtime) === mountOf(sidecar),
+      'runtime and sidecar share the socket directory',
+    );
+    assert.deepEqual(runtime.readinessProbe.exec.command, [
+      'sh',
+      '-c',
+      'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready',
+    ]);
     const volumes = pod.volumes.map((v: { name: string }) => v.name);
-    for (const c of [init, runtime, sidecar]) for (const m of c.volumeMounts) assert.ok(volumes.includes(m.name), `volume ${m.name} is declared`);
+    for (const c of [init, runtime, sidecar])
+      for (const m of c.volumeMounts) assert.ok(volumes.includes(m.name), `volume ${m.name} is declared`);
     assert.ok(pod.terminationGracePeriodSeconds > 25, 'longer than ASYA_SHUTDOWN_TIMEOUT');
     // Applied as it is: the module is importable, the two timeouts nest, memory is sized
-    const value = (c: { env: Array<{ name: string; value: string }> }, name: string) => c.env.find((e) => e.name === name)?.value;
+    const value = (c: { env: Array<{ name: string; value: string }> }, name: string) =>
+      c.env.find((e) => e.name === name)?.value;
     assert.ok(value(runtime, 'PYTHONPATH'), 'PYTHONPATH says where the handler module is');
     const handlerTimeout = Number(value(runtime, 'ASYA_HANDLER_TIMEOUT'));
     const sidecarTimeout = Number(/^(\d+)s$/.exec(value(sidecar, 'ASYA_RUNTIME_TIMEOUT') ?? '')?.[1]);
-    assert.ok(handlerTimeout > 0 && sidecarTimeout > handlerTimeout, 'ASYA_HANDLER_TIMEOUT below the sidecar ASYA_RUNTIME_TIMEOUT');
-    for (const c of [runtime, sidecar]) assert.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, `${c.name} has memory requests and limits`);
+    assert.ok(
+      handlerTimeout > 0 && sidecarTimeout > handlerTimeout,
+      'ASYA_HANDLER_TIMEOUT below the sidecar ASYA_RUNTIME_TIMEOUT',
+    );
+    for (const c of [runtime, sidecar])
+      assert.ok(
+        c.resources?.requests?.memory && c.resources?.limits?.memory,
+        `${c.name} has memory requests and limits`,
+      );
     // Every ASYA_* variable the runtime is given is one the configuration reference documents
     const reference = fs.readFileSync(path.join(ROOT, 'docs', 'configuration.md'), 'utf8');
     for (const { name } of runtime.env as Array<{ name: string }>) {
-      if (name.startsWith('ASYA_')) assert.match(reference, new RegExp(`\\| \`${name}\` \\|`), `${name} is in docs/configuration.md`);
+      if (name.startsWith('ASYA_'))
+        assert.match(reference, new RegExp(`\\| \`${name}\` \\|`), `${name} is in docs/configuration.md`);
     }
   });
 

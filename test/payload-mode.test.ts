@@ -28,7 +28,11 @@ describe('payload mode', () => {
       payload: { k: 'v' },
     });
     assert.deepEqual(answer, [
-      { route: { actors: ['a', 'b', 'c'], current: 2, metadata: { job: 7 } }, headers: { trace_id: 'abc' }, payload: { k: 'v' } },
+      {
+        route: { actors: ['a', 'b', 'c'], current: 2, metadata: { job: 7 } },
+        headers: { trace_id: 'abc' },
+        payload: { k: 'v' },
+      },
     ]);
   });
 
@@ -44,7 +48,9 @@ describe('payload mode', () => {
 
   it('passes any JSON value as the payload, null included', async () => {
     const r = await rt('basic.length');
-    assert.deepEqual(await r.send(env('abcd')), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { len: 4 } }]);
+    assert.deepEqual(await r.send(env('abcd')), [
+      { route: { actors: ['a', 'b', 'c'], current: 1 }, payload: { len: 4 } },
+    ]);
     const none = asError(await r.send(env(null)));
     assert.equal(none.error, 'processing_error');
     assert.equal(none.details.type, 'TypeError');
@@ -52,15 +58,25 @@ describe('payload mode', () => {
 
   it('returns scalars and strings as one envelope', async () => {
     assert.deepEqual(((await (await rt('basic.scalar')).send(env({}))) as Array<{ payload: unknown }>)[0]?.payload, 42);
-    assert.deepEqual(((await (await rt('basic.text')).send(env({}))) as Array<{ payload: unknown }>)[0]?.payload, 'just a string');
+    assert.deepEqual(
+      ((await (await rt('basic.text')).send(env({}))) as Array<{ payload: unknown }>)[0]?.payload,
+      'just a string',
+    );
   });
 
   it('fans out a list and a tuple', async () => {
-    const answer = (await (await rt('basic.fanout')).send(env({ n: 3 }, { headers: { h: 1 } }))) as Array<Record<string, unknown>>;
+    const answer = (await (await rt('basic.fanout')).send(env({ n: 3 }, { headers: { h: 1 } }))) as Array<
+      Record<string, unknown>
+    >;
     assert.equal(answer.length, 3);
-    answer.forEach((e, i) => assert.deepEqual(e, { route: { actors: ['a', 'b', 'c'], current: 1 }, headers: { h: 1 }, payload: { i } }));
+    answer.forEach((e, i) =>
+      assert.deepEqual(e, { route: { actors: ['a', 'b', 'c'], current: 1 }, headers: { h: 1 }, payload: { i } }),
+    );
     const tuple = (await (await rt('basic.fanout_tuple')).send(env({}))) as Array<{ payload: unknown }>;
-    assert.deepEqual(tuple.map((e) => e.payload), [{ t: 1 }, { t: 2 }]);
+    assert.deepEqual(
+      tuple.map((e) => e.payload),
+      [{ t: 1 }, { t: 2 }],
+    );
   });
 
   it('aborts on None and on []', async () => {

@@ -24,7 +24,13 @@ function readProc(pid: number): Proc | null {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const close = stat.lastIndexOf(')');
     const [state, ppid, pgid] = stat.slice(close + 2).split(' ');
-    return { pid, ppid: Number(ppid), pgid: Number(pgid), state: state as string, comm: stat.slice(stat.indexOf('(') + 1, close) };
+    return {
+      pid,
+      ppid: Number(ppid),
+      pgid: Number(pgid),
+      state: state as string,
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+    };
   } catch {
     return null;
   }
@@ -66,7 +72,10 @@ function survivors(tree: Proc[]): Proc[] {
 function pythonProcesses(runtimePid: number): { reapers: Proc[]; shims: Proc[] } {
   const tree = descendants(runtimePid).filter((p) => p.state !== 'Z');
   const reapers = tree.filter((p) => p.ppid === runtimePid && p.comm === 'asya-reaper');
-  const shims = tree.filter((p) => reapers.some((r) => r.pid === p.ppid) && fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes('asya_shim'));
+  const shims = tree.filter(
+    (p) =>
+      reapers.some((r) => r.pid === p.ppid) && fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes('asya_shim'),
+  );
   return { reapers, shims };
 }
 
@@ -90,7 +99,11 @@ async function until<T>(what: string, probe: () => T | null | undefined | false,
 /** Wait until none of `tree` runs; returns how long that took. */
 async function gone(tree: Proc[], timeoutMs: number): Promise<number> {
   const started = Date.now();
-  await until(`no survivor of ${JSON.stringify(tree.map((p) => `${p.pid}/${p.comm}`))}`, () => survivors(tree).length === 0, timeoutMs).catch(() => {
+  await until(
+    `no survivor of ${JSON.stringify(tree.map((p) => `${p.pid}/${p.comm}`))}`,
+    () => survivors(tree).length === 0,
+    timeoutMs,
+  ).catch(() => {
     throw new Error(`survivors after ${timeoutMs} ms: ${JSON.stringify(survivors(tree))}`);
   });
   return Date.now() - started;
@@ -116,10 +129,18 @@ function fdCount(pid: number): number {
 }
 
 /** Start a `spawn` message (the handler starts helpers and sleeps); resolves once they run. */
-async function spawnHelpers(rt: Runtime, extra: Record<string, unknown> = {}): Promise<{ answer: Promise<unknown>; pids: { handler: number; children: number[] } }> {
+async function spawnHelpers(
+  rt: Runtime,
+  extra: Record<string, unknown> = {},
+): Promise<{ answer: Promise<unknown>; pids: { handler: number; children: number[] } }> {
   const pidfile = path.join(rt.dir, `pids-${Date.now()}.json`);
   const answer = rt.send(env({ do: 'spawn', pidfile, ...extra }), 60_000).catch((err: Error) => err);
-  const pids = await until('the handler to start its helpers', () => fs.existsSync(pidfile) && (JSON.parse(fs.readFileSync(pidfile, 'utf8')) as { handler: number; children: number[] }));
+  const pids = await until(
+    'the handler to start its helpers',
+    () =>
+      fs.existsSync(pidfile) &&
+      (JSON.parse(fs.readFileSync(pidfile, 'utf8')) as { handler: number; children: number[] }),
+  );
   await until("the nested helper's own child", () => descendants(pids.children[2]!).length > 0);
   return { answer, pids };
 }
@@ -130,7 +151,12 @@ function waitReady(rt: Runtime): Promise<boolean> {
 
 describe('the supervisor dies with a message in flight', () => {
   const cases = [
-    { name: 'SIGKILL (as the OOM killer does)', wrap: [] as string[], kill: (pid: number) => process.kill(pid, 'SIGKILL'), exit: { code: null, signal: 'SIGKILL' } },
+    {
+      name: 'SIGKILL (as the OOM killer does)',
+      wrap: [] as string[],
+      kill: (pid: number) => process.kill(pid, 'SIGKILL'),
+      exit: { code: null, signal: 'SIGKILL' },
+    },
     {
       name: 'a second SIGTERM, under a wrapper shell',
       wrap: ['sh', '-c', '"$@"; exit $?', 'sh'],
@@ -144,13 +170,20 @@ describe('the supervisor dies with a message in flight', () => {
   for (const c of cases) {
     it(`${c.name}: the handler and every process it started are gone within 2 s`, async () => {
       const rt = await startRuntime({ handler: 'tree.act', wrap: c.wrap });
-      const runtimePid = c.wrap.length ? (await until('the runtime under the shell', () => descendants(rt.child.pid!).find((p) => p.comm === 'node'))).pid : rt.child.pid!;
+      const runtimePid = c.wrap.length
+        ? (await until('the runtime under the shell', () => descendants(rt.child.pid!).find((p) => p.comm === 'node')))
+            .pid
+        : rt.child.pid!;
       let tree: Proc[] = [];
       try {
         const { answer, pids } = await spawnHelpers(rt);
         tree = descendants(runtimePid);
         assert.equal(assertOnePython(runtimePid), pids.handler, 'the ready pid is the handler process');
-        for (const pid of [pids.handler, ...pids.children]) assert.ok(tree.some((p) => p.pid === pid), `${pid} is in the tree`);
+        for (const pid of [pids.handler, ...pids.children])
+          assert.ok(
+            tree.some((p) => p.pid === pid),
+            `${pid} is in the tree`,
+          );
         assert.equal(tree.length, 6, `reaper, shim, 3 helpers, sh's sleep: ${JSON.stringify(tree)}`);
         c.kill(runtimePid);
         const ms = await gone(tree, 5000);
@@ -188,7 +221,10 @@ describe('the supervisor dies with a message in flight', () => {
 
 describe('a worker that ends takes its tree with it', () => {
   it('time limit, hard stage: the handler and its helpers are killed, then exactly one new Python process serves', async () => {
-    const rt = await startRuntime({ handler: 'tree.act', env: { ASYA_HANDLER_TIMEOUT: '1', ASYA_HANDLER_KILL_GRACE: '0.5' } });
+    const rt = await startRuntime({
+      handler: 'tree.act',
+      env: { ASYA_HANDLER_TIMEOUT: '1', ASYA_HANDLER_KILL_GRACE: '0.5' },
+    });
     let tree: Proc[] = [];
     try {
       const { answer, pids } = await spawnHelpers(rt, { stubborn: true });
@@ -224,7 +260,11 @@ describe('a worker that ends takes its tree with it', () => {
         assertOnePython(runtimePid);
         counts.push(fdCount(runtimePid));
       }
-      assert.equal(descendants(runtimePid).length, 2, `only the new reaper and shim: ${JSON.stringify(descendants(runtimePid))}`);
+      assert.equal(
+        descendants(runtimePid).length,
+        2,
+        `only the new reaper and shim: ${JSON.stringify(descendants(runtimePid))}`,
+      );
       assert.equal(counts[3], counts[0], `open fds after each restart: ${counts.join(', ')}`);
     } finally {
       killAll(trees);
@@ -235,11 +275,15 @@ describe('a worker that ends takes its tree with it', () => {
 
 describe('as PID 1 of a PID namespace', () => {
   const canUnshare = spawnSync('unshare', ['-fp', '--mount-proc', 'true']).status === 0;
-  it('orphans of the handler and of crashed workers are reaped; subprocess waits still see real exit codes', { skip: canUnshare ? false : 'unshare -p not permitted here' }, async () => {
+  it('orphans of the handler and of crashed workers are reaped; subprocess waits still see real exit codes', {
+    skip: canUnshare ? false : 'unshare -p not permitted here',
+  }, async () => {
     const rt = await startRuntime({ handler: 'tree.act', wrap: ['unshare', '-fp', '--mount-proc'] });
     let tree: Proc[] = [];
     try {
-      const runtimePid = (await until('the runtime in the namespace', () => descendants(rt.child.pid!).find((p) => p.comm === 'node'))).pid;
+      const runtimePid = (
+        await until('the runtime in the namespace', () => descendants(rt.child.pid!).find((p) => p.comm === 'node'))
+      ).pid;
       assert.equal(rt.logs.find((l) => l.msg === 'starting Asya runtime')?.pid, 1, 'the runtime is PID 1');
       const ns = fs.readlinkSync(`/proc/${runtimePid}/ns/pid`);
       const inNamespace = () =>
@@ -255,12 +299,20 @@ describe('as PID 1 of a PID namespace', () => {
       await waitReady(rt);
       for (let i = 0; i < 5; i++) await rt.send(env({ do: 'orphan' }));
       const run = ((await rt.send(env({ do: 'run' }))) as Array<{ payload: unknown }>)[0]?.payload;
-      assert.deepEqual(run, { code: 7, terminated: -15 }, "the handler's subprocess.run and terminate() work as anywhere");
+      assert.deepEqual(
+        run,
+        { code: 7, terminated: -15 },
+        "the handler's subprocess.run and terminate() work as anywhere",
+      );
       await sleep(300); // the last orphans' 50 ms
       tree = inNamespace();
       const zombies = tree.filter((p) => p.state === 'Z');
       assert.deepEqual(zombies, [], 'no zombies in the namespace');
-      assert.deepEqual(tree.map((p) => p.comm).sort(), ['asya-reaper', 'node', readProc(assertOnePython(runtimePid))!.comm].sort(), 'the runtime, one reaper, one shim');
+      assert.deepEqual(
+        tree.map((p) => p.comm).sort(),
+        ['asya-reaper', 'node', readProc(assertOnePython(runtimePid))!.comm].sort(),
+        'the runtime, one reaper, one shim',
+      );
     } finally {
       killAll(tree);
       await rt.stop();
@@ -270,11 +322,19 @@ describe('as PID 1 of a PID namespace', () => {
 
 describe('out of file descriptors', () => {
   const canPrlimit = spawnSync('prlimit', ['--version']).status === 0;
-  it('a restart refused with EMFILE is logged and retried, not counted; serving resumes once fds are back', { skip: canPrlimit ? false : 'no prlimit' }, async () => {
+  it('a restart refused with EMFILE is logged and retried, not counted; serving resumes once fds are back', {
+    skip: canPrlimit ? false : 'no prlimit',
+  }, async () => {
     const rt = await startRuntime({ handler: 'tree.act' });
     const pid = rt.child.pid!;
     try {
-      const limits = spawnSync('prlimit', ['--pid', String(pid), '--nofile', '--raw', '--noheadings', '--output', 'SOFT,HARD'], { encoding: 'utf8' }).stdout.trim().split(/\s+/);
+      const limits = spawnSync(
+        'prlimit',
+        ['--pid', String(pid), '--nofile', '--raw', '--noheadings', '--output', 'SOFT,HARD'],
+        { encoding: 'utf8' },
+      )
+        .stdout.trim()
+        .split(/\s+/);
       const open = fdCount(pid);
       // room for the crashing message's connection, not for the 5 socketpairs of a new worker
       assert.equal(spawnSync('prlimit', ['--pid', String(pid), `--nofile=${open + 1}:${limits[1]}`]).status, 0);
@@ -285,10 +345,17 @@ describe('out of file descriptors', () => {
       assert.match(warning?.msg ?? '', /^cannot start the Python process \(EMFILE starting .*\); retrying$/);
       assert.equal(rt.child.exitCode, null, 'still running');
       assert.equal(rt.isReady(), false, 'not ready without a Python process');
-      assert.equal(rt.logs.filter((l) => /restart failed/.test(l.msg)).length, 0, 'not counted as failed re-initialisations');
+      assert.equal(
+        rt.logs.filter((l) => /restart failed/.test(l.msg)).length,
+        0,
+        'not counted as failed re-initialisations',
+      );
       assert.equal(spawnSync('prlimit', ['--pid', String(pid), `--nofile=${limits[0]}:${limits[1]}`]).status, 0);
       await waitReady(rt);
-      assert.equal(typeof ((await rt.send(env({ do: 'pid' }))) as Array<{ payload: { pid: number } }>)[0]?.payload.pid, 'number');
+      assert.equal(
+        typeof ((await rt.send(env({ do: 'pid' }))) as Array<{ payload: { pid: number } }>)[0]?.payload.pid,
+        'number',
+      );
       assertOnePython(pid);
       rt.child.kill('SIGTERM');
       assert.equal((await rt.exited).code, 0);

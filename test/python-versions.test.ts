@@ -18,7 +18,9 @@ async function roundTrip(python: string, handler: string, vars: Record<string, s
 describe('Python versions via ASYA_PYTHONEXECUTABLE', () => {
   for (const minor of ['3.7', '3.13']) {
     const python = pyenvPython(minor);
-    it(`Python ${minor}: function and class handlers, errors, envelope mode`, { skip: python ? false : `no Python ${minor} under pyenv` }, async () => {
+    it(`Python ${minor}: function and class handlers, errors, envelope mode`, {
+      skip: python ? false : `no Python ${minor} under pyenv`,
+    }, async () => {
       const p = python as string;
       const fn = await roundTrip(p, 'seed_examples.preprocess');
       assert.deepEqual(fn[0], { i: 0, cleaned_text: '', word_count: 0 });
@@ -37,10 +39,18 @@ describe('Python versions via ASYA_PYTHONEXECUTABLE', () => {
     });
   }
 
-  it('Python 3.6 is refused with a clear FATAL line', { skip: pyenvPython('3.6') ? false : 'no Python 3.6 under pyenv' }, async () => {
-    const result = await runToExit({ handler: 'basic.echo', env: { ASYA_PYTHONEXECUTABLE: pyenvPython('3.6') as string } });
+  it('Python 3.6 is refused with a clear FATAL line', {
+    skip: pyenvPython('3.6') ? false : 'no Python 3.6 under pyenv',
+  }, async () => {
+    const result = await runToExit({
+      handler: 'basic.echo',
+      env: { ASYA_PYTHONEXECUTABLE: pyenvPython('3.6') as string },
+    });
     assert.equal(result.code, 4);
-    assert.match(result.logs.find((l) => l.level === 'fatal')?.msg ?? '', /Python 3\.6\.\d+ is too old: the runtime needs 3\.7 or newer/);
+    assert.match(
+      result.logs.find((l) => l.level === 'fatal')?.msg ?? '',
+      /Python 3\.6\.\d+ is too old: the runtime needs 3\.7 or newer/,
+    );
   });
 });
 
@@ -59,7 +69,13 @@ describe('numpy results (virtualenv with numpy, handler dependency installed onl
   });
 
   it('numpy arrays become nested lists', async () => {
-    assert.deepEqual(await payload('numpy_handlers.array'), { embedding: [[0, 0.5, 1], [1.5, 2, 2.5]], n: 6 });
+    assert.deepEqual(await payload('numpy_handlers.array'), {
+      embedding: [
+        [0, 0.5, 1],
+        [1.5, 2, 2.5],
+      ],
+      n: 6,
+    });
     assert.deepEqual(await payload('numpy_handlers.top_array'), [1, 2, 3]);
   });
 
@@ -68,7 +84,10 @@ describe('numpy results (virtualenv with numpy, handler dependency installed onl
   });
 
   it('the same handler fails to load under a Python without numpy, naming the missing module', async () => {
-    const result = await runToExit({ handler: 'numpy_handlers.scalars', env: { ASYA_PYTHONEXECUTABLE: pyenvPython('3.7') ?? 'python3' } });
+    const result = await runToExit({
+      handler: 'numpy_handlers.scalars',
+      env: { ASYA_PYTHONEXECUTABLE: pyenvPython('3.7') ?? 'python3' },
+    });
     assert.equal(result.code, 4);
     assert.match(result.logs.find((l) => l.level === 'fatal')?.msg ?? '', /No module named 'numpy'/);
   });

@@ -93,13 +93,19 @@ describe('interpreter crashes', () => {
 
   it('gives up after repeated failures to re-initialise: exit 6 with the last cause, no ready file', async () => {
     const dir = tempDir();
-    const rt = await startRuntime({ handler: 'crash.FailsAfterFirstStart.process', env: { CRASH_MARKER: path.join(dir, 'marker') } });
+    const rt = await startRuntime({
+      handler: 'crash.FailsAfterFirstStart.process',
+      env: { CRASH_MARKER: path.join(dir, 'marker') },
+    });
     const e = asError(await rt.send(env({})));
     assert.equal(e.error, 'worker_crashed');
     const { code } = await rt.exited;
     assert.equal(code, 6);
     const fatal = rt.logs.find((l) => l.level === 'fatal');
-    assert.match(fatal?.msg ?? '', /failed to re-initialise 5 times in a row; last cause: cannot load handler .*raised RuntimeError: model file vanished/);
+    assert.match(
+      fatal?.msg ?? '',
+      /failed to re-initialise 5 times in a row; last cause: cannot load handler .*raised RuntimeError: model file vanished/,
+    );
     assert.equal(rt.isReady(), false);
     assert.equal(fs.existsSync(rt.socketPath), false);
     await rt.stop();
@@ -151,7 +157,9 @@ describe('bad clients', () => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
       return seed % n;
     };
-    const valid = Buffer.from(JSON.stringify(env({ text: 'héllo', list: [1, 2.5, null, true], nested: { a: [{}] } }, { headers: { t: 'x' } })));
+    const valid = Buffer.from(
+      JSON.stringify(env({ text: 'héllo', list: [1, 2.5, null, true], nested: { a: [{}] } }, { headers: { t: 'x' } })),
+    );
     try {
       for (let i = 0; i < 400; i++) {
         let body: Buffer;
@@ -164,7 +172,12 @@ describe('bad clients', () => {
             const pos = rand(body.length);
             if (kind === 1) body[pos] = rand(256);
             else if (kind === 2) body = Buffer.concat([body.subarray(0, pos), body.subarray(pos + 1 + rand(8))]);
-            else body = Buffer.concat([body.subarray(0, pos), Buffer.from('[{"\\'.charAt(rand(5)) || ']'), body.subarray(pos)]);
+            else
+              body = Buffer.concat([
+                body.subarray(0, pos),
+                Buffer.from('[{"\\'.charAt(rand(5)) || ']'),
+                body.subarray(pos),
+              ]);
           }
         }
         // framing itself mutated now and then: a wrong length prefix, then the client half-closes
@@ -209,7 +222,9 @@ describe('bad clients', () => {
 
 describe('as PID 1', () => {
   const canUnshare = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
-  it('SIGTERM to PID 1 drains the in-flight message, cleans up, exits 0', { skip: canUnshare ? false : 'unshare --pid not permitted here' }, async () => {
+  it('SIGTERM to PID 1 drains the in-flight message, cleans up, exits 0', {
+    skip: canUnshare ? false : 'unshare --pid not permitted here',
+  }, async () => {
     const rt = await startRuntime({ handler: 'basic.sleep', wrap: ['unshare', '--pid', '--fork', '--mount-proc'] });
     const dir = path.dirname(rt.socketPath);
     const inner = rt.logs.find((l) => l.msg === 'starting Asya runtime');
@@ -217,7 +232,11 @@ describe('as PID 1', () => {
     const inFlight = rt.send(env({ s: 1 }));
     await sleep(300);
     // signal PID 1 of the namespace from outside: find it as the child of unshare
-    const nodePid = Number(spawnSync('pgrep', ['-P', String(rt.child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]);
+    const nodePid = Number(
+      spawnSync('pgrep', ['-P', String(rt.child.pid)], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n')[0],
+    );
     process.kill(nodePid, 'SIGTERM');
     assert.deepEqual(((await inFlight) as Array<{ payload: unknown }>)[0]?.payload, { slept: 1 });
     assert.equal((await rt.exited).code, 0);

@@ -41,7 +41,12 @@ describe('config', () => {
     assert.equal(r.config.handlerTimeoutMs, 2500);
     assert.equal(r.config.logLevel, 'warn');
     assert.equal(r.config.readyFile, '/tmp/x/runtime-ready');
-    assert.equal(parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_CHMOD: '' }).ok && (parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_CHMOD: '' }) as { config: { socketChmod: unknown } }).config.socketChmod, null);
+    assert.equal(
+      parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_CHMOD: '' }).ok &&
+        (parseConfig({ ASYA_HANDLER: 'm.f', ASYA_SOCKET_CHMOD: '' }) as { config: { socketChmod: unknown } }).config
+          .socketChmod,
+      null,
+    );
   });
 
   it('legacy module forms', () => {
@@ -70,7 +75,8 @@ describe('config', () => {
 });
 
 describe('JSON scanner', () => {
-  const scan = (text: string, skipped?: string) => scanObject(Buffer.from(text), 0, Buffer.byteLength(text), { depth: 1, skipped });
+  const scan = (text: string, skipped?: string) =>
+    scanObject(Buffer.from(text), 0, Buffer.byteLength(text), { depth: 1, skipped });
   const byKey = (members: Member[]) => new Map(members.map((m) => [m.key, m]));
 
   it('finds member spans, skipping strings with escaped quotes and nested containers', () => {
@@ -84,11 +90,17 @@ describe('JSON scanner', () => {
 
   it('handles an escaped backslash before a closing quote, and keeps duplicates in order', () => {
     const r = scan('{"a":"x\\\\","b":1,"a":2}');
-    assert.deepEqual(r!.members.map((m) => m.key), ['a', 'b', 'a']);
+    assert.deepEqual(
+      r!.members.map((m) => m.key),
+      ['a', 'b', 'a'],
+    );
   });
 
   it('decodes escaped member names and keeps __proto__ as data', () => {
-    assert.deepEqual(scan('{"pay\\u006coad":1,"__proto__":{"route":1}}')!.members.map((m) => m.key), ['payload', '__proto__']);
+    assert.deepEqual(
+      scan('{"pay\\u006coad":1,"__proto__":{"route":1}}')!.members.map((m) => m.key),
+      ['payload', '__proto__'],
+    );
   });
 
   it('returns null for non-objects and throws on broken structure', () => {
@@ -113,7 +125,10 @@ describe('JSON scanner', () => {
     assert.equal(wide('18446744073709551616'), true);
     assert.equal(wide('[1,-9223372036854775809]'), true);
     assert.equal(wide('{"a":[123456789012345678901234567890]}'), true);
-    assert.equal(wide('[0.0021060533511106927, 1e1234567890123456789, 12345678901234567890.5, "12345678901234567890"]'), false);
+    assert.equal(
+      wide('[0.0021060533511106927, 1e1234567890123456789, 12345678901234567890.5, "12345678901234567890"]'),
+      false,
+    );
     assert.equal(wide('[123456789012345678]'), false);
   });
 });
@@ -154,24 +169,59 @@ describe('envelope rules', () => {
     const e = req({ route: { actors: ['a', 'b'], current: 0 }, payload: 0 });
     const good = Buffer.from('{"route":{"actors":["a","c"],"current":1}}');
     const bad = Buffer.from('{"route":{"actors":["x"],"current":0}}');
-    assert.equal(Buffer.concat(envelopeModeResponse(e, [[good, Buffer.from('5')]], true)).toString(), '[{"route":{"actors":["a","c"],"current":1},"payload":5}]');
-    assert.throws(
-      () => envelopeModeResponse(e, [[good, Buffer.from('5')], [bad, Buffer.from('5')]], true),
-      (err: unknown) => err instanceof WireError && err.code === 'processing_error' && /^Invalid output envelope\[1\/2\]/.test(err.message),
+    assert.equal(
+      Buffer.concat(envelopeModeResponse(e, [[good, Buffer.from('5')]], true)).toString(),
+      '[{"route":{"actors":["a","c"],"current":1},"payload":5}]',
     );
-    assert.equal(Buffer.concat(envelopeModeResponse(e, [[Buffer.from('{}'), Buffer.from('1')], [bad, null]], false)).toString(), '[{"payload":1},{"route":{"actors":["x"],"current":0}}]');
+    assert.throws(
+      () =>
+        envelopeModeResponse(
+          e,
+          [
+            [good, Buffer.from('5')],
+            [bad, Buffer.from('5')],
+          ],
+          true,
+        ),
+      (err: unknown) =>
+        err instanceof WireError &&
+        err.code === 'processing_error' &&
+        /^Invalid output envelope\[1\/2\]/.test(err.message),
+    );
+    assert.equal(
+      Buffer.concat(
+        envelopeModeResponse(
+          e,
+          [
+            [Buffer.from('{}'), Buffer.from('1')],
+            [bad, null],
+          ],
+          false,
+        ),
+      ).toString(),
+      '[{"payload":1},{"route":{"actors":["x"],"current":0}}]',
+    );
   });
 });
 
 describe('framing', () => {
   it('decodes frames split at every byte boundary', () => {
     const frames = [Buffer.from('hello'), Buffer.alloc(0), Buffer.from('x'.repeat(300))];
-    const wire = Buffer.concat(frames.flatMap((f) => { const h = Buffer.alloc(4); h.writeUInt32BE(f.length); return [h, f]; }));
+    const wire = Buffer.concat(
+      frames.flatMap((f) => {
+        const h = Buffer.alloc(4);
+        h.writeUInt32BE(f.length);
+        return [h, f];
+      }),
+    );
     for (const step of [1, 3, 7, wire.length]) {
       const got: string[] = [];
       const d = new FrameDecoder(1000);
       for (let i = 0; i < wire.length; i += step) d.push(wire.subarray(i, i + step), (f) => got.push(f.toString()));
-      assert.deepEqual(got, frames.map((f) => f.toString()));
+      assert.deepEqual(
+        got,
+        frames.map((f) => f.toString()),
+      );
     }
   });
 
@@ -181,7 +231,7 @@ describe('framing', () => {
     assert.throws(() => new FrameDecoder(1024).push(h, () => undefined), FrameTooLarge);
   });
 
-  it('channel mode: checks each frame\'s first bytes as they arrive, before the rest of a claimed 2 GiB', () => {
+  it("channel mode: checks each frame's first bytes as they arrive, before the rest of a claimed 2 GiB", () => {
     const expect = { bytes: 3, test: (head: Buffer) => head.equals(Buffer.from([0x81, 0xa1, 0x74])) };
     const good = Buffer.from([0x81, 0xa1, 0x74, 0xa2, 0x6f, 0x6b]);
     const wire = Buffer.concat([Buffer.from([0, 0, 0, good.length]), good, Buffer.from([0, 0, 0, good.length]), good]);
@@ -196,13 +246,20 @@ describe('framing', () => {
     d.push(Buffer.from([0x80, 0, 0, 0, 0, 0]), () => assert.fail('no frame'));
     assert.deepEqual(d.progress(), { received: 6, expected: 4 + 2 ** 31 });
     assert.throws(() => d.push(Buffer.from([0, 6]), () => undefined), FrameCorrupt);
-    assert.throws(() => new FrameDecoder(100, { expect }).push(Buffer.from([0, 0, 0, 0]), () => undefined), FrameCorrupt, 'an empty frame is no message');
+    assert.throws(
+      () => new FrameDecoder(100, { expect }).push(Buffer.from([0, 0, 0, 0]), () => undefined),
+      FrameCorrupt,
+      'an empty frame is no message',
+    );
   });
 });
 
 describe('restart backoff', () => {
   it('is immediate first, then doubles up to a bound', () => {
-    assert.deepEqual([1, 2, 3, 4, 5].map((n) => restartDelay(n)), [0, 250, 500, 1000, 2000]);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((n) => restartDelay(n)),
+      [0, 250, 500, 1000, 2000],
+    );
     assert.equal(restartDelay(50), 15_000);
   });
 });

@@ -18,7 +18,17 @@ import { stderrSink } from '../log-sink.js';
 import { type RunningRuntime, startRuntime } from '../runtime/runtime.js';
 import type { ReadyInfo } from '../worker/worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
-import { NoAnswerError, UsageError, messageOptions, parseRoute, positiveSeconds, printAnswer, printPayloads, readMessages, sendMessages } from './messages.js';
+import {
+  NoAnswerError,
+  UsageError,
+  messageOptions,
+  parseRoute,
+  positiveSeconds,
+  printAnswer,
+  printPayloads,
+  readMessages,
+  sendMessages,
+} from './messages.js';
 
 /** Editors write a file in several steps (truncate, write, rename): one reload for all of them. */
 const WATCH_DEBOUNCE_MS = 150;
@@ -66,7 +76,11 @@ const callOptions = {
 } as const;
 
 export async function call(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...handlerOptions, ...messageOptions, ...callOptions } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...handlerOptions, ...messageOptions, ...callOptions },
+  });
   if (values.timeout !== undefined) positiveSeconds('--timeout', values.timeout);
   const actors = parseRoute(values.route);
   // Read everything first: a typo in a message should not cost a model load.
@@ -100,7 +114,6 @@ export async function call(args: string[]): Promise<number> {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
-
 
 function isDirectory(p: string): boolean {
   try {
@@ -166,7 +179,11 @@ export function watchRoots(loaded: ReadyInfo | null, extra: string[]): string[] 
 /** A .py file of the user's, not one in a cache, a virtualenv or a hidden directory. */
 function isSource(relative: string): boolean {
   if (!relative.endsWith('.py')) return false;
-  return !relative.split(path.sep).some((part) => part === '__pycache__' || part === 'site-packages' || part === 'node_modules' || part.startsWith('.'));
+  return !relative
+    .split(path.sep)
+    .some(
+      (part) => part === '__pycache__' || part === 'site-packages' || part === 'node_modules' || part.startsWith('.'),
+    );
 }
 
 async function watch(runtime: RunningRuntime, send: () => Promise<boolean>, extraDirs: string[]): Promise<number> {

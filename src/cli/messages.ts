@@ -42,7 +42,8 @@ export interface MessageSource {
  */
 export function readMessages(source: MessageSource, what: string): unknown[] {
   const texts: Array<{ text: string; from: string }> = [];
-  for (const p of source.positionals) texts.push(p === '-' ? { text: readStdin(), from: 'stdin' } : { text: p, from: 'the argument' });
+  for (const p of source.positionals)
+    texts.push(p === '-' ? { text: readStdin(), from: 'stdin' } : { text: p, from: 'the argument' });
   for (const p of source.payloads ?? []) texts.push({ text: p, from: '--payload' });
   if (source.file !== undefined) {
     let text: string;
@@ -54,7 +55,8 @@ export function readMessages(source: MessageSource, what: string): unknown[] {
     texts.push({ text, from: source.file });
   }
   if (texts.length === 0) {
-    if (process.stdin.isTTY) throw new UsageError(`no ${what} given: pass it as an argument, with --payload or --file, or on stdin`);
+    if (process.stdin.isTTY)
+      throw new UsageError(`no ${what} given: pass it as an argument, with --payload or --file, or on stdin`);
     texts.push({ text: readStdin(), from: 'stdin' });
   }
   return texts.flatMap(({ text, from }) => parseMessages(text, from));
@@ -82,7 +84,8 @@ export function parseMessages(text: string, from: string): unknown[] {
 
 export function parseRoute(route: string): string[] {
   const actors = route.split(',').map((a) => a.trim());
-  if (actors.some((a) => a === '')) throw new UsageError(`--route ${JSON.stringify(route)} has an empty actor name; use a,b,c`);
+  if (actors.some((a) => a === ''))
+    throw new UsageError(`--route ${JSON.stringify(route)} has an empty actor name; use a,b,c`);
   return actors;
 }
 
@@ -119,7 +122,16 @@ export function printPayloads(answer: unknown): void {
 
 /** The sidecar treats an answer as failed when any element carries a non-empty `error`. */
 export function isErrorAnswer(answer: unknown): boolean {
-  return Array.isArray(answer) && answer.some((e) => typeof e === 'object' && e !== null && typeof (e as { error?: unknown }).error === 'string' && (e as { error: string }).error !== '');
+  return (
+    Array.isArray(answer) &&
+    answer.some(
+      (e) =>
+        typeof e === 'object' &&
+        e !== null &&
+        typeof (e as { error?: unknown }).error === 'string' &&
+        (e as { error: string }).error !== '',
+    )
+  );
 }
 
 export interface SendOptions {
@@ -134,7 +146,13 @@ export interface SendOptions {
  * Send each message on its own connection, as the sidecar does, and print each answer as it
  * arrives. Resolves true when any answer was an error.
  */
-export async function sendMessages(socket: string, messages: unknown[], asEnvelope: boolean, actors: string[], options: SendOptions = {}): Promise<boolean> {
+export async function sendMessages(
+  socket: string,
+  messages: unknown[],
+  asEnvelope: boolean,
+  actors: string[],
+  options: SendOptions = {},
+): Promise<boolean> {
   const { timeoutMs = 0, print = printAnswer, answered } = options;
   let failed = false;
   for (const message of messages) {

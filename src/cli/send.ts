@@ -25,8 +25,14 @@ Example:
   asya-runtime send --socket .asya/asya-runtime.sock '{"text": "hi"}'`;
 
 export async function send(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { socket: { type: 'string' }, ...messageOptions } });
-  const socket = values.socket ?? `${process.env.ASYA_SOCKET_DIR || '/var/run/asya'}/${process.env.ASYA_SOCKET_NAME || 'asya-runtime.sock'}`;
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { socket: { type: 'string' }, ...messageOptions },
+  });
+  const socket =
+    values.socket ??
+    `${process.env.ASYA_SOCKET_DIR || '/var/run/asya'}/${process.env.ASYA_SOCKET_NAME || 'asya-runtime.sock'}`;
   const timeoutMs = values.timeout === undefined ? 0 : positiveSeconds('--timeout', values.timeout) * 1000;
   const actors = parseRoute(values.route);
   const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');

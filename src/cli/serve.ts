@@ -9,7 +9,16 @@ import { startRuntime } from '../runtime/runtime.js';
 const onThisPlatform = (names: readonly string[]) => names.filter((n) => n in os.constants.signals) as NodeJS.Signals[];
 const SHUTDOWN_SIGNALS = onThisPlatform(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGXCPU', 'SIGPWR']);
 /** Default action "terminate" too; SIGUSR1 is no-debugger.ts's, SIGPIPE and SIGXFSZ Node already ignores. */
-const IGNORED_SIGNALS = onThisPlatform(['SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGTRAP', 'SIGSTKFLT', 'SIGIO', 'SIGSYS']);
+const IGNORED_SIGNALS = onThisPlatform([
+  'SIGUSR2',
+  'SIGALRM',
+  'SIGVTALRM',
+  'SIGPROF',
+  'SIGTRAP',
+  'SIGSTKFLT',
+  'SIGIO',
+  'SIGSYS',
+]);
 
 export async function serve(): Promise<number> {
   const parsed = parseConfig(process.env);

@@ -68,7 +68,8 @@ function checkEnvelope(buf: Buffer, members: readonly Member[], hasPayload: bool
   const parsed = readRoute(buf, route, true);
   if (typeof parsed === 'string') return parsed;
   const headers = lastMember(members, 'headers');
-  if (headers && !isObjectAt(buf, headers)) return `field 'headers' must be an object, got ${describeValue(buf, headers.start, headers.end)}`;
+  if (headers && !isObjectAt(buf, headers))
+    return `field 'headers' must be an object, got ${describeValue(buf, headers.start, headers.end)}`;
   const id = lastMember(members, 'id');
   if (id && !isStringAt(buf, id)) return `field 'id' must be a string, got ${describeValue(buf, id.start, id.end)}`;
   return parsed;
@@ -91,11 +92,21 @@ function readRoute(buf: Buffer, span: Span, strict: boolean): string | Route {
   const currentSpans: Span[] = [];
   for (const m of scan.members) if (m.key === 'current') currentSpans.push(m);
   // One object shape for every route (spreading a shared base was most of this function's cost)
-  const result = (current: number): Route => ({ bytes, currentSpans, close: scan.close, hasMembers: scan.members.length > 0, actors, current });
+  const result = (current: number): Route => ({
+    bytes,
+    currentSpans,
+    close: scan.close,
+    hasMembers: scan.members.length > 0,
+    actors,
+    current,
+  });
 
   let actors: string[] = [];
   const actorsMember = lastMember(scan.members, 'actors');
-  const actorsValue: unknown = actorsMember && isArrayAt(bytes, actorsMember) ? JSON.parse(bytes.toString('utf8', actorsMember.start, actorsMember.end)) : undefined;
+  const actorsValue: unknown =
+    actorsMember && isArrayAt(bytes, actorsMember)
+      ? JSON.parse(bytes.toString('utf8', actorsMember.start, actorsMember.end))
+      : undefined;
   if (Array.isArray(actorsValue) && actorsValue.every((a) => typeof a === 'string')) {
     actors = actorsValue as string[];
   } else if (strict) {
@@ -133,7 +144,10 @@ function typeName(value: unknown): string {
 
 function parsingError(err: unknown): WireError {
   if (!(err instanceof JsonScanError)) throw err;
-  return wireError.parsing(`invalid JSON${err.member === undefined ? '' : ` in field '${err.member}'`}: ${err.message}`, err.type);
+  return wireError.parsing(
+    `invalid JSON${err.member === undefined ? '' : ` in field '${err.member}'`}: ${err.message}`,
+    err.type,
+  );
 }
 
 /**
@@ -162,7 +176,12 @@ export function parseRequest(frame: Buffer, validation: boolean): RequestEnvelop
       route = checkEnvelope(frame, scan.members, payloads.length > 0);
     } else {
       const r = lastMember(scan.members, 'route');
-      route = payloads.length === 0 ? "missing required field 'payload'" : r ? readRoute(frame, r, false) : "missing required field 'route'";
+      route =
+        payloads.length === 0
+          ? "missing required field 'payload'"
+          : r
+            ? readRoute(frame, r, false)
+            : "missing required field 'route'";
     }
   } catch (err) {
     throw parsingError(err);
@@ -223,7 +242,9 @@ export function routeWithCurrent(route: Route, current: number): Buffer {
  * and a missing `route.current` filled in as 0.
  */
 export function handlerMeta(envelope: RequestEnvelope): Buffer {
-  const edits: Edit[] = envelope.members.filter((m) => m.key === 'payload').map((m) => ({ start: m.start, end: m.end, text: 'null' }));
+  const edits: Edit[] = envelope.members
+    .filter((m) => m.key === 'payload')
+    .map((m) => ({ start: m.start, end: m.end, text: 'null' }));
   const { route } = envelope;
   if (route.currentSpans.length === 0) {
     edits.push(...currentEdits(route, route.bytes.byteOffset - envelope.frame.byteOffset, 0));
@@ -294,7 +315,8 @@ export function envelopeModeResponse(input: RequestEnvelope, outputs: EnvelopeOu
   return arrayChunks(
     outputs.map(([meta, payload], i) => {
       if (!validation) return withPayload([meta], meta, payload);
-      const fail = (problem: string): WireError => wireError.processing(`Invalid output envelope[${i}/${n}]: ${problem}`, 'ValueError');
+      const fail = (problem: string): WireError =>
+        wireError.processing(`Invalid output envelope[${i}/${n}]: ${problem}`, 'ValueError');
       let scan;
       try {
         scan = scanObject(meta, 0, meta.length, { depth: 1 });
@@ -306,7 +328,10 @@ export function envelopeModeResponse(input: RequestEnvelope, outputs: EnvelopeOu
       if (typeof route === 'string') throw fail(route);
       const problem = routeProblem(input.route, route);
       if (problem !== null) throw fail(problem);
-      const chunks = route.currentSpans.length > 0 ? [meta] : splice(meta, currentEdits(route, route.bytes.byteOffset - meta.byteOffset, 0));
+      const chunks =
+        route.currentSpans.length > 0
+          ? [meta]
+          : splice(meta, currentEdits(route, route.bytes.byteOffset - meta.byteOffset, 0));
       return withPayload(chunks, meta, payload);
     }),
   );
@@ -317,5 +342,11 @@ function withPayload(chunks: Buffer[], meta: Buffer, payload: Buffer | null): Bu
   if (payload === null || meta[0] !== 0x7b) return chunks;
   const last = chunks[chunks.length - 1]!;
   const empty = meta.length === 2;
-  return [...chunks.slice(0, -1), last.subarray(0, last.length - 1), empty ? PAYLOAD_FIRST : PAYLOAD_NEXT, payload, END];
+  return [
+    ...chunks.slice(0, -1),
+    last.subarray(0, last.length - 1),
+    empty ? PAYLOAD_FIRST : PAYLOAD_NEXT,
+    payload,
+    END,
+  ];
 }

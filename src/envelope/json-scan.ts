@@ -117,7 +117,18 @@ function validateString(buf: Buffer, i: number, end: number): number {
           throw new JsonScanError('invalid \\u escape', i - 1);
         }
         i += 4;
-      } else if (!(e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74)) {
+      } else if (
+        !(
+          e === QUOTE ||
+          e === BACKSLASH ||
+          e === 0x2f ||
+          e === 0x62 ||
+          e === 0x66 ||
+          e === 0x6e ||
+          e === 0x72 ||
+          e === 0x74
+        )
+      ) {
         throw new JsonScanError('invalid escape', i - 1);
       }
     }
@@ -238,7 +249,10 @@ export function skip(buf: Buffer, i: number, end: number, depth: number): Skippe
     const after = c === MINUS || isDigit(c) ? validateNumber(buf, i, end) : validateLiteral(buf, i, end);
     let digits = after - i;
     if (c === MINUS) digits--;
-    return { end: after, wideIntegers: digits >= WIDE_INTEGER_DIGITS && isIntegerPart(buf, after - digits, buf[after]) };
+    return {
+      end: after,
+      wideIntegers: digits >= WIDE_INTEGER_DIGITS && isIntegerPart(buf, after - digits, buf[after]),
+    };
   }
   let level = 0;
   let run = 0;
@@ -319,7 +333,12 @@ export interface ScanOptions {
  * Returns null when the text does not start with `{`. Member values are validated, except the one
  * named by `skipped`, which is only delimited (see `skip`).
  */
-export function scanObject(buf: Buffer, start: number, end: number, { depth, skipped, validated = false }: ScanOptions): ObjectScan | null {
+export function scanObject(
+  buf: Buffer,
+  start: number,
+  end: number,
+  { depth, skipped, validated = false }: ScanOptions,
+): ObjectScan | null {
   let i = skipSpace(buf, start, end);
   if (buf[i] !== OPEN_BRACE) return null;
   if (depth > MAX_NESTING) throw tooDeep(i);

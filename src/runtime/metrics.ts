@@ -65,7 +65,11 @@ export class RuntimeMetrics {
       help: 'How long the last handler load took (import, and the class constructor)',
       registers,
     });
-    this.ready = new Gauge({ name: `${PREFIX}ready`, help: '1 while the ready file exists (the runtime accepts messages), else 0', registers });
+    this.ready = new Gauge({
+      name: `${PREFIX}ready`,
+      help: '1 while the ready file exists (the runtime accepts messages), else 0',
+      registers,
+    });
     new Gauge({
       name: `${PREFIX}queued_messages`,
       help: 'Messages received and not yet answered, the one in the handler included',
@@ -76,7 +80,7 @@ export class RuntimeMetrics {
     });
     new Gauge({
       name: `${PREFIX}python_resident_memory_bytes`,
-      help: "Resident memory (RSS) of the Python process that runs the handler; absent while it restarts",
+      help: 'Resident memory (RSS) of the Python process that runs the handler; absent while it restarts',
       registers,
       collect() {
         this.reset();
@@ -127,7 +131,12 @@ export interface MetricsServer {
  * Serve `registry` at http://address/metrics. A failure to listen is fatal at startup (exit 2,
  * naming ASYA_METRICS_ADDR): an operator who asked for metrics must not silently get none.
  */
-export function serveMetrics(registry: Registry, address: MetricsAddress, text: string, log: Logger): Promise<MetricsServer> {
+export function serveMetrics(
+  registry: Registry,
+  address: MetricsAddress,
+  text: string,
+  log: Logger,
+): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if ((req.method === 'GET' || req.method === 'HEAD') && url === '/metrics') {
@@ -148,7 +157,15 @@ export function serveMetrics(registry: Registry, address: MetricsAddress, text: 
   server.keepAliveTimeout = 65_000; // longer than a scrape interval: one connection per scraper
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new FatalError(ExitCode.config, `cannot serve metrics on ASYA_METRICS_ADDR=${JSON.stringify(text)}: ${err.code ?? ''} ${err.message}`.replace('  ', ' ')));
+      reject(
+        new FatalError(
+          ExitCode.config,
+          `cannot serve metrics on ASYA_METRICS_ADDR=${JSON.stringify(text)}: ${err.code ?? ''} ${err.message}`.replace(
+            '  ',
+            ' ',
+          ),
+        ),
+      );
     });
     server.listen({ host: address.host, port: address.port }, () => {
       server.removeAllListeners('error');

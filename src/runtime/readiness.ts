@@ -40,7 +40,11 @@ export class ReadyFile {
       try {
         fs.rmSync(this.path, { force: true });
       } catch (err) {
-        throw this.fault('cannot remove the ready file', err, 'the readiness probe would report ready while the runtime cannot serve');
+        throw this.fault(
+          'cannot remove the ready file',
+          err,
+          'the readiness probe would report ready while the runtime cannot serve',
+        );
       }
       this.log.info({ file: this.path }, 'not ready: ready file removed');
     }
@@ -51,7 +55,10 @@ export class ReadyFile {
   restoreIfMissing(): boolean {
     if (!this.present || fs.existsSync(this.path)) return false;
     this.write();
-    this.log.warn({ file: this.path }, 'the ready file was removed by another process while the runtime is ready; restored it');
+    this.log.warn(
+      { file: this.path },
+      'the ready file was removed by another process while the runtime is ready; restored it',
+    );
     return true;
   }
 

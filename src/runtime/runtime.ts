@@ -51,7 +51,12 @@ export interface RuntimeOptions {
  * missing Python is a FatalError before anything else happens; shared by `serve` and `check`
  * so both load the handler the same way.
  */
-export function workerOptions(config: Config, env: NodeJS.ProcessEnv, log: Logger, extraPath?: string[]): WorkerOptions {
+export function workerOptions(
+  config: Config,
+  env: NodeJS.ProcessEnv,
+  log: Logger,
+  extraPath?: string[],
+): WorkerOptions {
   const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
   return {
     python,
@@ -91,10 +96,14 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     'starting Asya runtime',
   );
   tuneSupervisorMemory(env, process.execArgv);
-  collectWhenIdle((freed) => log.debug({ freed_mib: Math.round(freed / 2 ** 20) }, 'idle: collected dead message buffers'));
+  collectWhenIdle((freed) =>
+    log.debug({ freed_mib: Math.round(freed / 2 ** 20) }, 'idle: collected dead message buffers'),
+  );
   const ready = new ReadyFile(config.readyFile, log);
   let supervisor: Supervisor | null = null;
-  const metrics = config.metrics ? new RuntimeMetrics({ queued: () => supervisor?.queued ?? 0, pythonPid: () => supervisor?.pythonPid ?? null }) : null;
+  const metrics = config.metrics
+    ? new RuntimeMetrics({ queued: () => supervisor?.queued ?? 0, pythonPid: () => supervisor?.pythonPid ?? null })
+    : null;
   let metricsServer: MetricsServer | null = null;
 
   let finish!: (code: number) => void;
@@ -117,7 +126,10 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       ready.set(up);
       metrics?.setReady(up);
     } catch (err) {
-      const fatal = err instanceof FatalError ? err : new FatalError(ExitCode.socket, `ready file ${ready.path}: ${(err as Error).message}`);
+      const fatal =
+        err instanceof FatalError
+          ? err
+          : new FatalError(ExitCode.socket, `ready file ${ready.path}: ${(err as Error).message}`);
       if (!stopping) return void stop(fatal);
       if (fatal.message !== readyFault) log.error({ ...fatal.fields }, fatal.message);
       readyFault = fatal.message;
@@ -173,7 +185,11 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     } else {
       log.info({ reason: cause, grace_s: config.shutdownTimeoutMs / 1000 }, 'shutting down');
       const { unfinished } = (await supervisor?.shutdown(config.shutdownTimeoutMs)) ?? { unfinished: 0 };
-      if (unfinished > 0) log.warn({ unfinished }, 'closed unfinished messages without an answer at the end of the grace period; the sidecar will retry them');
+      if (unfinished > 0)
+        log.warn(
+          { unfinished },
+          'closed unfinished messages without an answer at the end of the grace period; the sidecar will retry them',
+        );
     }
     server.removeSocketFile();
     updateReady(); // a second try, if the first failed

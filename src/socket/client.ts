@@ -10,7 +10,8 @@ export async function exchange(socketPath: string, request: Buffer, timeoutMs = 
     const socket = net.connect(socketPath);
     const decoder = new FrameDecoder(2 ** 32 - 1);
     let timer: NodeJS.Timeout | undefined;
-    if (timeoutMs > 0) timer = setTimeout(() => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    if (timeoutMs > 0)
+      timer = setTimeout(() => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     let answered = false;
     socket.on('connect', () => {
       socket.write(lengthPrefix(request.length));

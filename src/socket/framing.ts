@@ -6,7 +6,10 @@
 import type { WireError } from '../errors.js';
 
 export class FrameTooLarge extends Error {
-  constructor(readonly size: number, readonly limit: number) {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
     super(`frame of ${size} bytes exceeds the limit of ${limit}`);
     this.name = 'FrameTooLarge';
   }
@@ -18,7 +21,9 @@ export class FrameCorrupt extends Error {
     readonly size: number,
     readonly head: Buffer,
   ) {
-    super(`a frame announcing ${size} bytes starts with ${head.length ? head.toString('hex').replace(/../g, '$& ').trim() : 'nothing'}`);
+    super(
+      `a frame announcing ${size} bytes starts with ${head.length ? head.toString('hex').replace(/../g, '$& ').trim() : 'nothing'}`,
+    );
     this.name = 'FrameCorrupt';
   }
 }

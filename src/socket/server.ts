@@ -61,7 +61,10 @@ export class SocketServer {
   private bound = false;
 
   constructor(
-    private readonly config: Pick<Config, 'socketPath' | 'socketDir' | 'socketChmod' | 'maxMessageSize' | 'readTimeoutMs'>,
+    private readonly config: Pick<
+      Config,
+      'socketPath' | 'socketDir' | 'socketChmod' | 'maxMessageSize' | 'readTimeoutMs'
+    >,
     private readonly log: Logger,
     private readonly onFrame: FrameHandler,
   ) {
@@ -102,7 +105,10 @@ export class SocketServer {
         throw socketFatal(`cannot chmod ${socketPath} to 0o${socketChmod.toString(8)} (ASYA_SOCKET_CHMOD)`, err);
       }
     }
-    this.log.info({ socket: socketPath, mode: socketChmod === null ? 'unchanged' : `0o${socketChmod.toString(8)}` }, 'listening');
+    this.log.info(
+      { socket: socketPath, mode: socketChmod === null ? 'unchanged' : `0o${socketChmod.toString(8)}` },
+      'listening',
+    );
   }
 
   /** Stop accepting; connections already accepted keep going. */
@@ -136,7 +142,8 @@ export class SocketServer {
     try {
       stat = fs.lstatSync(socketPath);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return `cannot check the socket file ${socketPath}: ${(err as Error).message}`;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        return `cannot check the socket file ${socketPath}: ${(err as Error).message}`;
       const dirGone = !fs.existsSync(socketDir);
       return `the socket file ${socketPath} was removed${dirGone ? ` (its directory ${socketDir} is gone)` : ''}: the sidecar can no longer connect`;
     }
@@ -315,7 +322,10 @@ export class SocketServer {
       this.intake.release(reader);
       if (used > 0 && read > used) {
         // The sidecar sends one request per connection; a second one here would otherwise vanish unseen.
-        this.log.warn({ bytes: read - used }, 'client sent more after its request (a second request?); one request per connection: ignored');
+        this.log.warn(
+          { bytes: read - used },
+          'client sent more after its request (a second request?); one request per connection: ignored',
+        );
       }
     });
   }
@@ -398,10 +408,16 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
     return;
   }
   if (stat.isDirectory()) {
-    throw new FatalError(ExitCode.socket, `socket path ${socketPath} is a directory; remove it or set ASYA_SOCKET_NAME/ASYA_SOCKET_PATH to a free path`);
+    throw new FatalError(
+      ExitCode.socket,
+      `socket path ${socketPath} is a directory; remove it or set ASYA_SOCKET_NAME/ASYA_SOCKET_PATH to a free path`,
+    );
   }
   if (!stat.isSocket()) {
-    throw new FatalError(ExitCode.socket, `socket path ${socketPath} exists and is not a socket; remove it or choose another path`);
+    throw new FatalError(
+      ExitCode.socket,
+      `socket path ${socketPath} exists and is not a socket; remove it or choose another path`,
+    );
   }
   const live = await new Promise<boolean>((resolve) => {
     const probe = net.connect(socketPath);

@@ -23,7 +23,8 @@ export const CHANNEL_FRAME_LIMIT = 2 ** 30;
  */
 export const SHIM_MESSAGE_HEAD = {
   bytes: 3,
-  test: (head: Buffer) => head.length === 3 && head[0]! > 0x80 && head[0]! <= 0x8f && head[1] === 0xa1 && head[2] === 0x74,
+  test: (head: Buffer) =>
+    head.length === 3 && head[0]! > 0x80 && head[0]! <= 0x8f && head[1] === 0xa1 && head[2] === 0x74,
 };
 
 /** Any message but the hot-path call (init, and the like), length-prefixed. */
@@ -115,7 +116,11 @@ function binHeader(key: string, length: number): Buffer {
  */
 export function encodeCall({ payload, meta, wideIntegers }: CallRequest): Buffer[] {
   const size = 2 + (meta ? 1 : 0) + (wideIntegers ? 1 : 0);
-  const parts = [Buffer.from([0x80 | size, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]), binHeader('p', payload.length), payload];
+  const parts = [
+    Buffer.from([0x80 | size, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]),
+    binHeader('p', payload.length),
+    payload,
+  ];
   if (meta) parts.push(binHeader('m', meta.length), meta);
   if (wideIntegers) parts.push(WIDE_INTEGERS);
   let length = 0;
@@ -139,10 +144,21 @@ export function toOutcome(msg: ShimMessage): CallOutcome {
     case 'bad':
       return { kind: 'bad_input', type: msg.type, message: msg.message, field: msg.field ?? 'payload' };
     case 'timeout':
-      return { kind: 'timed_out', type: msg.type, message: msg.message, traceback: msg.traceback, returned: msg.returned };
+      return {
+        kind: 'timed_out',
+        type: msg.type,
+        message: msg.message,
+        traceback: msg.traceback,
+        returned: msg.returned,
+      };
     case 'enc':
       return { kind: 'unencodable', type: msg.type, message: msg.message };
     default:
-      return { kind: 'raised', type: 'ProtocolError', message: `unexpected reply '${msg.t}' from the shim`, traceback: '' };
+      return {
+        kind: 'raised',
+        type: 'ProtocolError',
+        message: `unexpected reply '${msg.t}' from the shim`,
+        traceback: '',
+      };
   }
 }

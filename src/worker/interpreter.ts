@@ -17,13 +17,18 @@ function isExecutableFile(file: string): boolean {
 
 export function resolveInterpreter(name: string, envPath: string | undefined, fromVariable: boolean): string {
   const source = fromVariable ? `ASYA_PYTHONEXECUTABLE=${JSON.stringify(name)}` : `the default ${JSON.stringify(name)}`;
-  const advice = 'install Python 3.7+ in the image, or set ASYA_PYTHONEXECUTABLE to the interpreter (a name on PATH or an absolute path)';
+  const advice =
+    'install Python 3.7+ in the image, or set ASYA_PYTHONEXECUTABLE to the interpreter (a name on PATH or an absolute path)';
   if (name.includes('/')) {
     const file = path.resolve(name);
     if (isExecutableFile(file)) return file;
-    throw new FatalError(ExitCode.interpreter, `Python interpreter not found: ${source}: ${file} is not an executable file; ${advice}`, {
-      tried: [file],
-    });
+    throw new FatalError(
+      ExitCode.interpreter,
+      `Python interpreter not found: ${source}: ${file} is not an executable file; ${advice}`,
+      {
+        tried: [file],
+      },
+    );
   }
   const dirs = (envPath ?? '').split(path.delimiter).filter(Boolean);
   for (const dir of dirs) {

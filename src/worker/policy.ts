@@ -47,7 +47,11 @@ export function policyFromConfig(config: Config): WorkerPolicy {
   return {
     restart: DEFAULT_POLICY.restart,
     timeLimit: { softMs: config.handlerTimeoutMs, killGraceMs: config.handlerKillGraceMs },
-    recycle: { ...DEFAULT_POLICY.recycle, maxMessages: config.workerMaxMessages, maxMemoryBytes: config.workerMaxMemory },
+    recycle: {
+      ...DEFAULT_POLICY.recycle,
+      maxMessages: config.workerMaxMessages,
+      maxMemoryBytes: config.workerMaxMemory,
+    },
     stopGraceMs: config.shutdownTimeoutMs,
   };
 }

@@ -13,7 +13,16 @@ import { errorResponse, frameChunks } from '../socket/framing.js';
 import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import type { Exchange } from '../socket/server.js';
 import { type RecycleReason, type WorkerPolicy, recycleReason, restartDelay } from './policy.js';
-import { type CallOutcome, type DeathReason, HandlerLoadFailed, type ReadyInfo, SpawnFailed, type Worker, WorkerDied, type WorkerFactory } from './worker.js';
+import {
+  type CallOutcome,
+  type DeathReason,
+  HandlerLoadFailed,
+  type ReadyInfo,
+  SpawnFailed,
+  type Worker,
+  WorkerDied,
+  type WorkerFactory,
+} from './worker.js';
 
 /** How a message ended: 'ok', or the wire error code it was answered with. */
 export type MessageOutcome = 'ok' | ErrorCode;
@@ -162,7 +171,9 @@ export class Supervisor {
       this.hooks.onReady(state === 'ready');
     } catch (err) {
       // The hook is not supposed to throw; if it does, that is the runtime's fault, not Python's.
-      this.hooks.onFatal(err instanceof FatalError ? err : new FatalError(ExitCode.socket, `readiness: ${(err as Error).message}`));
+      this.hooks.onFatal(
+        err instanceof FatalError ? err : new FatalError(ExitCode.socket, `readiness: ${(err as Error).message}`),
+      );
     }
   }
 
@@ -206,7 +217,10 @@ export class Supervisor {
       } catch (err) {
         if (!(err instanceof SpawnFailed && err.transient) || this.stopping()) throw err;
         const delay = Math.min(backoffBaseMs * 2 ** (attempt - 1), spawnRetryMaxMs);
-        this.log.warn({ code: err.code, attempt, delay_ms: delay }, `cannot start the Python process (${err.message}); retrying`);
+        this.log.warn(
+          { code: err.code, attempt, delay_ms: delay },
+          `cannot start the Python process (${err.message}); retrying`,
+        );
         await new Promise((r) => setTimeout(r, delay));
         if (this.stopping()) throw err;
       }
@@ -221,7 +235,12 @@ export class Supervisor {
     this.streak++;
     this.events?.restart?.(death.reason);
     this.log.error(
-      { reason: death.reason, exit_code: death.exitCode, signal: death.signal, stderr_tail: death.stderrTail || undefined },
+      {
+        reason: death.reason,
+        exit_code: death.exitCode,
+        signal: death.signal,
+        stderr_tail: death.stderrTail || undefined,
+      },
       `Python process died (${death.message}); restarting it`,
     );
     void this.restart();
@@ -235,7 +254,9 @@ export class Supervisor {
    */
   private async recycle(why: RecycleReason): Promise<void> {
     const level = why.reason === 'max_messages' ? 'info' : 'warn';
-    await this.retire(() => this.log[level]({ reason: why.reason, ...why.fields }, `recycling the Python process: ${why.message}`));
+    await this.retire(() =>
+      this.log[level]({ reason: why.reason, ...why.fields }, `recycling the Python process: ${why.message}`),
+    );
     if (this.stopping()) return;
     await this.restart();
   }
@@ -300,7 +321,11 @@ export class Supervisor {
         this.log.error({ attempt: failures, of: maxInitFailures }, `restart failed: ${fatal.message}`);
         if (failures >= maxInitFailures) {
           this.hooks.onFatal(
-            new FatalError(ExitCode.restarts, `the Python process failed to re-initialise ${failures} times in a row; last cause: ${fatal.message}`, fatal.fields),
+            new FatalError(
+              ExitCode.restarts,
+              `the Python process failed to re-initialise ${failures} times in a row; last cause: ${fatal.message}`,
+              fatal.fields,
+            ),
           );
           return;
         }
@@ -378,7 +403,10 @@ export class Supervisor {
     if (softMs !== null) {
       // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
       timer = setTimeout(() => {
-        this.log.warn({ id: envelope.id, timeout_s: softMs / 1000 }, 'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it');
+        this.log.warn(
+          { id: envelope.id, timeout_s: softMs / 1000 },
+          'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
+        );
         worker.interrupt();
         timer = setTimeout(() => {
           this.log.error(
@@ -432,7 +460,10 @@ export class Supervisor {
           const outputs = outcome.kind === 'payloads' ? outcome.payloads.length : outcome.outputs.length;
           const level = this.logEachMessage ? 'info' : 'debug';
           if (this.log.isLevelEnabled(level)) {
-            this.log[level]({ id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs }, 'message handled');
+            this.log[level](
+              { id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs },
+              'message handled',
+            );
           }
           return { chunks: frameChunks(body), outcome: 'ok' };
         }
@@ -447,7 +478,9 @@ export class Supervisor {
           return { chunks: errorResponse(failure), outcome: failure.code };
         case 'bad_input':
           failure = wireError.parsing(
-            outcome.field === 'payload' ? `invalid JSON in field 'payload': ${outcome.message}` : `the envelope cannot be read by Python's json: ${outcome.message}`,
+            outcome.field === 'payload'
+              ? `invalid JSON in field 'payload': ${outcome.message}`
+              : `the envelope cannot be read by Python's json: ${outcome.message}`,
             outcome.type,
           );
           this.log.warn(this.errorFields(job, failure, { type: outcome.type }), failure.message);
@@ -455,12 +488,18 @@ export class Supervisor {
         case 'timed_out': {
           const { softMs, killGraceMs } = this.policy.timeLimit;
           const answer = wireError.interrupted((softMs ?? 0) / 1000, killGraceMs / 1000, outcome);
-          this.log.error(this.errorFields(job, answer, { type: outcome.type, traceback: outcome.traceback }), answer.message);
+          this.log.error(
+            this.errorFields(job, answer, { type: outcome.type, traceback: outcome.traceback }),
+            answer.message,
+          );
           return { chunks: errorResponse(answer), outcome: answer.code };
         }
       }
     } catch (err) {
-      failure = err instanceof WireError ? err : wireError.processing(`could not build the response: ${(err as Error).message}`, 'RuntimeError');
+      failure =
+        err instanceof WireError
+          ? err
+          : wireError.processing(`could not build the response: ${(err as Error).message}`, 'RuntimeError');
       this.log.error(this.errorFields(job, failure), failure.message);
       return { chunks: errorResponse(failure), outcome: failure.code };
     }
@@ -468,7 +507,12 @@ export class Supervisor {
 
   private errorFields(job: Job, failure: WireError, extra?: Record<string, unknown>): Record<string, unknown> {
     const { envelope } = job;
-    return { ...messageLogFields({ id: envelope.id, headers: envelope.headers }), outcome: failure.code, ms: msSince(job.received), ...extra };
+    return {
+      ...messageLogFields({ id: envelope.id, headers: envelope.headers }),
+      outcome: failure.code,
+      ms: msSince(job.received),
+      ...extra,
+    };
   }
 }
 
@@ -496,7 +540,10 @@ export function toFatal(err: unknown, handler: string): FatalError {
   }
   if (err instanceof WorkerDied) {
     const tail = err.stderrTail ? `; its last output:\n${err.stderrTail}` : '';
-    return new FatalError(ExitCode.handler, `the Python process ended before loading handler ${JSON.stringify(handler)} (${err.message})${tail}`);
+    return new FatalError(
+      ExitCode.handler,
+      `the Python process ended before loading handler ${JSON.stringify(handler)} (${err.message})${tail}`,
+    );
   }
   return new FatalError(ExitCode.handler, `cannot start the Python process: ${(err as Error).message}`);
 }

@@ -73,7 +73,11 @@ export class WorkerDied extends Error {
   ) {
     super(
       `Python process ${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`}` +
-        (reason === 'timeout' ? ' after the handler time limit' : reason === 'corrupt' ? ' after it corrupted its channel' : ''),
+        (reason === 'timeout'
+          ? ' after the handler time limit'
+          : reason === 'corrupt'
+            ? ' after it corrupted its channel'
+            : ''),
     );
     this.name = 'WorkerDied';
   }
@@ -196,7 +200,8 @@ export class PythonWorker implements Worker {
       this.pid = undefined;
       this.stdio = null;
       const failed = new Promise<SpawnFailed>((resolve) => {
-        const fail = (err: NodeJS.ErrnoException) => resolve(new SpawnFailed(err.code ?? 'UNKNOWN', opts.python, SPAWN_ERRORS[err.code ?? ''] ?? err.message));
+        const fail = (err: NodeJS.ErrnoException) =>
+          resolve(new SpawnFailed(err.code ?? 'UNKNOWN', opts.python, SPAWN_ERRORS[err.code ?? ''] ?? err.message));
         if (thrown || !child) fail(thrown ?? new Error('spawn returned no process'));
         else child.once('error', fail);
       });
@@ -347,7 +352,11 @@ export class PythonWorker implements Worker {
       this.waiter = {
         resolve: (msg) => {
           if (msg.t !== 'closed') return;
-          if (msg.type) log.warn({ type: msg.type, traceback: msg.traceback, ms: msg.ms }, `close() raised ${msg.type}: ${msg.message ?? ''}`);
+          if (msg.type)
+            log.warn(
+              { type: msg.type, traceback: msg.traceback, ms: msg.ms },
+              `close() raised ${msg.type}: ${msg.message ?? ''}`,
+            );
           else log.info({ ms: msg.ms }, 'close() returned');
         },
         reject: () => undefined,
@@ -385,14 +394,20 @@ export class PythonWorker implements Worker {
     signalProcess(pid, 'SIGTERM');
     this.killTimer = setTimeout(() => {
       if (this.reaped) return;
-      this.opts.log.warn({ pid, grace_ms: REAPER_GRACE_MS }, 'the Python process did not stop on SIGTERM; killing its process groups');
+      this.opts.log.warn(
+        { pid, grace_ms: REAPER_GRACE_MS },
+        'the Python process did not stop on SIGTERM; killing its process groups',
+      );
       signalProcess(-pid, 'SIGKILL');
       if (this.shimPid !== null) signalProcess(-this.shimPid, 'SIGKILL');
     }, REAPER_GRACE_MS);
   }
 
   private corrupted(what: string): void {
-    this.opts.log.error({ python_pid: this.shimPid ?? undefined }, `corrupted channel from the Python process (${what}); restarting it`);
+    this.opts.log.error(
+      { python_pid: this.shimPid ?? undefined },
+      `corrupted channel from the Python process (${what}); restarting it`,
+    );
     this.stderrTail.push(`asya-runtime: corrupted channel: ${what}`);
     this.pendingReason = 'corrupt';
     this.killTree();
@@ -445,13 +460,22 @@ export class PythonWorker implements Worker {
     try {
       record = JSON.parse(line.slice(PYTHON_LOG_MARK.length)) as PythonLogRecord;
     } catch {
-      return void this.opts.log.info({ src: 'handler', stream: 'stderr', python_pid: this.shimPid ?? this.pid, ...this.messageFields() }, line);
+      return void this.opts.log.info(
+        { src: 'handler', stream: 'stderr', python_pid: this.shimPid ?? this.pid, ...this.messageFields() },
+        line,
+      );
     }
     this.stderrTail.push(record.e ? `${record.m}\n${record.e}` : record.m);
     if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
     const level = pythonLevel(Number(record.l));
     this.opts.log[level](
-      { src: 'handler', logger: String(record.n), python_pid: this.shimPid ?? this.pid, ...this.messageFields(), traceback: record.e || undefined },
+      {
+        src: 'handler',
+        logger: String(record.n),
+        python_pid: this.shimPid ?? this.pid,
+        ...this.messageFields(),
+        traceback: record.e || undefined,
+      },
       String(record.m),
     );
   }
