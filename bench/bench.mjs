@@ -10,13 +10,13 @@
 // hits all of them alike. The floor is the in-process cost of decoding and encoding the same envelope
 // in Python, with no socket.
 import { execFileSync, spawn } from 'node:child_process';
-import { fmt, human, tables } from './tables.mjs';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { fmt, human, tables } from './tables.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({

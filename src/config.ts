@@ -91,7 +91,7 @@ function oneOf<T extends string>(name: string, choices: Record<string, T>, fallb
   return text().transform((v, ctx): T => {
     if (v === undefined) return fallback;
     const hit = choices[v.toLowerCase()];
-    return hit ?? reject(ctx, name, v, Object.keys(choices).join(', ') + ' (any case)');
+    return hit ?? reject(ctx, name, v, `${Object.keys(choices).join(', ')} (any case)`);
   });
 }
 

@@ -4,13 +4,13 @@
  * reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
  * at INFO (~9 µs, docs/observing.md).
  */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import type { LogLevel } from './config.js';
 import { type LogSink, stderrSink } from './log-sink.js';
 
-export type { Logger };
 export { flushLogs } from './log-sink.js';
+export type { Logger };
 
 export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), human = sink.kind === 'terminal'): Logger {
   const options = { name: 'asya-runtime', level, base: { pid: process.pid } };

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, type Finished, HANDLERS, ROOT, env, runNode, startRuntime, tempDir } from './helpers.js';
+import { CLI, env, type Finished, HANDLERS, ROOT, runNode, startRuntime, tempDir } from './helpers.js';
 
 /** The CLI as a user would run it: compact JSON answers and JSON logs, handlers from test/handlers. */
 function cli(

@@ -1,7 +1,7 @@
 /** ASYA_JSON_CODEC: orjson (when installed) must answer exactly like the stdlib codec. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TEST_VENV_PYTHON, env, pyenvPython, rawExchange, runToExit, startRuntime } from './helpers.js';
+import { env, pyenvPython, rawExchange, runToExit, startRuntime, TEST_VENV_PYTHON } from './helpers.js';
 
 /** Tracebacks may differ by the shim's own codec frames; compare the exception they end with. */
 function withoutShimFrames(answer: unknown): unknown {

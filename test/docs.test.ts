@@ -1,9 +1,9 @@
 /** The byte-level examples in docs/protocol.md, replayed against the real runtime. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { execFileSync } from 'node:child_process';
 import { CLI, ROOT, type Runtime, rawExchange, startRuntime } from './helpers.js';
 
 const doc = fs.readFileSync(path.join(ROOT, 'docs', 'protocol.md'), 'utf8');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { type Runtime, asError, startRuntime } from './helpers.js';
+import { asError, type Runtime, startRuntime } from './helpers.js';
 
 const runtimes = new Map<string, Promise<Runtime>>();
 function rt(fn: string, extraEnv: Record<string, string> = {}): Promise<Runtime> {

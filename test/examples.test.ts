@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, type Finished, ROOT, TEST_VENV_PYTHON, runNode } from './helpers.js';
+import { CLI, type Finished, ROOT, runNode, TEST_VENV_PYTHON } from './helpers.js';
 
 function run(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Finished> {
   return runNode(args, { ...opts, env: { ASYA_LOG_LEVEL: 'WARNING', ...opts.env } });

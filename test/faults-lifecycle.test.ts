@@ -11,11 +11,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import {
-  type LogLine,
-  type Runtime,
   connects,
   env,
+  type LogLine,
   listensOnTcp,
+  type Runtime,
   runToExit,
   sleep,
   startRuntime,

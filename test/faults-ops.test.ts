@@ -18,7 +18,12 @@ function frame(envelope: unknown): Buffer {
 /** Send a request and close the connection entirely (as a sidecar that gave up does). */
 function sendAndLeave(socketPath: string, envelope: unknown): Promise<void> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(socketPath, () => sock.write(frame(envelope), () => (sock.destroy(), resolve())));
+    const sock = net.connect(socketPath, () =>
+      sock.write(frame(envelope), () => {
+        sock.destroy();
+        resolve();
+      }),
+    );
     sock.on('error', reject);
   });
 }

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
-import { type Runtime, env, startRuntime } from './helpers.js';
+import { env, type Runtime, startRuntime } from './helpers.js';
 
 function minorFaults(pid: number): number {
   return Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);

@@ -2,8 +2,7 @@
  * Test harness: starts the real runtime (node dist/cli.js), which spawns a real Python, and
  * talks to it over its real Unix socket with the sidecar's framing.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';

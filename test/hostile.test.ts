@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { type Runtime, asError, rawExchange, sleep, startRuntime } from './helpers.js';
+import { asError, type Runtime, rawExchange, sleep, startRuntime } from './helpers.js';
 
 const send = async (rt: Runtime, text: string): Promise<string> => {
   const answer = await rawExchange(rt.socketPath, Buffer.from(text));

@@ -11,8 +11,8 @@ import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { handlerMeta, parseRequest, payloadModeResponse } from '../src/envelope/envelope.js';
-import { WireError } from '../src/errors.js';
 import { JsonScanError, lastMember, scanObject, skipSpace, validate } from '../src/envelope/json-scan.js';
+import { WireError } from '../src/errors.js';
 
 const SEED = process.env.SCAN_SEED ? Number(process.env.SCAN_SEED) : Date.now() % 2 ** 31;
 const RUNS = Number(process.env.SCAN_RUNS ?? 2000);
@@ -122,7 +122,7 @@ for line in sys.stdin:
     except (ValueError, RecursionError):
         print(0)`,
       ],
-      { input: texts.map((t) => JSON.stringify(t)).join('\n') + '\n', encoding: 'utf8' },
+      { input: `${texts.map((t) => JSON.stringify(t)).join('\n')}\n`, encoding: 'utf8' },
     );
     assert.equal(python.status, 0, python.stderr);
     const verdicts = python.stdout.trim().split('\n');

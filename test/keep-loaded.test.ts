@@ -11,16 +11,16 @@ import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { parseRequest } from '../src/envelope/envelope.js';
 import { createLogger } from '../src/logger.js';
-import { DEFAULT_POLICY, type WorkerPolicy, recycleReason } from '../src/worker/policy.js';
+import { DEFAULT_POLICY, recycleReason, type WorkerPolicy } from '../src/worker/policy.js';
 import { Supervisor } from '../src/worker/supervisor.js';
 import { type CallOutcome, type ReadyInfo, type Worker, WorkerDied } from '../src/worker/worker.js';
 import {
-  CLI,
-  HANDLERS,
-  type Runtime,
   asError,
+  CLI,
   env,
+  HANDLERS,
   pyenvPython,
+  type Runtime,
   runNode,
   runToExit,
   sleep,

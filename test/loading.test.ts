@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { type LogLine, env, runToExit, startRuntime, tempDir } from './helpers.js';
+import { env, type LogLine, runToExit, startRuntime, tempDir } from './helpers.js';
 
 function fatal(logs: LogLine[]): string {
   const line = logs.find((l) => l.level === 'fatal');

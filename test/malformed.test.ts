@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { type Runtime, asError, env, rawExchange, startRuntime } from './helpers.js';
+import { asError, env, type Runtime, rawExchange, startRuntime } from './helpers.js';
 
 let rt: Runtime;
 before(async () => {

@@ -9,14 +9,14 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  asError,
   CLI,
+  env,
   HANDLERS,
   type LogLine,
+  pyenvPython,
   ROOT,
   type Runtime,
-  asError,
-  env,
-  pyenvPython,
   runNode,
   runToExit,
   startRuntime,

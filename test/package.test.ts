@@ -9,18 +9,18 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
 import {
-  HANDLERS,
-  ROOT,
-  TEST_VENV_PYTHON,
   asError,
   connects,
   env,
+  HANDLERS,
   listensOnTcp,
   pyenvPython,
+  ROOT,
   rawExchange,
   runToExit,
   sleep,
   startRuntime,
+  TEST_VENV_PYTHON,
   tempDir,
 } from './helpers.js';
 
@@ -281,6 +281,7 @@ describe('docs/deploy manifests', () => {
   const docs = (name: string) =>
     YAML.parseAllDocuments(fs.readFileSync(path.join(ROOT, 'docs', 'deploy', name), 'utf8')).map((d) => {
       assert.deepEqual(d.errors, [], `${name}: ${d.errors.join('; ')}`);
+      // biome-ignore lint/suspicious/noExplicitAny: free-form Kubernetes YAML, read by path
       return d.toJS() as Record<string, any>;
     });
 

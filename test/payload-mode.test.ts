@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type Runtime, asError, env, startRuntime } from './helpers.js';
+import { after, describe, it } from 'node:test';
+import { asError, env, type Runtime, startRuntime } from './helpers.js';
 
 /** One runtime per handler, started lazily and shared by the tests that use it. */
 const runtimes = new Map<string, Promise<Runtime>>();
@@ -69,9 +69,9 @@ describe('payload mode', () => {
       Record<string, unknown>
     >;
     assert.equal(answer.length, 3);
-    answer.forEach((e, i) =>
-      assert.deepEqual(e, { route: { actors: ['a', 'b', 'c'], current: 1 }, headers: { h: 1 }, payload: { i } }),
-    );
+    for (const [i, e] of answer.entries()) {
+      assert.deepEqual(e, { route: { actors: ['a', 'b', 'c'], current: 1 }, headers: { h: 1 }, payload: { i } });
+    }
     const tuple = (await (await rt('basic.fanout_tuple')).send(env({}))) as Array<{ payload: unknown }>;
     assert.deepEqual(
       tuple.map((e) => e.payload),

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { type Runtime, asError, env, sleep, startRuntime } from './helpers.js';
+import { asError, env, type Runtime, sleep, startRuntime } from './helpers.js';
 
 interface Proc {
   pid: number;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TEST_VENV_PYTHON, env, pyenvPython, runToExit, startRuntime } from './helpers.js';
+import { env, pyenvPython, runToExit, startRuntime, TEST_VENV_PYTHON } from './helpers.js';
 
 async function roundTrip(python: string, handler: string, vars: Record<string, string> = {}): Promise<unknown[]> {
   const rt = await startRuntime({ handler, env: { ASYA_PYTHONEXECUTABLE: python, ...vars } });

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { type Runtime, asError, env, rawExchange, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+import { asError, env, type Runtime, sleep, startRuntime, tempDir } from './helpers.js';
 
 async function pythonPid(rt: Runtime, after = 0): Promise<number> {
   const lines = () => rt.logs.filter((l) => l.msg === 'handler loaded');

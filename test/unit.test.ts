@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { envelopeModeResponse, parseRequest, payloadModeResponse, routeProblem } from '../src/envelope/envelope.js';
+import { MAX_NESTING, type Member, scanObject } from '../src/envelope/json-scan.js';
 import { WireError } from '../src/errors.js';
 import { FrameCorrupt, FrameDecoder, FrameTooLarge } from '../src/socket/framing.js';
-import { MAX_NESTING, type Member, scanObject } from '../src/envelope/json-scan.js';
 import { restartDelay } from '../src/worker/policy.js';
 
 describe('config', () => {

@@ -12,22 +12,22 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FatalError } from '../errors.js';
-import { createLogger } from '../logger.js';
+import type { FatalError } from '../errors.js';
 import { stderrSink } from '../log-sink.js';
+import { createLogger } from '../logger.js';
 import { type RunningRuntime, startRuntime } from '../runtime/runtime.js';
 import type { ReadyInfo } from '../worker/worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
 import {
-  NoAnswerError,
-  UsageError,
   messageOptions,
+  NoAnswerError,
   parseRoute,
   positiveSeconds,
   printAnswer,
   printPayloads,
   readMessages,
   sendMessages,
+  UsageError,
 } from './messages.js';
 
 /** Editors write a file in several steps (truncate, write, rename): one reload for all of them. */

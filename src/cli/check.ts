@@ -8,7 +8,7 @@ import { ExitCode, FatalError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { workerOptions } from '../runtime/runtime.js';
 import { toFatal } from '../worker/supervisor.js';
-import { PythonWorker } from '../worker/worker.js';
+import { PythonWorker, type ReadyInfo } from '../worker/worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
 
 export const checkHelp = `Usage: asya-runtime check --handler SPEC [options]
@@ -36,7 +36,7 @@ export async function check(args: string[]): Promise<number> {
   try {
     // No extra path (call adds the working directory): what imports here imports in the pod.
     const worker = PythonWorker.spawn(workerOptions(config, env, log));
-    let ready;
+    let ready: ReadyInfo;
     try {
       ready = await worker.handshake();
     } catch (err) {

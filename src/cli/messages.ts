@@ -3,8 +3,8 @@
  * wrapping payloads in envelopes, sending them through the socket and printing answers.
  */
 import fs from 'node:fs';
+import { parseSeconds, SECONDS_EXPECTED } from '../config.js';
 import { exchange } from '../socket/client.js';
-import { SECONDS_EXPECTED, parseSeconds } from '../config.js';
 
 export class UsageError extends Error {
   constructor(message: string) {

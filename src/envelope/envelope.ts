@@ -10,19 +10,20 @@
  * is rounded.
  */
 import { isUtf8 } from 'node:buffer';
+import { type WireError, wireError } from '../errors.js';
 import {
-  JsonScanError,
-  type Member,
-  type Span,
   describeValue,
   isArrayAt,
   isObjectAt,
   isStringAt,
+  JsonScanError,
   lastMember,
+  type Member,
+  type ObjectScan,
+  type Span,
   scanObject,
   validate,
 } from './json-scan.js';
-import { type WireError, wireError } from '../errors.js';
 
 /** The route positions the rules need; everything else about the route stays bytes. */
 export interface RoutePosition {
@@ -157,7 +158,7 @@ function parsingError(err: unknown): WireError {
 export function parseRequest(frame: Buffer, validation: boolean): RequestEnvelope {
   if (frame.length === 0) throw wireError.parsing('empty request frame: expected a JSON envelope', 'EmptyFrame');
   if (!isUtf8(frame)) throw wireError.parsing('request frame is not valid UTF-8', 'UnicodeDecodeError');
-  let scan;
+  let scan: ObjectScan | null;
   let route: string | Route;
   try {
     scan = scanObject(frame, 0, frame.length, { depth: 1, skipped: 'payload' });
@@ -317,7 +318,7 @@ export function envelopeModeResponse(input: RequestEnvelope, outputs: EnvelopeOu
       if (!validation) return withPayload([meta], meta, payload);
       const fail = (problem: string): WireError =>
         wireError.processing(`Invalid output envelope[${i}/${n}]: ${problem}`, 'ValueError');
-      let scan;
+      let scan: ObjectScan | null;
       try {
         scan = scanObject(meta, 0, meta.length, { depth: 1 });
       } catch (err) {

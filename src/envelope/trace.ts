@@ -2,7 +2,7 @@
  * Which message a log line is about: the envelope's id, and the trace id its headers carry
  * (`trace_id`, or the trace-id field of a W3C `traceparent`), read from the headers' bytes.
  */
-import { isStringAt, lastMember, scanObject } from './json-scan.js';
+import { isStringAt, lastMember, type ObjectScan, scanObject } from './json-scan.js';
 
 export interface MessageContext {
   id: string | undefined;
@@ -20,7 +20,7 @@ const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}/i;
 
 export function traceIdOf(headers: Buffer | undefined): string | undefined {
   if (headers === undefined || headers[0] !== 0x7b) return undefined;
-  let scan;
+  let scan: ObjectScan | null;
   try {
     scan = scanObject(headers, 0, headers.length, { depth: 2, validated: true });
   } catch {

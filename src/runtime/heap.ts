@@ -44,7 +44,10 @@ function keepFreedMemory(env: NodeJS.ProcessEnv): void {
 /** A full, atomic collection now (a few ms on this ~10 MB heap). */
 export function collectGarbage(): void {
   const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) return exposed();
+  if (exposed) {
+    exposed();
+    return;
+  }
   v8.setFlagsFromString('--expose-gc');
   const gc = vm.runInNewContext('gc') as () => void;
   v8.setFlagsFromString('--no-expose-gc');

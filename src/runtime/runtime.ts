@@ -5,20 +5,20 @@
  */
 import type { Config } from '../config.js';
 import { parseRequest } from '../envelope/envelope.js';
-import { errorResponse } from '../socket/framing.js';
 import { ExitCode, FatalError, WireError } from '../errors.js';
-import { tuneSupervisorMemory } from './heap.js';
-import { collectWhenIdle } from './idle-gc.js';
-import { resolveInterpreter } from '../worker/interpreter.js';
 import type { Logger } from '../logger.js';
-import { ReadyFile } from './readiness.js';
-import { type MetricsServer, RuntimeMetrics, serveMetrics } from './metrics.js';
+import { errorResponse } from '../socket/framing.js';
 import { SocketServer } from '../socket/server.js';
-import { shimLaunch } from '../worker/shim.js';
+import { VERSION } from '../version.js';
+import { resolveInterpreter } from '../worker/interpreter.js';
 import { policyFromConfig } from '../worker/policy.js';
+import { shimLaunch } from '../worker/shim.js';
 import { Supervisor } from '../worker/supervisor.js';
 import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
-import { VERSION } from '../version.js';
+import { tuneSupervisorMemory } from './heap.js';
+import { collectWhenIdle } from './idle-gc.js';
+import { type MetricsServer, RuntimeMetrics, serveMetrics } from './metrics.js';
+import { ReadyFile } from './readiness.js';
 
 /** How often the socket file and the ready file are checked (two lstat calls). */
 const WATCH_INTERVAL_MS = 1000;

@@ -9,8 +9,8 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Config } from '../config.js';
 import { type ErrorCode, ExitCode, FatalError, type WireError, wireError } from '../errors.js';
-import { FrameDecoder, FrameTooLarge, errorResponse } from './framing.js';
 import type { Logger } from '../logger.js';
+import { errorResponse, FrameDecoder, FrameTooLarge } from './framing.js';
 import { Intake, type Reader } from './intake.js';
 import { PendingBytes, pendingLimit } from './pending-bytes.js';
 

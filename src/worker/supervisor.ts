@@ -6,13 +6,13 @@
  * replaced between messages. The thresholds are data (policy.ts); the worker comes from a factory.
  */
 import type { Config } from '../config.js';
-import { type RequestEnvelope, envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
+import { envelopeModeResponse, handlerMeta, payloadModeResponse, type RequestEnvelope } from '../envelope/envelope.js';
+import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import { type ErrorCode, ExitCode, FatalError, WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { errorResponse, frameChunks } from '../socket/framing.js';
-import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import type { Exchange } from '../socket/server.js';
-import { type RecycleReason, type WorkerPolicy, recycleReason, restartDelay } from './policy.js';
+import { type RecycleReason, recycleReason, restartDelay, type WorkerPolicy } from './policy.js';
 import {
   type CallOutcome,
   type DeathReason,
@@ -367,10 +367,11 @@ export class Supervisor {
    */
   private nextLiveJob(): Job | undefined {
     const dropped: Array<string | null> = [];
-    let job: Job | undefined;
-    while ((job = this.queue.shift()) && job.exchange.clientGone()) {
+    let job = this.queue.shift();
+    while (job?.exchange.clientGone()) {
       job.exchange.abort();
       dropped.push(job.envelope.id ?? null);
+      job = this.queue.shift();
     }
     if (dropped.length > 0) {
       this.log.warn(

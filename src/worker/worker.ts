@@ -15,18 +15,18 @@ import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { HandlerMode, JsonCodec, LogLevel } from '../config.js';
 import { type MessageContext, type MessageLogFields, messageLogFields } from '../envelope/trace.js';
-import { FrameCorrupt, FrameDecoder } from '../socket/framing.js';
 import { LineSplitter, type Logger } from '../logger.js';
+import { FrameCorrupt, FrameDecoder } from '../socket/framing.js';
 import {
-  CHANNEL_FRAME_LIMIT,
   type CallOutcome,
   type CallRequest,
-  type ReadyInfo,
-  SHIM_MESSAGE_HEAD,
-  type ShimMessage,
+  CHANNEL_FRAME_LIMIT,
   decodeMessage,
   encodeCall,
   encodeMessage,
+  type ReadyInfo,
+  SHIM_MESSAGE_HEAD,
+  type ShimMessage,
   toOutcome,
 } from './channel.js';
 import type { ShimLaunch } from './shim.js';
@@ -439,7 +439,8 @@ export class PythonWorker implements Worker {
   /** `{id, trace_id}` of the message in flight, computed once per message and only when a line needs it. */
   private messageFields(): MessageLogFields | undefined {
     if (this.context === null) return undefined;
-    return (this.contextFields ??= messageLogFields(this.context));
+    this.contextFields ??= messageLogFields(this.context);
+    return this.contextFields;
   }
 
   private pipeLines(stream: Readable, name: 'stdout' | 'stderr'): void {
