@@ -126,6 +126,7 @@ export function runNode(
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '/root',
         ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '',
+        ...coverageEnv(),
         ...opts.env,
       },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -138,6 +139,11 @@ export function runNode(
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin!.end(opts.input ?? '');
   });
+}
+
+/** scripts/run-tests.mjs collects V8 coverage from every runtime a test starts: pass its directory on. */
+export function coverageEnv(): Record<string, string> {
+  return process.env.NODE_V8_COVERAGE ? { NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE } : {};
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -162,6 +168,7 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
   if (process.env.PYENV_ROOT) env.PYENV_ROOT = process.env.PYENV_ROOT;
   // scripts/run-tests.mjs stops whatever carries its marker when the run ends (a cancelled test's runtime)
   if (process.env.ASYA_TEST_RUN) env.ASYA_TEST_RUN = process.env.ASYA_TEST_RUN;
+  Object.assign(env, coverageEnv());
   if (opts.handler !== undefined) env.ASYA_HANDLER = opts.handler;
   for (const [k, v] of Object.entries(opts.env ?? {})) {
     if (v === undefined) delete env[k];
