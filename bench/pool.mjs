@@ -27,6 +27,8 @@ const { values: opt } = parseArgs({
     loadgen: { type: 'string', default: path.resolve(root, '..', 'shared', 'bench', 'loadgen.c') },
     python: { type: 'string', default: 'python3' },
     rounds: { type: 'string' },
+    /** A checkout of another build (its dist/cli.js), run with one worker in the same rounds: an A/B. */
+    baseline: { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -67,7 +69,7 @@ class SlowInit:
 `,
 );
 
-function runtime(name, handler, extra = {}) {
+function runtime(name, handler, extra = {}, cli = path.join(root, 'dist', 'cli.js')) {
   const env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -81,7 +83,7 @@ function runtime(name, handler, extra = {}) {
     : {
         name,
         cmd: process.execPath,
-        args: [path.join(root, 'dist', 'cli.js')],
+        args: [cli],
         env: { ...env, ASYA_PYTHONEXECUTABLE: python },
       };
 }
@@ -139,6 +141,33 @@ function send(socketPath) {
   });
 }
 
+/** utime + stime in ms of `root`'s own process and of its descendants (the Python processes), as [own, descendants]. */
+function cpuMs(root) {
+  const procs = fs
+    .readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .flatMap((e) => {
+      try {
+        const f = fs.readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1].split(' ');
+        return [{ pid: Number(e), ppid: Number(f[1]), ms: ((Number(f[11]) + Number(f[12])) * 1000) / 100 }];
+      } catch {
+        return [];
+      }
+    });
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of procs)
+      if (tree.has(p.ppid) && !tree.has(p.pid)) {
+        tree.add(p.pid);
+        grew = true;
+      }
+  }
+  const own = procs.find((p) => p.pid === root)?.ms ?? 0;
+  const below = procs.filter((p) => p.pid !== root && tree.has(p.pid)).reduce((sum, p) => sum + p.ms, 0);
+  return [own, below];
+}
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -159,6 +188,7 @@ console.log(`peer: ${hasPeer ? opt.peer : 'not found (pass --peer PATH)'}\n`);
 
 const contenders = [
   ...(hasPeer ? [runtime('peer', 'pool_bench.burn')] : []),
+  ...(opt.baseline ? [runtime('baseline', 'pool_bench.burn', {}, path.resolve(opt.baseline, 'dist', 'cli.js'))] : []),
   runtime('ASYA_WORKERS=1', 'pool_bench.burn', { ASYA_WORKERS: '1' }),
   runtime('ASYA_WORKERS=2', 'pool_bench.burn', { ASYA_WORKERS: '2' }),
 ];
@@ -169,24 +199,49 @@ const running = [];
 for (const rt of contenders)
   running.push(await start(rt, rt.name === 'ASYA_WORKERS=2' ? 2 : rt.name === 'peer' ? 0 : 1));
 const rps = new Map(running.map((rt) => [rt.name, []]));
+const cpu = new Map(running.map((rt) => [rt.name, { own: [], python: [] }]));
 for (let round = 0; round < rounds; round++) {
   const order = running.map((_, i) => running[(i + round) % running.length]);
   for (const rt of order) {
     execFileSync(loadgen, [rt.socket, String(CONCURRENCY * 4), '100', String(CONCURRENCY)]); // warm
+    const [own0, below0] = cpuMs(rt.child.pid);
     const out = JSON.parse(
       execFileSync(loadgen, [rt.socket, String(messages), '100', String(CONCURRENCY)], { encoding: 'utf8' }),
     );
+    const [own1, below1] = cpuMs(rt.child.pid);
     if (out.errors) throw new Error(`${rt.name}: ${out.errors} errors`);
     rps.get(rt.name).push(out.rps);
+    cpu.get(rt.name).own.push((own1 - own0) / messages);
+    cpu.get(rt.name).python.push((below1 - below0) / messages);
   }
 }
 for (const rt of running) await stop(rt);
+// What the same CPU per message allows on idle cores: the peer is one process (one core); ours is one
+// Node process (one core) and N Python processes (a core each), all within the machine's cores.
+const cores = os.cpus().length;
+const bound = (name) => {
+  const { own, python } = cpu.get(name);
+  if (name === 'peer') return 1000 / median(own);
+  const workers = name === 'baseline' ? 1 : Number(name.split('=')[1]);
+  const node = median(own);
+  const py = median(python);
+  return Math.min((1000 * workers) / py, 1000 / node, (1000 * cores) / (node + py));
+};
 const peerRps = hasPeer ? median(rps.get('peer')) : null;
-console.log('| runtime | msg/s (median) | rounds | vs peer |');
-console.log('|---|---|---|---|');
+const peerBound = hasPeer ? bound('peer') : null;
+console.log(
+  '| runtime | msg/s (median) | rounds | vs peer | CPU ms/msg: supervisor + Python | bound on idle cores | vs peer |',
+);
+console.log('|---|---|---|---|---|---|---|');
 for (const [name, xs] of rps) {
   const vs = peerRps ? `${(median(xs) / peerRps).toFixed(2)}x` : '';
-  console.log(`| ${name} | ${fmt(median(xs))} | ${xs.map((x) => fmt(x)).join(', ')} | ${vs} |`);
+  const { own, python } = cpu.get(name);
+  const split =
+    name === 'peer' ? `${fmt(median(own), 2)} (one process)` : `${fmt(median(own), 2)} + ${fmt(median(python), 2)}`;
+  const b = bound(name);
+  console.log(
+    `| ${name} | ${fmt(median(xs))} | ${xs.map((x) => fmt(x)).join(', ')} | ${vs} | ${split} | ${fmt(b)} | ${peerBound ? `${(b / peerBound).toFixed(2)}x` : ''} |`,
+  );
 }
 
 // ---------------------------------------------------------------- availability
