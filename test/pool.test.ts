@@ -10,6 +10,11 @@ import http from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
+import { parseRequest } from '../src/envelope/envelope.js';
+import { createLogger } from '../src/logger.js';
+import { DEFAULT_POLICY } from '../src/worker/policy.js';
+import { Pool } from '../src/worker/pool.js';
+import { type CallOutcome, type ReadyInfo, type Worker, WorkerDied } from '../src/worker/worker.js';
 import {
   CLI,
   HANDLERS,
@@ -352,5 +357,124 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).n, 7);
     assert.equal(r.stderr.match(/handler loaded/g)?.length, 1, r.stderr);
+  });
+});
+
+/** A worker without Python: loads in `initMs`, answers each call with its number after `callMs`, dies on request. */
+class FakeWorker implements Worker {
+  static spawned: FakeWorker[] = [];
+  readonly exited: Promise<WorkerDied>;
+  readonly id = FakeWorker.spawned.push(this);
+  private die!: (death: WorkerDied) => void;
+  private pending: ((death: WorkerDied) => void) | null = null;
+
+  constructor(
+    private readonly initMs: number,
+    private readonly callMs: number,
+  ) {
+    this.exited = new Promise((resolve) => (this.die = resolve));
+  }
+  async handshake(): Promise<ReadyInfo> {
+    // Like a real worker's handshake, it fails if the process dies while loading.
+    const died = this.exited.then((death) => Promise.reject(death));
+    await Promise.race([sleep(this.initMs), died]);
+    return {
+      kind: 'function',
+      callable: 'function',
+      close: false,
+      interruptible: false,
+      page_size: 4096,
+      python: 'fake',
+      executable: 'fake',
+      pid: this.id,
+      load_ms: this.initMs,
+    };
+  }
+  call(): Promise<CallOutcome> {
+    return new Promise((resolve, reject) => {
+      this.pending = reject;
+      setTimeout(() => resolve({ kind: 'payloads', payloads: [Buffer.from(String(this.id))] }), this.callMs);
+    });
+  }
+  interrupt(): void {}
+  rss(): number | null {
+    return null;
+  }
+  async stop(): Promise<WorkerDied> {
+    this.terminate('stopped');
+    return this.exited;
+  }
+  terminate(reason: 'timeout' | 'crash' | 'stopped' | 'corrupt'): void {
+    const death = new WorkerDied(reason, null, 'SIGKILL', '');
+    this.pending?.(death);
+    this.die(death);
+  }
+}
+
+describe('the pool with fake workers (dispatch and drain rules)', () => {
+  const parsed = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_WORKERS: '2' });
+  assert.ok(parsed.ok);
+  const config = parsed.config;
+  const log = createLogger('error', undefined, false);
+  const job = (n: number) => {
+    let answered!: (body: string | null) => void;
+    const answer = new Promise<string | null>((resolve) => (answered = resolve));
+    const frame = Buffer.from(JSON.stringify(env({ n }, { id: `m${n}` })));
+    return {
+      answer,
+      job: {
+        envelope: parseRequest(frame, true),
+        received: process.hrtime.bigint(),
+        exchange: {
+          respond: (chunks: Buffer[]) => answered(Buffer.concat(chunks).subarray(4).toString()),
+          abort: () => answered(null),
+          clientGone: () => false,
+        },
+      },
+    };
+  };
+  const servedBy = (body: string | null) => (JSON.parse(body!) as Array<{ payload: number }>)[0]!.payload;
+
+  it('shutdown: a worker still restarting leaves the queue to the one serving; all are answered within the grace', async () => {
+    FakeWorker.spawned = [];
+    const ready: boolean[] = [];
+    // Worker 1's replacement takes 10 s to load: it is still loading at the shutdown.
+    let spawns = 0;
+    const pool = new Pool(config, DEFAULT_POLICY, () => () => new FakeWorker(++spawns > 2 ? 10_000 : 0, 40), log, {
+      onReady: (up) => ready.push(up),
+      onFatal: (err) => assert.fail(err.message),
+    });
+    await pool.start();
+    await until('both loaded', () => pool.serving === 2, 2_000);
+    FakeWorker.spawned[0]!.terminate('crash');
+    await until('one restarting', () => pool.serving === 1, 2_000);
+    assert.equal(ready.at(-1), true, 'ready while one worker serves');
+    const jobs = [1, 2, 3, 4, 5].map(job);
+    for (const j of jobs) pool.submit(j.job);
+    const { unfinished } = await pool.shutdown(5_000);
+    assert.equal(unfinished, 0);
+    const bodies = await Promise.all(jobs.map((j) => j.answer));
+    assert.deepEqual(bodies.map(servedBy), [2, 2, 2, 2, 2], 'all served by the worker that was up');
+    assert.equal(ready.at(-1), false);
+  });
+
+  it('dispatch: the oldest message goes to the first free worker; the queue counts those in the handlers', async () => {
+    FakeWorker.spawned = [];
+    const pool = new Pool(config, DEFAULT_POLICY, () => () => new FakeWorker(0, 60), log, {
+      onReady: () => undefined,
+      onFatal: (err) => assert.fail(err.message),
+    });
+    await pool.start();
+    await until('both loaded', () => pool.serving === 2, 2_000);
+    const order: number[] = [];
+    const jobs = [0, 1, 2, 3].map(job);
+    jobs.forEach((j, n) => void j.answer.then(() => order.push(n)));
+    for (const j of jobs) pool.submit(j.job);
+    assert.equal(pool.queued, 4, 'two in the handlers, two waiting');
+    const bodies = await Promise.all(jobs.map((j) => j.answer));
+    assert.deepEqual(new Set(bodies.map(servedBy)), new Set([1, 2]));
+    assert.deepEqual(order.slice(0, 2).sort(), [0, 1], 'the first two answered first');
+    assert.equal(pool.queued, 0);
+    await pool.shutdown(100);
   });
 });
