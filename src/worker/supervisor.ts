@@ -1,8 +1,8 @@
 /**
  * The supervisor: one Python worker fed checked requests one at a time from a FIFO (handlers are
  * not thread-safe by contract), and the worker's lifecycle around it. The FIFO is its own, or shared
- * by the supervisors of a pool (pool.ts), each taking the oldest message when its worker is free. A dead worker's
- * in-flight message is answered, the worker is restarted with backoff, and readiness follows.
+ * by the supervisors of a pool (pool.ts), each taking the oldest message when its worker is free.
+ * A dead worker's in-flight message is answered, the worker is restarted with backoff, and readiness follows.
  * An overrunning call is interrupted, then killed; a worker past its recycle thresholds is
  * replaced between messages. The thresholds are data (policy.ts); the worker comes from a factory.
  */
