@@ -45,6 +45,8 @@ export interface Config {
   workerMaxMessages: number | null;
   /** Replace it when its resident memory exceeds this many bytes; null: never. */
   workerMaxMemory: number | null;
+  /** Python processes, each with the handler loaded, serving concurrent connections (ASYA_WORKERS). */
+  workers: number;
   readTimeoutMs: number;
   shutdownTimeoutMs: number;
   /** One INFO line per answered message (ASYA_LOG_MESSAGES); at DEBUG when false. */
@@ -70,7 +72,14 @@ export const DEFAULTS = {
   readTimeoutSeconds: 30,
   shutdownTimeoutSeconds: 25,
   killGraceSeconds: 5,
+  workers: 1,
 } as const;
+
+/**
+ * More Python processes than this is a typo (640 for 64), not a plan: each holds a copy of the model,
+ * and the supervisor's descriptors and restart headroom are sized for a few dozen.
+ */
+export const MAX_WORKERS = 64;
 
 type Ctx = z.RefinementCtx;
 
@@ -259,6 +268,7 @@ const envObject = z.object({
   ASYA_HANDLER_ARGS: jsonObject('ASYA_HANDLER_ARGS'),
   ASYA_WORKER_MAX_MESSAGES: integer('ASYA_WORKER_MAX_MESSAGES', null, 1, Number.MAX_SAFE_INTEGER),
   ASYA_WORKER_MAX_MEMORY: byteSize('ASYA_WORKER_MAX_MEMORY'),
+  ASYA_WORKERS: integer('ASYA_WORKERS', DEFAULTS.workers, 1, MAX_WORKERS),
 });
 
 const envSchema = envObject.transform((env, ctx): Config => {
@@ -312,6 +322,7 @@ const envSchema = envObject.transform((env, ctx): Config => {
     handlerArgs: env.ASYA_HANDLER_ARGS,
     workerMaxMessages: env.ASYA_WORKER_MAX_MESSAGES,
     workerMaxMemory: env.ASYA_WORKER_MAX_MEMORY,
+    workers: env.ASYA_WORKERS as number,
     logMessages: env.ASYA_LOG_MESSAGES,
     metrics: env.ASYA_METRICS_ADDR,
   };

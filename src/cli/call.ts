@@ -95,7 +95,8 @@ export async function call(args: string[]): Promise<number> {
     const env = handlerEnvironment(values, dir);
     const config = handlerConfig(env);
     const log = createLogger(config.logLevel);
-    const runtime = startRuntime(config, log, { env, extraPath: [process.cwd()] });
+    // One Python process whatever ASYA_WORKERS says: messages are sent one at a time, and --watch reloads one.
+    const runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: [process.cwd()] });
     const stop = () => void runtime.shutdown('interrupted');
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -24,7 +24,9 @@ const OUTCOMES: MessageOutcome[] = ['ok', ...Object.values(ErrorCode)];
 /** What the metrics read at scrape time rather than being told. */
 export interface MetricsSources {
   queued(): number;
-  pythonPid(): number | null;
+  /** The Python processes that run the handler (one per loaded worker). */
+  pythonPids(): number[];
+  workersServing(): number;
 }
 
 export class RuntimeMetrics {
@@ -80,12 +82,20 @@ export class RuntimeMetrics {
     });
     new Gauge({
       name: `${PREFIX}python_resident_memory_bytes`,
-      help: 'Resident memory (RSS) of the Python process that runs the handler; absent while it restarts',
+      help: 'Resident memory (RSS) of the Python process that runs the handler, summed over the ASYA_WORKERS processes; absent while none is loaded',
       registers,
       collect() {
         this.reset();
-        const rss = residentBytes(sources.pythonPid());
-        if (rss !== null) this.set(rss);
+        const each = sources.pythonPids().map(residentBytes);
+        if (each.some((rss) => rss !== null)) this.set(each.reduce<number>((sum, rss) => sum + (rss ?? 0), 0));
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}workers_ready`,
+      help: 'Python processes with the handler loaded and taking messages (ASYA_WORKERS when none is restarting)',
+      registers,
+      collect() {
+        this.set(sources.workersServing());
       },
     });
     this.events = {
@@ -111,8 +121,7 @@ export class RuntimeMetrics {
 }
 
 /** VmRSS from /proc (Linux); null when there is no process or no /proc. */
-function residentBytes(pid: number | null): number | null {
-  if (pid === null) return null;
+function residentBytes(pid: number): number | null {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
     const m = /^VmRSS:\s+(\d+) kB/m.exec(status);

@@ -12,8 +12,8 @@ import { SocketServer } from '../socket/server.js';
 import { VERSION } from '../version.js';
 import { resolveInterpreter } from '../worker/interpreter.js';
 import { policyFromConfig } from '../worker/policy.js';
+import { Pool } from '../worker/pool.js';
 import { shimLaunch } from '../worker/shim.js';
-import { Supervisor } from '../worker/supervisor.js';
 import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
 import { tuneSupervisorMemory } from './heap.js';
 import { collectWhenIdle } from './idle-gc.js';
@@ -92,6 +92,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       kill_grace_s: config.handlerTimeoutMs === null ? undefined : config.handlerKillGraceMs / 1000,
       worker_max_messages: config.workerMaxMessages ?? undefined,
       worker_max_memory: config.workerMaxMemory ?? undefined,
+      workers: config.workers,
     },
     'starting Asya runtime',
   );
@@ -100,9 +101,13 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     log.debug({ freed_mib: Math.round(freed / 2 ** 20) }, 'idle: collected dead message buffers'),
   );
   const ready = new ReadyFile(config.readyFile, log);
-  let supervisor: Supervisor | null = null;
+  let supervisor: Pool | null = null;
   const metrics = config.metrics
-    ? new RuntimeMetrics({ queued: () => supervisor?.queued ?? 0, pythonPid: () => supervisor?.pythonPid ?? null })
+    ? new RuntimeMetrics({
+        queued: () => supervisor?.queued ?? 0,
+        pythonPids: () => supervisor?.pythonPids ?? [],
+        workersServing: () => supervisor?.serving ?? 0,
+      })
     : null;
   let metricsServer: MetricsServer | null = null;
 
@@ -205,10 +210,15 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
     try {
       // Before the socket: without Python there is nothing to serve.
       const options = workerOptions(config, env, log, extraPath);
-      supervisor = new Supervisor(
+      // In a pool, what each Python process prints names its worker as the supervisor's lines do.
+      const optionsOf = (worker: number) => (config.workers > 1 ? { ...options, log: log.child({ worker }) } : options);
+      supervisor = new Pool(
         config,
         policyFromConfig(config),
-        () => PythonWorker.spawn(options),
+        (worker) => {
+          const own = optionsOf(worker);
+          return () => PythonWorker.spawn(own);
+        },
         log,
         {
           onReady: (up) => {

@@ -1,17 +1,18 @@
 /**
- * The supervisor: a FIFO of checked requests, fed one at a time to the Python worker (handlers
- * are not thread-safe by contract), and the worker's lifecycle around it. A dead worker's
- * in-flight message is answered, the worker is restarted with backoff, and readiness follows.
+ * The supervisor: one Python worker fed checked requests one at a time from a FIFO (handlers are
+ * not thread-safe by contract), and the worker's lifecycle around it. The FIFO is its own, or shared
+ * by the supervisors of a pool (pool.ts), each taking the oldest message when its worker is free.
+ * A dead worker's in-flight message is answered, the worker is restarted with backoff, and readiness follows.
  * An overrunning call is interrupted, then killed; a worker past its recycle thresholds is
  * replaced between messages. The thresholds are data (policy.ts); the worker comes from a factory.
  */
 import type { Config } from '../config.js';
-import { envelopeModeResponse, handlerMeta, payloadModeResponse, type RequestEnvelope } from '../envelope/envelope.js';
+import { envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
 import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import { type ErrorCode, ExitCode, FatalError, WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { errorResponse, frameChunks } from '../socket/framing.js';
-import type { Exchange } from '../socket/server.js';
+import { type Job, JobQueue } from './job-queue.js';
 import { type RecycleReason, recycleReason, restartDelay, type WorkerPolicy } from './policy.js';
 import {
   type CallOutcome,
@@ -40,18 +41,17 @@ export interface SupervisorEvents {
   loaded?(ready: ReadyInfo): void;
 }
 
-export interface Job {
-  envelope: RequestEnvelope;
-  exchange: Exchange;
-  /** process.hrtime.bigint() when the request was complete, for latency logs. */
-  received: bigint;
+export type { Job } from './job-queue.js';
+
+/** Where a supervisor of a pool takes its work from, and how its log lines name it. */
+export interface Slot {
+  queue: JobQueue;
+  /** 1-based, in every log line of this worker's supervisor; null: a runtime with one worker (lines unchanged). */
+  worker: number | null;
 }
 
 /** Below this, a worker stopped on purpose gets this long anyway (as before close() existed). */
 const MIN_STOP_GRACE_MS = 2000;
-
-/** A drop's log line names at most this many message ids. */
-const MAX_LOGGED_IDS = 10;
 
 type State = 'starting' | 'ready' | 'restarting' | 'stopping';
 
@@ -66,7 +66,9 @@ export class Supervisor {
   /** What the active worker has done since it was loaded, for the recycle rule. */
   private messages = 0;
   private memoryErrors = 0;
-  private readonly queue: Job[] = [];
+  private readonly queue: JobQueue;
+  /** Lines about this worker; in a pool they name it (worker number, and the pid once loaded). */
+  private log: Logger;
   private inFlight: Job | null = null;
   /** Deaths and failed inits since the last successful call. */
   private streak = 0;
@@ -76,7 +78,7 @@ export class Supervisor {
     private readonly config: Config,
     private readonly policy: WorkerPolicy,
     private readonly createWorker: WorkerFactory,
-    private readonly log: Logger,
+    private readonly baseLog: Logger,
     private readonly hooks: {
       /** Readiness follows the worker: false while it is restarting. */
       onReady: (ready: boolean) => void;
@@ -86,7 +88,11 @@ export class Supervisor {
     private readonly events: SupervisorEvents | null = null,
     /** One INFO line per answered message (id, duration, outcome, outputs); DEBUG otherwise. */
     private readonly logEachMessage = true,
-  ) {}
+    private readonly slot: Slot | null = null,
+  ) {
+    this.queue = slot?.queue ?? new JobQueue();
+    this.log = slot?.worker ? baseLog.child({ worker: slot.worker }) : baseLog;
+  }
 
   /** The pid of the Python process that runs the handler, once loaded. */
   get pythonPid(): number | null {
@@ -119,8 +125,18 @@ export class Supervisor {
     this.pump();
   }
 
+  /** Messages waiting in the queue (shared in a pool) and the one this worker is handling. */
   get queued(): number {
     return this.queue.length + (this.inFlight ? 1 : 0);
+  }
+
+  get busy(): boolean {
+    return this.inFlight !== null;
+  }
+
+  /** Whether its worker has the handler loaded and takes messages (not starting, restarting or stopping). */
+  get serving(): boolean {
+    return this.state === 'ready' && this.active !== null;
   }
 
   /**
@@ -129,6 +145,19 @@ export class Supervisor {
    */
   async shutdown(graceMs: number): Promise<{ unfinished: number }> {
     const started = Date.now();
+    const wasReady = await this.drain(graceMs);
+    const unfinished = this.queued;
+    this.queue.abortAll();
+    await this.close(wasReady, graceMs - (Date.now() - started));
+    return { unfinished };
+  }
+
+  /**
+   * Shutdown's first half: stop taking new work and, if the worker was serving, finish the queue and
+   * the message in flight within `graceMs`. Resolves with whether it was serving. A pool drains all
+   * its supervisors together before any closes, so a worker still restarting leaves the queue to the others.
+   */
+  async drain(graceMs: number): Promise<boolean> {
     const wasReady = this.state === 'ready';
     this.setState('stopping');
     if (this.queued > 0 && wasReady) {
@@ -143,19 +172,21 @@ export class Supervisor {
       ]);
       clearTimeout(timer);
     }
-    const unfinished = this.queued;
-    for (const job of this.queue.splice(0)) job.exchange.abort();
+    return wasReady;
+  }
+
+  /** Shutdown's second half: stop the worker; close() has `graceMs` (what is left of the grace period). */
+  async close(wasReady: boolean, graceMs: number): Promise<void> {
     const worker = this.worker;
     this.worker = null;
     this.active = null;
     if (worker) {
       // In flight past the grace period, or still in __init__: nothing to wait for.
       if (this.inFlight || !wasReady) worker.terminate('stopped');
-      // close() has what is left of the grace period (at least 2 s, as the stop always had).
-      await worker.stop(Math.max(graceMs - (Date.now() - started), MIN_STOP_GRACE_MS));
+      // At least 2 s, as the stop always had.
+      await worker.stop(Math.max(graceMs, MIN_STOP_GRACE_MS));
     }
     await this.retiring;
-    return { unfinished };
   }
 
   private pumpWhileStopping = false;
@@ -184,6 +215,8 @@ export class Supervisor {
     this.memoryErrors = 0;
     this.activePid = ready.pid;
     this.loadedInfo = ready;
+    // The pid is a field of this line; the lines after it carry it too (not twice here).
+    if (this.slot?.worker) this.log = this.baseLog.child({ worker: this.slot.worker });
     this.events?.loaded?.(ready);
     this.log.info(
       {
@@ -198,6 +231,7 @@ export class Supervisor {
       },
       'handler loaded',
     );
+    if (this.slot?.worker) this.log = this.baseLog.child({ worker: this.slot.worker, python_pid: ready.pid });
     void worker.exited.then((death) => this.onExit(worker, death));
     return ready;
   }
@@ -340,13 +374,14 @@ export class Supervisor {
     }
   }
 
-  private pump(): void {
+  /** Take the oldest queued message if this worker is free to handle it (the pool calls it on every arrival). */
+  pump(): void {
     const serving = this.state === 'ready' || (this.state === 'stopping' && this.pumpWhileStopping);
     if (!serving || this.inFlight || !this.active) {
       if (this.queued === 0) this.notifyIdle();
       return;
     }
-    const job = this.nextLiveJob();
+    const job = this.queue.takeLive(this.log);
     if (!job) {
       this.notifyIdle();
       return;
@@ -358,28 +393,6 @@ export class Supervisor {
       if (worker === this.active) this.checkRecycle(worker);
       this.pump();
     });
-  }
-
-  /**
-   * The first queued job whose client is still there. A message whose client closed its connection
-   * while it waited is dropped, not run: the sidecar redelivers it, and running it twice is worse
-   * than not at all (20 abandoned 0.5 s messages used to delay the next live client by 10 s).
-   */
-  private nextLiveJob(): Job | undefined {
-    const dropped: Array<string | null> = [];
-    let job = this.queue.shift();
-    while (job?.exchange.clientGone()) {
-      job.exchange.abort();
-      dropped.push(job.envelope.id ?? null);
-      job = this.queue.shift();
-    }
-    if (dropped.length > 0) {
-      this.log.warn(
-        { dropped: dropped.length, ids: dropped.slice(0, MAX_LOGGED_IDS), queued: this.queue.length + (job ? 1 : 0) },
-        `dropped ${dropped.length} queued message(s) whose client closed its connection before the handler ran; the sidecar redelivers them`,
-      );
-    }
-    return job;
   }
 
   /** Between messages: a counter, and with ASYA_WORKER_MAX_MEMORY one read of /proc. */

@@ -1,0 +1,160 @@
+/**
+ * ASYA_WORKERS=N: N Python processes, each with the handler loaded and each supervised as one is
+ * (crash answers, time limits, recycling, restarts with their own backoff), serving one queue.
+ * Concurrent messages go, in arrival order, to whichever worker is free; readiness stands while at
+ * least one can serve, so a worker restarting (a crash, the hard time limit, recycling: minutes for
+ * a large model) costs capacity, not availability. With N=1 it is exactly one supervisor.
+ */
+import type { Config } from '../config.js';
+import { FatalError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { type Job, JobQueue } from './job-queue.js';
+import type { WorkerPolicy } from './policy.js';
+import { Supervisor, type SupervisorEvents, toFatal } from './supervisor.js';
+import type { ReadyInfo, WorkerFactory } from './worker.js';
+
+export interface PoolHooks {
+  /** True while at least one worker can serve. Called on every worker's change; repeats are harmless. */
+  onReady: (ready: boolean) => void;
+  /** A worker cannot be brought back (or one of N failed its first load): the runtime must exit. */
+  onFatal: (err: FatalError) => void;
+}
+
+export class Pool {
+  private readonly queue = new JobQueue();
+  private readonly supervisors: Supervisor[];
+
+  constructor(
+    private readonly config: Config,
+    policy: WorkerPolicy,
+    /** The factory of worker `index` (from 1); its Python output lines may name the worker. */
+    createWorker: (index: number) => WorkerFactory,
+    log: Logger,
+    private readonly hooks: PoolHooks,
+    events: SupervisorEvents | null = null,
+    logEachMessage = true,
+  ) {
+    const size = config.workers;
+    const serving = new Array<boolean>(size).fill(false);
+    this.supervisors = Array.from({ length: size }, (_, i) => {
+      const onReady = (up: boolean) => {
+        serving[i] = up;
+        hooks.onReady(serving.includes(true));
+      };
+      const slot = { queue: this.queue, worker: size > 1 ? i + 1 : null };
+      return new Supervisor(
+        config,
+        policy,
+        createWorker(i + 1),
+        log,
+        { onReady, onFatal: hooks.onFatal },
+        events,
+        logEachMessage,
+        slot,
+      );
+    });
+  }
+
+  get size(): number {
+    return this.supervisors.length;
+  }
+
+  /**
+   * Load the handler in every worker at once. Resolves when the first can serve (readiness follows
+   * through onReady); rejects if one fails before any has loaded. A handler that then fails to load
+   * in another worker is fatal too (through onFatal): all run the same code, so it is the
+   * configuration (N copies that do not fit in memory or on the GPU), and serving at a fraction of
+   * the capacity asked for would hide it.
+   */
+  start(): Promise<ReadyInfo> {
+    const first = this.supervisors[0]!;
+    if (this.size === 1) return first.start();
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      this.supervisors.forEach((supervisor, i) => {
+        supervisor.start().then(
+          (ready) => {
+            if (!settled) resolve(ready);
+            settled = true;
+          },
+          (err: unknown) => {
+            const fatal = this.startFailure(i + 1, toFatal(err, this.config.handler));
+            if (settled) return this.hooks.onFatal(fatal);
+            settled = true;
+            reject(fatal);
+          },
+        );
+      });
+    });
+  }
+
+  private startFailure(worker: number, err: FatalError): FatalError {
+    const loaded = this.supervisors.filter((s) => s.loaded !== null).length;
+    const hint =
+      loaded > 0
+        ? ` (${loaded} other worker(s) loaded it: ${this.size} copies of the handler may not fit in memory or on the GPU; lower ASYA_WORKERS)`
+        : '';
+    return new FatalError(err.exitCode, `worker ${worker} of ${this.size}: ${err.message}${hint}`, {
+      ...err.fields,
+      worker,
+    });
+  }
+
+  /** Queue a message; the first free worker takes the oldest. */
+  submit(job: Job): void {
+    this.queue.push(job);
+    for (const supervisor of this.supervisors) {
+      if (this.queue.length === 0) return;
+      supervisor.pump();
+    }
+  }
+
+  /** Messages received and not yet answered, those in the handlers included. */
+  get queued(): number {
+    return this.queue.length + this.supervisors.filter((s) => s.busy).length;
+  }
+
+  /** How many workers have the handler loaded and take messages. */
+  get serving(): number {
+    return this.supervisors.filter((s) => s.serving).length;
+  }
+
+  /** The pids of the Python processes that run the handler, those loaded. */
+  get pythonPids(): number[] {
+    return this.supervisors.flatMap((s) => (s.pythonPid === null ? [] : [s.pythonPid]));
+  }
+
+  /** What the first loaded worker reported when it loaded the handler; null while none is loaded. */
+  get loaded(): ReadyInfo | null {
+    for (const supervisor of this.supervisors) if (supervisor.loaded) return supervisor.loaded;
+    return null;
+  }
+
+  /**
+   * Stop taking work; every worker that was serving finishes what is queued and in flight within
+   * `graceMs` (together, so one still restarting leaves the queue to the others); then what is left
+   * is closed without an answer, and all workers are stopped at once (their close() hooks run).
+   */
+  async shutdown(graceMs: number): Promise<{ unfinished: number }> {
+    const started = Date.now();
+    const wasServing = await Promise.all(this.supervisors.map((s) => s.drain(graceMs)));
+    const unfinished = this.queued;
+    this.queue.abortAll();
+    const left = graceMs - (Date.now() - started);
+    await Promise.all(this.supervisors.map((s, i) => s.close(wasServing[i]!, left)));
+    return { unfinished };
+  }
+
+  /**
+   * Replace every Python process between messages (`asya-runtime call --watch`, which runs one), one
+   * worker after another, so the others serve meanwhile.
+   */
+  async reload(reason: string): Promise<ReadyInfo> {
+    let first: ReadyInfo | null = null;
+    for (const supervisor of this.supervisors) {
+      const ready = await supervisor.reload(reason);
+      first ??= ready;
+    }
+    return first!;
+  }
+}
