@@ -79,13 +79,37 @@ async function coldStart(rt) {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 30_000).unref());
   const t1 = await Promise.race([created, exited.then(() => null), timeout]);
+  const cpu = t1 === null ? null : treeCpuMs(child.pid);
   watcher.close();
   child.kill('SIGTERM');
   await exited;
   const text = fs.readFileSync(logFile, 'utf8');
   fs.rmSync(dir, { recursive: true, force: true });
   if (t1 === null) throw new Error(`${rt.name} did not become ready:\n${text.slice(-2000)}`);
-  return { ms: Number(t1 - t0) / 1e6, phases: opt.phases && rt.ours ? phasesFrom(text) : null };
+  return { ms: Number(t1 - t0) / 1e6, cpu, phases: opt.phases && rt.ours ? phasesFrom(text) : null };
+}
+
+/**
+ * CPU time (ms, every thread) the process and its descendants (the Python processes) have used, read
+ * from /proc/<pid>/task/<tid>/schedstat (nanoseconds) when the ready file appears. Less sensitive
+ * than wall time to other load on a shared machine; null off Linux.
+ */
+function treeCpuMs(pid) {
+  let ns = 0;
+  const todo = [pid];
+  try {
+    while (todo.length > 0) {
+      const p = todo.pop();
+      for (const tid of fs.readdirSync(`/proc/${p}/task`)) {
+        ns += Number(fs.readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        const kids = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
+        if (kids) todo.push(...kids.split(' ').map(Number));
+      }
+    }
+  } catch {
+    return null;
+  }
+  return ns / 1e6;
 }
 
 /** The `startup_ms` field of the runtime's "started in" line: each phase's end, ms since the process started. */
@@ -109,12 +133,14 @@ console.log(`machine: ${machine}`);
 console.log(`peer: ${hasPeer ? opt.peer : 'not found (pass --peer PATH)'}; rounds: ${rounds}, interleaved\n`);
 
 const samples = new Map(runtimes.map((rt) => [rt.name, []]));
+const cpuSamples = new Map(runtimes.map((rt) => [rt.name, []]));
 const traces = new Map(runtimes.map((rt) => [rt.name, []]));
 for (const rt of runtimes) await coldStart(rt); // warm the page cache: every round then starts alike
 for (let round = 0; round < rounds; round++) {
   for (const rt of runtimes) {
     const r = await coldStart(rt);
     samples.get(rt.name).push(r.ms);
+    if (r.cpu !== null) cpuSamples.get(rt.name).push(r.cpu);
     if (r.phases) traces.get(rt.name).push(r.phases);
   }
 }
@@ -126,17 +152,18 @@ const rows = runtimes.map((rt) => {
   return {
     runtime: rt.name,
     median_ms: +m.toFixed(1),
+    cpu_ms: cpuSamples.get(rt.name).length ? +median(cpuSamples.get(rt.name)).toFixed(1) : null,
     min_ms: +Math.min(...xs).toFixed(1),
     max_ms: +Math.max(...xs).toFixed(1),
     ratio_to_peer: peerMedian ? +(m / peerMedian).toFixed(2) : null,
   };
 });
 if (opt.json) console.log(JSON.stringify({ machine, rounds, rows }, null, 2));
-console.log('| runtime | exec → ready median ms | min / max ms | ratio to peer |');
-console.log('|---|---|---|---|');
+console.log('| runtime | exec → ready median ms | min / max ms | ratio to peer | CPU to ready, median ms |');
+console.log('|---|---|---|---|---|');
 for (const r of rows)
   console.log(
-    `| ${r.runtime} | ${r.median_ms} | ${r.min_ms} / ${r.max_ms} | ${r.ratio_to_peer === null ? '—' : `${r.ratio_to_peer.toFixed(2)}x`} |`,
+    `| ${r.runtime} | ${r.median_ms} | ${r.min_ms} / ${r.max_ms} | ${r.ratio_to_peer === null ? '—' : `${r.ratio_to_peer.toFixed(2)}x`} | ${r.cpu_ms ?? '—'} |`,
   );
 
 for (const [name, list] of traces) {
