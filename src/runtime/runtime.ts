@@ -101,6 +101,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
     },
     'starting Asya runtime',
   );
+  tuneSupervisorMemory(env, process.execArgv);
   collectWhenIdle((freed) =>
     log.debug({ freed_mib: Math.round(freed / 2 ** 20) }, 'idle: collected dead message buffers'),
   );
@@ -143,9 +144,6 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
     if (up && !startupLogged) {
       startupLogged = true;
       logStartup(log, supervisor?.loaded ?? null);
-      // Tuned once ready rather than first: a full collection and a 30 MiB block are for messages,
-      // and before this they competed for the CPU with Python's start.
-      setImmediate(() => tuneSupervisorMemory(env, process.execArgv));
     }
     if (up) firstReady(true);
   };
