@@ -5,7 +5,6 @@
  * rejected value, never a silent default.
  */
 import path from 'node:path';
-import { z } from 'zod';
 
 export const HANDLER_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/;
 const LEGACY_MODULE_PATTERN = /^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?::([A-Za-z_][A-Za-z0-9_]*))?$/;
@@ -81,43 +80,54 @@ export const DEFAULTS = {
  */
 export const MAX_WORKERS = 64;
 
-type Ctx = z.RefinementCtx;
+/**
+ * Reading one variable: its value, or an issue (a message naming the variable and quoting the value).
+ * Plain functions rather than a schema library: zod did the same with custom messages everywhere, and
+ * it was 600 of the 1 060 KiB the single executable bundled, and ~130 ms of
+ * CPU at every start of `node dist/cli.js` (docs/performance.md, "Cold start").
+ */
+type Field<T> = (raw: string | undefined, issues: string[]) => T;
 
 /** Reject with a message that names the variable and quotes the value. */
-function reject(ctx: Ctx, name: string, value: string, expected: string): never {
-  ctx.addIssue({ code: 'custom', message: `${name}=${JSON.stringify(value)} is not valid: expected ${expected}` });
-  return z.NEVER as never;
+function reject(issues: string[], name: string, value: string, expected: string): never {
+  issues.push(`${name}=${JSON.stringify(value)} is not valid: expected ${expected}`);
+  return INVALID as never;
 }
+
+/** What a rejected field holds; the configuration is not built when any field was rejected. */
+const INVALID = Symbol('invalid');
 
 /** An unset or empty variable takes the default, as in the upstream runtime. */
-const text = () =>
-  z
-    .string()
-    .optional()
-    .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const trimmed = (v: string | undefined): string | undefined =>
+  v === undefined || v.trim() === '' ? undefined : v.trim();
 
-function oneOf<T extends string>(name: string, choices: Record<string, T>, fallback: T) {
-  return text().transform((v, ctx): T => {
+function text(): Field<string | undefined> {
+  return (raw) => trimmed(raw);
+}
+
+function oneOf<T extends string>(name: string, choices: Record<string, T>, fallback: T): Field<T> {
+  return (raw, issues) => {
+    const v = trimmed(raw);
     if (v === undefined) return fallback;
     const hit = choices[v.toLowerCase()];
-    return hit ?? reject(ctx, name, v, `${Object.keys(choices).join(', ')} (any case)`);
-  });
+    return hit ?? reject(issues, name, v, `${Object.keys(choices).join(', ')} (any case)`);
+  };
 }
 
-function boolean(name: string, fallback: boolean) {
-  return oneOf(name, { true: 'y', '1': 'y', yes: 'y', false: 'n', '0': 'n', no: 'n' }, fallback ? 'y' : 'n').transform(
-    (v) => v === 'y',
-  );
+function boolean(name: string, fallback: boolean): Field<boolean> {
+  const choice = oneOf(name, { true: 'y', '1': 'y', yes: 'y', false: 'n', '0': 'n', no: 'n' }, fallback ? 'y' : 'n');
+  return (raw, issues) => choice(raw, issues) === 'y';
 }
 
-function integer(name: string, fallback: number | null, min: number, max: number) {
-  return text().transform((v, ctx): number | null => {
+function integer(name: string, fallback: number | null, min: number, max: number): Field<number | null> {
+  return (raw, issues) => {
+    const v = trimmed(raw);
     if (v === undefined) return fallback;
     const n = /^\d+$/.test(v) ? Number(v) : NaN;
     return Number.isSafeInteger(n) && n >= min && n <= max
       ? n
-      : reject(ctx, name, v, `an integer from ${min} to ${max}`);
-  });
+      : reject(issues, name, v, `an integer from ${min} to ${max}`);
+  };
 }
 
 /**
@@ -138,11 +148,12 @@ export function parseSeconds(text: string): number | null {
 }
 
 /** Seconds, decimals allowed, as milliseconds. */
-function seconds(name: string, fallback: number | null) {
-  return text().transform((v, ctx): number | null => {
+function seconds(name: string, fallback: number | null): Field<number | null> {
+  return (raw, issues) => {
+    const v = trimmed(raw);
     if (v === undefined) return fallback === null ? null : fallback * 1000;
-    return parseSeconds(v) ?? reject(ctx, name, v, SECONDS_EXPECTED);
-  });
+    return parseSeconds(v) ?? reject(issues, name, v, SECONDS_EXPECTED);
+  };
 }
 
 const BYTE_UNITS: Record<string, number> = {
@@ -156,28 +167,30 @@ const BYTE_UNITS: Record<string, number> = {
 };
 
 /** A size in bytes, or with a binary unit: 2147483648, 512MiB, 1.5 GiB (Kubernetes' 2Gi too). */
-function byteSize(name: string) {
-  return text().transform((v, ctx): number | null => {
+function byteSize(name: string): Field<number | null> {
+  return (raw, issues) => {
+    const v = trimmed(raw);
     if (v === undefined) return null;
     const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(v);
     const unit = m ? BYTE_UNITS[(m[2] || 'b').toLowerCase()] : undefined;
     const n = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
     return n >= 1 && Number.isSafeInteger(n)
       ? n
-      : reject(ctx, name, v, 'a number of bytes, or with KiB, MiB or GiB (e.g. 2147483648, 512MiB, 1.5GiB)');
-  });
+      : reject(issues, name, v, 'a number of bytes, or with KiB, MiB or GiB (e.g. 2147483648, 512MiB, 1.5GiB)');
+  };
 }
 
 /** Keyword arguments for a constructor: the text of a JSON object, passed to Python as it is. */
-function jsonObject(name: string) {
-  return text().transform((v, ctx): string | null => {
+function jsonObject(name: string): Field<string | null> {
+  return (raw, issues) => {
+    const v = trimmed(raw);
     if (v === undefined) return null;
     let parsed: unknown;
     try {
       parsed = JSON.parse(v);
     } catch (err) {
       return reject(
-        ctx,
+        issues,
         name,
         v,
         `a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"} (${(err as Error).message})`,
@@ -185,8 +198,8 @@ function jsonObject(name: string) {
     }
     return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)
       ? v
-      : reject(ctx, name, v, 'a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"}');
-  });
+      : reject(issues, name, v, 'a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"}');
+  };
 }
 
 /** `:9464`, `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`. */
@@ -207,53 +220,53 @@ const READY_FILE_NAME = 'runtime-ready';
 /** sun_path holds 108 bytes with the terminating NUL; Node would bind a silently truncated path. */
 export const SOCKET_PATH_MAX_BYTES = 107;
 
-const envObject = z.object({
+/** Every variable, read in this order (the order of the messages when several are wrong). */
+const FIELDS = {
   ASYA_HANDLER: text(),
   ASYA_PROCESS_MODULE: text(),
   ASYA_HANDLER_MODE: oneOf('ASYA_HANDLER_MODE', { payload: 'payload', envelope: 'envelope' } as const, 'payload'),
-  ASYA_PYTHONEXECUTABLE: text().transform((v) => v ?? DEFAULTS.python),
-  ASYA_SOCKET_DIR: text().transform((v) => v ?? DEFAULTS.socketDir),
-  ASYA_SOCKET_NAME: text().transform((v, ctx) =>
-    v === undefined
+  ASYA_PYTHONEXECUTABLE: (raw: string | undefined) => trimmed(raw) ?? DEFAULTS.python,
+  ASYA_SOCKET_DIR: (raw: string | undefined) => trimmed(raw) ?? DEFAULTS.socketDir,
+  ASYA_SOCKET_NAME: (raw: string | undefined, issues: string[]): string => {
+    const v = trimmed(raw);
+    return v === undefined
       ? DEFAULTS.socketName
       : v.includes('/') || v === '.' || v === '..' || v === READY_FILE_NAME
         ? reject(
-            ctx,
+            issues,
             'ASYA_SOCKET_NAME',
             v,
             `a file name without "/", other than ".", ".." and "${READY_FILE_NAME}" (the ready file's)`,
           )
-        : v,
-  ),
+        : v;
+  },
   ASYA_SOCKET_PATH: text(),
   // Not `text()`: an empty ASYA_SOCKET_CHMOD is meaningful (leave the mode alone).
-  ASYA_SOCKET_CHMOD: z
-    .string()
-    .optional()
-    .transform((raw, ctx): number | null => {
-      const v = (raw ?? DEFAULTS.socketChmod).trim();
-      if (v === '') return null;
-      const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
-      return m?.[1] !== undefined
-        ? parseInt(m[1], 8)
-        : reject(ctx, 'ASYA_SOCKET_CHMOD', v, 'an octal mode such as 0o660, 0660 or 660, or empty to skip');
-    }),
+  ASYA_SOCKET_CHMOD: (raw: string | undefined, issues: string[]): number | null => {
+    const v = (raw ?? DEFAULTS.socketChmod).trim();
+    if (v === '') return null;
+    const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
+    return m?.[1] !== undefined
+      ? parseInt(m[1], 8)
+      : reject(issues, 'ASYA_SOCKET_CHMOD', v, 'an octal mode such as 0o660, 0660 or 660, or empty to skip');
+  },
   ASYA_ENABLE_VALIDATION: boolean('ASYA_ENABLE_VALIDATION', true),
   ASYA_INCLUDE_METADATA: boolean('ASYA_INCLUDE_METADATA', false),
   ASYA_CHUNK_SIZE: integer('ASYA_CHUNK_SIZE', DEFAULTS.chunkSize, 1, 2 ** 31 - 1),
   ASYA_LOG_MESSAGES: boolean('ASYA_LOG_MESSAGES', true),
-  ASYA_METRICS_ADDR: text().transform((v, ctx): MetricsAddress | null => {
+  ASYA_METRICS_ADDR: (raw: string | undefined, issues: string[]): MetricsAddress | null => {
+    const v = trimmed(raw);
     if (v === undefined) return null;
     return (
       parseMetricsAddress(v) ??
       reject(
-        ctx,
+        issues,
         'ASYA_METRICS_ADDR',
         v,
         "[host]:port, e.g. ':9464' (every interface) or '127.0.0.1:9464', port 0 to 65535",
       )
     );
-  }),
+  },
   ASYA_MAX_MESSAGE_SIZE: integer('ASYA_MAX_MESSAGE_SIZE', DEFAULTS.maxMessageSize, 1, 2 ** 32 - 1),
   ASYA_LOG_LEVEL: oneOf(
     'ASYA_LOG_LEVEL',
@@ -269,22 +282,36 @@ const envObject = z.object({
   ASYA_WORKER_MAX_MESSAGES: integer('ASYA_WORKER_MAX_MESSAGES', null, 1, Number.MAX_SAFE_INTEGER),
   ASYA_WORKER_MAX_MEMORY: byteSize('ASYA_WORKER_MAX_MEMORY'),
   ASYA_WORKERS: integer('ASYA_WORKERS', DEFAULTS.workers, 1, MAX_WORKERS),
-});
+};
 
-const envSchema = envObject.transform((env, ctx): Config => {
-  const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, ctx);
+type Variables = { [K in keyof typeof FIELDS]: ReturnType<(typeof FIELDS)[K]> };
+
+/** Each variable on its own; null when any was rejected (its issues are in `issues`). */
+function readVariables(env: NodeJS.ProcessEnv, issues: string[]): Variables | null {
+  const out: Record<string, unknown> = {};
+  for (const [name, read] of Object.entries(FIELDS)) {
+    out[name] = read(env[name], issues);
+  }
+  return issues.length === 0 ? (out as Variables) : null;
+}
+
+/** What depends on several variables: checked only once each of them is valid on its own. */
+function toConfig(env: Variables, issues: string[]): Config | null {
+  const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, issues);
+  if (handler === null) return null;
   const socketPath = path.resolve(env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME));
   const socketDir = path.dirname(socketPath);
   if (
     env.ASYA_SOCKET_PATH !== undefined &&
     (path.basename(socketPath) === READY_FILE_NAME || socketPath === path.sep)
   ) {
-    return reject(
-      ctx,
+    reject(
+      issues,
       'ASYA_SOCKET_PATH',
       env.ASYA_SOCKET_PATH,
       `a socket file path whose name is not "${READY_FILE_NAME}" (the ready file beside it)`,
     );
+    return null;
   }
   const bytes = Buffer.byteLength(socketPath);
   if (bytes > SOCKET_PATH_MAX_BYTES) {
@@ -292,13 +319,11 @@ const envSchema = envObject.transform((env, ctx): Config => {
       env.ASYA_SOCKET_PATH !== undefined
         ? `ASYA_SOCKET_PATH=${JSON.stringify(env.ASYA_SOCKET_PATH)}`
         : `ASYA_SOCKET_DIR=${JSON.stringify(env.ASYA_SOCKET_DIR)} and ASYA_SOCKET_NAME=${JSON.stringify(env.ASYA_SOCKET_NAME)}`;
-    ctx.addIssue({
-      code: 'custom',
-      message:
-        `socket path ${JSON.stringify(socketPath)} (from ${from}) is ${bytes} bytes long (UTF-8); a Unix socket path ` +
+    issues.push(
+      `socket path ${JSON.stringify(socketPath)} (from ${from}) is ${bytes} bytes long (UTF-8); a Unix socket path ` +
         `can have at most ${SOCKET_PATH_MAX_BYTES} bytes: choose a shorter directory or name`,
-    });
-    return z.NEVER as never;
+    );
+    return null;
   }
   return {
     handler: handler.spec,
@@ -326,47 +351,48 @@ const envSchema = envObject.transform((env, ctx): Config => {
     logMessages: env.ASYA_LOG_MESSAGES,
     metrics: env.ASYA_METRICS_ADDR,
   };
-});
+}
 
 function resolveHandler(
   handler: string | undefined,
   legacy: string | undefined,
-  ctx: Ctx,
-): { spec: string; variable: Config['handlerVariable'] } {
+  issues: string[],
+): { spec: string; variable: Config['handlerVariable'] } | null {
   if (handler !== undefined) {
     if (!HANDLER_PATTERN.test(handler)) {
-      return reject(
-        ctx,
+      reject(
+        issues,
         'ASYA_HANDLER',
         handler,
         "'module.function' or 'module.Class.method' (letters, digits, _ and dots)",
       );
+      return null;
     }
     return { spec: handler, variable: 'ASYA_HANDLER' };
   }
   if (legacy !== undefined) {
     const m = LEGACY_MODULE_PATTERN.exec(legacy);
-    if (!m) return reject(ctx, 'ASYA_PROCESS_MODULE', legacy, "'module.path:function' or 'module.path'");
+    if (!m) {
+      reject(issues, 'ASYA_PROCESS_MODULE', legacy, "'module.path:function' or 'module.path'");
+      return null;
+    }
     return { spec: `${m[1]}.${m[2] ?? 'process'}`, variable: 'ASYA_PROCESS_MODULE' };
   }
-  ctx.addIssue({
-    code: 'custom',
-    message:
-      'ASYA_HANDLER is not set: set it to your handler, e.g. ASYA_HANDLER=my_module.process or my_module.MyClass.process',
-  });
-  return z.NEVER as never;
+  issues.push(
+    'ASYA_HANDLER is not set: set it to your handler, e.g. ASYA_HANDLER=my_module.process or my_module.MyClass.process',
+  );
+  return null;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[]; logLevel: LogLevel };
 
 /** Parse the environment. Returns every problem at once, so one restart fixes them all. */
 export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
-  const result = envSchema.safeParse(env);
-  if (result.success) return { ok: true, config: result.data };
-  const level = envObject.shape.ASYA_LOG_LEVEL.safeParse(env.ASYA_LOG_LEVEL);
-  return {
-    ok: false,
-    errors: result.error.issues.map((issue) => issue.message),
-    logLevel: level.success ? level.data : 'info',
-  };
+  const issues: string[] = [];
+  const variables = readVariables(env, issues);
+  const config = variables && toConfig(variables, issues);
+  if (config) return { ok: true, config };
+  const levelIssues: string[] = [];
+  const level = FIELDS.ASYA_LOG_LEVEL(env.ASYA_LOG_LEVEL, levelIssues);
+  return { ok: false, errors: issues, logLevel: levelIssues.length === 0 ? level : 'info' };
 }

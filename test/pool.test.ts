@@ -235,27 +235,32 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
   });
 
   it('recycling one worker leaves the other serving: the ready file stands and the next message does not wait', async () => {
+    // Two messages per process: the first two go to worker 1 (a free worker 1 takes the oldest first),
+    // which then recycles; the next goes to worker 2, which keeps serving (a one-message limit would
+    // recycle it too right after its answer, and the ready file would rightly go while both load).
     const rt = await startRuntime({
       handler: 'pool.SlowInit.process',
-      env: { ASYA_WORKERS: '2', POOL_INIT_SECONDS: '1.5', ASYA_WORKER_MAX_MESSAGES: '1' },
+      env: { ASYA_WORKERS: '2', POOL_INIT_SECONDS: '1.5', ASYA_WORKER_MAX_MESSAGES: '2' },
     });
     let withdrawn = false;
     const poll = setInterval(() => (withdrawn ||= !rt.isReady()), 5);
     try {
       await loads(rt, 2);
-      const first = (await rt.send(env({ n: 1 }))) as Array<{ payload: { pid: number } }>;
+      type Answer = Array<{ payload: { pid: number } }>;
+      const first = (await rt.send(env({ n: 1 }))) as Answer;
+      const again = (await rt.send(env({ n: 2 }))) as Answer;
+      assert.equal(again[0]!.payload.pid, first[0]!.payload.pid, 'worker 1 took both: it was free first');
       await rt.waitForLog((l) => /^recycling the Python process/.test(l.msg));
       const started = Date.now();
-      const second = (await rt.send(env({ n: 2 }))) as Array<{ payload: { pid: number } }>;
+      const second = (await rt.send(env({ n: 3 }))) as Answer;
       const waited = Date.now() - started;
-      // Until now: from here on the second worker recycles too, and with both loading none can serve.
-      clearInterval(poll);
-      assert.equal(withdrawn, false, 'the ready file stood while the first worker recycled');
       assert.notEqual(second[0]!.payload.pid, first[0]!.payload.pid);
       assert.ok(waited < 1000, `the next message waited ${waited} ms`);
-      await loads(rt, 4);
-      const third = (await rt.send(env({ n: 3 }))) as Array<{ payload: { pid: number } }>;
-      assert.ok(![first[0]!.payload.pid, second[0]!.payload.pid].includes(third[0]!.payload.pid));
+      await loads(rt, 3);
+      clearInterval(poll);
+      assert.equal(withdrawn, false, 'the ready file stood while the first worker recycled');
+      const third = (await rt.send(env({ n: 4 }))) as Answer;
+      assert.notEqual(third[0]!.payload.pid, first[0]!.payload.pid, 'the recycled worker serves with a new process');
     } finally {
       clearInterval(poll);
       await rt.stop();

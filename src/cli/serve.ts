@@ -5,6 +5,8 @@ import { ExitCode } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { onSigusr1 } from '../no-debugger.js';
 import { startRuntime } from '../runtime/runtime.js';
+import { mark } from '../startup.js';
+import type { EarlyPython } from '../worker/spawn.js';
 
 const onThisPlatform = (names: readonly string[]) => names.filter((n) => n in os.constants.signals) as NodeJS.Signals[];
 const SHUTDOWN_SIGNALS = onThisPlatform(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGXCPU', 'SIGPWR']);
@@ -20,15 +22,18 @@ const IGNORED_SIGNALS = onThisPlatform([
   'SIGSYS',
 ]);
 
-export async function serve(): Promise<number> {
+/** `early`: the shim process cli.ts started before the configuration was read (worker/spawn.ts). */
+export async function serve(early: EarlyPython | null = null): Promise<number> {
   const parsed = parseConfig(process.env);
+  mark('config_parsed');
   if (!parsed.ok) {
     const log = createLogger(parsed.logLevel);
     for (const error of parsed.errors) log.fatal({ exit_code: ExitCode.config }, `FATAL: ${error}`);
+    await early?.discard(); // no Python outlives a configuration error
     return ExitCode.config;
   }
   const log = createLogger(parsed.config.logLevel);
-  const runtime = startRuntime(parsed.config, log, { env: process.env });
+  const runtime = startRuntime(parsed.config, log, { env: process.env, early });
   let signals = 0;
   // Every signal whose default action would end the process at once, leaving the socket and the ready
   // file behind, is handled. These shut down as SIGTERM does: a closed terminal or `kill -HUP`

@@ -9,15 +9,17 @@ import { ExitCode, FatalError, WireError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { errorResponse } from '../socket/framing.js';
 import { SocketServer } from '../socket/server.js';
+import { mark, markAt, startupMarks } from '../startup.js';
 import { VERSION } from '../version.js';
 import { resolveInterpreter } from '../worker/interpreter.js';
 import { policyFromConfig } from '../worker/policy.js';
 import { Pool } from '../worker/pool.js';
 import { shimLaunch } from '../worker/shim.js';
+import type { EarlyPython } from '../worker/spawn.js';
 import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
 import { tuneSupervisorMemory } from './heap.js';
 import { collectWhenIdle } from './idle-gc.js';
-import { type MetricsServer, RuntimeMetrics, serveMetrics } from './metrics.js';
+import type { MetricsServer, RuntimeMetrics } from './metrics.js';
 import { ReadyFile } from './readiness.js';
 
 /** How often the socket file and the ready file are checked (two lstat calls). */
@@ -44,6 +46,8 @@ export interface RuntimeOptions {
   env: NodeJS.ProcessEnv;
   /** Directories put in front of the handler's sys.path (`asya-runtime call` adds the working directory). */
   extraPath?: string[];
+  /** The shim process started before the configuration was read (cli.ts), for the first worker. */
+  early?: EarlyPython | null;
 }
 
 /**
@@ -56,6 +60,7 @@ export function workerOptions(
   env: NodeJS.ProcessEnv,
   log: Logger,
   extraPath?: string[],
+  early?: EarlyPython | null,
 ): WorkerOptions {
   const python = resolveInterpreter(config.python, env.PATH, Boolean(env.ASYA_PYTHONEXECUTABLE?.trim()));
   return {
@@ -69,6 +74,7 @@ export function workerOptions(
     timeoutSeconds: config.handlerTimeoutMs === null ? null : config.handlerTimeoutMs / 1000,
     log,
     logLevel: config.logLevel,
+    early,
   };
 }
 
@@ -76,7 +82,7 @@ export function workerOptions(
  * Start the runtime. Returns at once (so signal handlers can be installed before a handler's
  * long __init__); startup continues in the background and `done` resolves at exit.
  */
-export function startRuntime(config: Config, log: Logger, { env, extraPath }: RuntimeOptions): RunningRuntime {
+export function startRuntime(config: Config, log: Logger, { env, extraPath, early }: RuntimeOptions): RunningRuntime {
   log.info(
     {
       version: VERSION,
@@ -102,13 +108,8 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   );
   const ready = new ReadyFile(config.readyFile, log);
   let supervisor: Pool | null = null;
-  const metrics = config.metrics
-    ? new RuntimeMetrics({
-        queued: () => supervisor?.queued ?? 0,
-        pythonPids: () => supervisor?.pythonPids ?? [],
-        workersServing: () => supervisor?.serving ?? 0,
-      })
-    : null;
+  /** Set in boot() when ASYA_METRICS_ADDR is: prom-client and node:http are loaded only then. */
+  let metrics: RuntimeMetrics | null = null;
   let metricsServer: MetricsServer | null = null;
 
   let finish!: (code: number) => void;
@@ -119,6 +120,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   let firstReady!: (ready: boolean) => void;
   const readyOnce = new Promise<boolean>((resolve) => (firstReady = resolve));
   void done.then(() => firstReady(false));
+  let startupLogged = false;
   /** The last ready-file fault logged while stopping, so one cause is not logged twice. */
   let readyFault = '';
   // Called from the supervisor's hooks: it must never throw into them (a throw there once looked like
@@ -139,6 +141,10 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       if (fatal.message !== readyFault) log.error({ ...fatal.fields }, fatal.message);
       readyFault = fatal.message;
       return;
+    }
+    if (up && !startupLogged) {
+      startupLogged = true;
+      logStartup(log, supervisor?.loaded ?? null);
     }
     if (up) firstReady(true);
   };
@@ -176,7 +182,6 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       exchange.respond(errorResponse(err));
     }
   });
-  if (metrics) server.onRefused = (code) => metrics.refused(code);
 
   const stop = async (cause: FatalError | string): Promise<number> => {
     if (stopping) return done;
@@ -196,6 +201,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
           'closed unfinished messages without an answer at the end of the grace period; the sidecar will retry them',
         );
     }
+    await early?.discard(); // stopped before the first worker took it
     server.removeSocketFile();
     updateReady(); // a second try, if the first failed
     const code = cause instanceof FatalError ? cause.exitCode : ExitCode.ok;
@@ -209,9 +215,21 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
   const boot = async () => {
     try {
       // Before the socket: without Python there is nothing to serve.
-      const options = workerOptions(config, env, log, extraPath);
+      const options = workerOptions(config, env, log, extraPath, early);
       // In a pool, what each Python process prints names its worker as the supervisor's lines do.
       const optionsOf = (worker: number) => (config.workers > 1 ? { ...options, log: log.child({ worker }) } : options);
+      // prom-client and node:http are loaded only when metrics are on: at every start they cost the
+      // single executable ~90 ms of CPU (docs/performance.md, "Cold start").
+      const metricsModule = config.metrics ? await import('./metrics.js') : null;
+      if (metricsModule) {
+        const created = new metricsModule.RuntimeMetrics({
+          queued: () => supervisor?.queued ?? 0,
+          pythonPids: () => supervisor?.pythonPids ?? [],
+          workersServing: () => supervisor?.serving ?? 0,
+        });
+        metrics = created;
+        server.onRefused = (code) => created.refused(code);
+      }
       supervisor = new Pool(
         config,
         policyFromConfig(config),
@@ -230,8 +248,13 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
         metrics?.events ?? null,
         config.logMessages,
       );
-      if (metrics && config.metrics) {
-        metricsServer = await serveMetrics(metrics.registry, config.metrics, env.ASYA_METRICS_ADDR ?? '', log);
+      if (metricsModule && metrics && config.metrics) {
+        metricsServer = await metricsModule.serveMetrics(
+          metrics.registry,
+          config.metrics,
+          env.ASYA_METRICS_ADDR ?? '',
+          log,
+        );
         if (stopping) await metricsServer.close();
       }
       await server.listen();
@@ -240,7 +263,9 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       // the first one's ready file.
       ready.clearStale();
       serverUp = true;
+      mark('listening');
       watchFiles();
+      mark('init_sent');
       await supervisor.start(); // readiness follows through onReady
     } catch (err) {
       if (stopping) return; // shut down during startup: the handler load was cut short on purpose
@@ -259,4 +284,15 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath }: Ru
       return supervisor.reload(reason);
     },
   };
+}
+
+/**
+ * Once, when the runtime is first ready: how long after exec, and the phases (ms since exec) of Node
+ * and of the Python process that loaded the handler (its clock stamps, on the same wall clock).
+ */
+function logStartup(log: Logger, loaded: ReadyInfo | null): void {
+  for (const [phase, seconds] of Object.entries(loaded?.startup ?? {})) markAt(`python_${phase}`, seconds * 1000);
+  mark('ready');
+  const phases = startupMarks();
+  log.info({ startup_ms: phases }, `started in ${Math.round(phases.ready ?? 0)} ms`);
 }

@@ -53,6 +53,8 @@ export interface ReadyInfo {
   codec?: string;
   /** The absolute path of the handler's module file, when it has one (`asya-runtime call --watch` watches its directory). */
   module_file?: string | null;
+  /** When the shim's phases ended, Unix time in seconds: its code started, waiting for init, init read, handler loaded. */
+  startup?: Record<string, number>;
 }
 
 export interface CallRequest {

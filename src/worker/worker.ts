@@ -10,7 +10,7 @@
  * the handler's whole process tree with it; fd 4 is its lifeline, closed by the kernel when this
  * process dies however it dies.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { HandlerMode, JsonCodec, LogLevel } from '../config.js';
@@ -30,13 +30,11 @@ import {
   toOutcome,
 } from './channel.js';
 import type { ShimLaunch } from './shim.js';
+import { type EarlyPython, spawnShim } from './spawn.js';
 
 export type { CallOutcome, CallRequest, ReadyInfo } from './channel.js';
 
 const STDERR_TAIL_LINES = 40;
-/** The fd the shim's reaper watches for the supervisor's end, and the variable that tells it which. */
-const LIFELINE_FD = 4;
-const LIFELINE_VARIABLE = 'ASYA_SHIM_LIFELINE_FD';
 /** How long the reaper has to take the tree down after SIGTERM before its group and the shim's are SIGKILLed. */
 const REAPER_GRACE_MS = 1000;
 /** After the process exits, how long its pipes may take to deliver what it wrote last. */
@@ -58,6 +56,8 @@ export interface WorkerOptions {
   log: Logger;
   /** The level the handler's Python `logging` records are filtered at (ASYA_LOG_LEVEL). */
   logLevel?: LogLevel;
+  /** A shim process started before the configuration was read: the first worker adopts it (spawn.ts). */
+  early?: EarlyPython | null;
 }
 
 /** `corrupt`: it wrote something on the channel that no shim writes, so it was killed. */
@@ -166,6 +166,8 @@ export class PythonWorker implements Worker {
   private readonly stderrTail: string[] = [];
   /** Set when the process could not be created; the handshake reports it. */
   private spawnFailure: Promise<SpawnFailed> | null = null;
+  /** The process was started early and has had the shim's source already (spawn.ts). */
+  private readonly adopted: boolean = false;
   /** The handler's process, once the shim reported it: its group is the fallback's second target. */
   private shimPid: number | null = null;
   private ready: ReadyInfo | null = null;
@@ -183,15 +185,11 @@ export class PythonWorker implements Worker {
 
   private constructor(private readonly opts: WorkerOptions) {
     const log = opts.log;
-    let child: ChildProcess | null = null;
+    let child: ChildProcess | null = opts.early?.take(opts.python, opts.shim) ?? null;
     let thrown: NodeJS.ErrnoException | null = null;
+    this.adopted = child !== null;
     try {
-      child = spawn(opts.python, opts.shim.args, {
-        stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-        env: { ...shimEnvironment(process.env), [LIFELINE_VARIABLE]: String(LIFELINE_FD) },
-        // Its own session: no terminal signal reaches it, and its group is the reaper's alone.
-        detached: true,
-      });
+      child ??= spawnShim(opts.python, opts.shim);
     } catch (err) {
       thrown = err as NodeJS.ErrnoException;
     }
@@ -274,7 +272,7 @@ export class PythonWorker implements Worker {
     if (this.spawnFailure) throw await this.spawnFailure;
     const opts = this.opts;
     const reply = this.next();
-    if (opts.shim.preamble) this.stdio![0].write(opts.shim.preamble);
+    if (opts.shim.preamble && !this.adopted) this.stdio![0].write(opts.shim.preamble);
     this.send({
       t: 'init',
       handler: opts.handler,
@@ -506,16 +504,4 @@ function signalProcess(pid: number, signal: NodeJS.Signals): void {
   } catch {
     // ESRCH: already gone
   }
-}
-
-/**
- * glibc returns freed blocks above 128 KiB to the kernel at once, so every large message costs the
- * shim fresh pages; first-touch faults dominated large-message latency in the benchmark (on its VM
- * they cost as much as parsing the JSON). Keeping such blocks in the heap lets the next message reuse
- * them. An operator's own GLIBC_TUNABLES (even empty) wins; musl ignores the variable.
- */
-const SHIM_MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456';
-
-export function shimEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return 'GLIBC_TUNABLES' in env ? env : { ...env, GLIBC_TUNABLES: SHIM_MALLOC_TUNABLES };
 }
