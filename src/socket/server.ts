@@ -55,8 +55,13 @@ export class SocketServer {
   private readonly pending: PendingBytes<net.Socket>;
   /** Bytes of requests held (arriving or waiting for their answer): over its room, newer reads pause. */
   private readonly intake = new Intake();
-  /** How each connection is failed, for when the pending bound refuses it. */
-  private readonly refuse = new WeakMap<net.Socket, () => void>();
+  /**
+   * How each connection still arriving is failed, for when the pending bound refuses it. A Map
+   * emptied as requests complete, not a WeakMap: V8's scavenges keep a WeakMap's young entries alive,
+   * so every connection (socket, streams, closures, ~6 KB) was promoted and collected only by a full
+   * collection; the scavenges that copied them took 6-18 ms (issue #17: the small-message tail).
+   */
+  private readonly refuse = new Map<net.Socket, () => void>();
   /** Only the process that bound the path may remove it (another runtime may own it). */
   private bound = false;
 
@@ -225,12 +230,18 @@ export class SocketServer {
         answered = true;
         this.intake.release(reader);
         if (socket.destroyed) return;
-        socket.cork();
-        for (const chunk of chunks) socket.write(chunk);
-        socket.uncork();
+        // One write and the shutdown: a small answer is joined (a copy of a few KB costs less than
+        // writev's bookkeeping in Node's streams); a large one is written as the chunks it is.
+        if (chunks.length === 1) socket.end(chunks[0]!);
+        else if (totalLength(chunks) <= JOIN_ANSWER_BYTES) socket.end(Buffer.concat(chunks));
+        else {
+          socket.cork();
+          for (const chunk of chunks) socket.write(chunk);
+          socket.uncork();
+          socket.end();
+        }
         // With allowHalfOpen, Node closes the socket once the client has read and closed its side.
         // A client that never does is reaped (waiting for end → destroy instead costs ~0.15 ms a message).
-        socket.end();
         socket.setTimeout(this.config.readTimeoutMs, () => socket.destroy());
       },
       abort: () => {
@@ -251,6 +262,7 @@ export class SocketServer {
       complete = true;
       clearTimeout(timer);
       this.pending.release(socket);
+      this.refuse.delete(socket);
     };
     let timer: NodeJS.Timeout | undefined;
     const armReadTimeout = () => {
@@ -319,6 +331,7 @@ export class SocketServer {
     socket.on('close', () => {
       clearTimeout(timer);
       this.pending.release(socket);
+      this.refuse.delete(socket);
       this.intake.release(reader);
       if (used > 0 && read > used) {
         // The sidecar sends one request per connection; a second one here would otherwise vanish unseen.
@@ -329,6 +342,15 @@ export class SocketServer {
       }
     });
   }
+}
+
+/** Answers up to this size are written as one buffer. */
+const JOIN_ANSWER_BYTES = 64 * 1024;
+
+function totalLength(chunks: readonly Buffer[]): number {
+  let n = 0;
+  for (const chunk of chunks) n += chunk.length;
+  return n;
 }
 
 /** The soft RLIMIT_NOFILE, which `prlimit` may change while the runtime runs; null if unreadable. */

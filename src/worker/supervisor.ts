@@ -438,12 +438,25 @@ export class Supervisor {
     }
     this.messages++;
     this.memoryErrors = outcome.kind === 'raised' && outcome.type === 'MemoryError' ? this.memoryErrors + 1 : 0;
-    const { chunks, outcome: result } = this.answer(job, outcome);
-    this.events?.message?.(result, secondsSince(started));
+    const { chunks, outcome: result, outputs } = this.answer(job, outcome);
     job.exchange.respond(chunks);
+    this.events?.message?.(result, secondsSince(started));
+    // After the answer is on its way: the line (a write to stderr) is not on the sidecar's clock.
+    if (outputs !== undefined) this.logHandled(job, outputs);
   }
 
-  private answer(job: Job, outcome: CallOutcome): { chunks: Buffer[]; outcome: MessageOutcome } {
+  private logHandled(job: Job, outputs: number): void {
+    const level = this.logEachMessage ? 'info' : 'debug';
+    if (!this.log.isLevelEnabled(level)) return;
+    const { envelope } = job;
+    this.log[level](
+      { id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs },
+      'message handled',
+    );
+  }
+
+  /** The answer's frame; `outputs` when it is a success, whose line logHandled writes. */
+  private answer(job: Job, outcome: CallOutcome): { chunks: Buffer[]; outcome: MessageOutcome; outputs?: number } {
     const { envelope } = job;
     // Python answered: the process is healthy, whatever the answer says.
     this.streak = 0;
@@ -458,14 +471,7 @@ export class Supervisor {
               ? payloadModeResponse(envelope, outcome.payloads)
               : envelopeModeResponse(envelope, outcome.outputs, this.config.validate);
           const outputs = outcome.kind === 'payloads' ? outcome.payloads.length : outcome.outputs.length;
-          const level = this.logEachMessage ? 'info' : 'debug';
-          if (this.log.isLevelEnabled(level)) {
-            this.log[level](
-              { id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs },
-              'message handled',
-            );
-          }
-          return { chunks: frameChunks(body), outcome: 'ok' };
+          return { chunks: frameChunks(body), outcome: 'ok', outputs };
         }
         case 'raised':
           failure = wireError.processing(outcome.message, outcome.type, outcome.traceback);
