@@ -232,7 +232,7 @@ export class SocketServer {
         if (socket.destroyed) return;
         // One write and the shutdown: a small answer is joined (a copy of a few KB costs less than
         // writev's bookkeeping in Node's streams); a large one is written as the chunks it is.
-        if (chunks.length === 1) socket.end(chunks[0]!);
+        if (chunks.length === 1) socket.end(chunks[0] as Buffer);
         else if (totalLength(chunks) <= JOIN_ANSWER_BYTES) socket.end(Buffer.concat(chunks));
         else {
           socket.cork();

@@ -47,7 +47,7 @@ const OK_HEAD = Buffer.from([0x82, 0xa1, 0x74, 0xa2, 0x6f, 0x6b, 0xa1, 0x6f]);
 export function decodeOk(frame: Buffer): { t: 'ok'; o: Buffer[] } | null {
   if (frame.length < 9 || OK_HEAD.compare(frame, 0, 8) !== 0) return null;
   let pos = 9;
-  let count = frame[8]!;
+  let count = frame.readUInt8(8);
   if (count >= 0x90 && count <= 0x9f) count &= 0x0f;
   else if (count === 0xdc && frame.length >= 11) [count, pos] = [frame.readUInt16BE(9), 11];
   else if (count === 0xdd && frame.length >= 13) [count, pos] = [frame.readUInt32BE(9), 13];
