@@ -12,6 +12,7 @@ import type { Logger } from '../logger.js';
 import { errorResponse, frameChunks } from '../socket/framing.js';
 import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import type { Exchange } from '../socket/server.js';
+import { CallClock } from './call-clock.js';
 import { type RecycleReason, type WorkerPolicy, recycleReason, restartDelay } from './policy.js';
 import {
   type CallOutcome,
@@ -71,6 +72,8 @@ export class Supervisor {
   /** Deaths and failed inits since the last successful call. */
   private streak = 0;
   private idleWaiters: Array<() => void> = [];
+  /** The soft time limit of the call in flight (one call at a time). */
+  private readonly clock = new CallClock();
 
   constructor(
     private readonly config: Config,
@@ -399,23 +402,23 @@ export class Supervisor {
   private async run(worker: Worker, job: Job): Promise<void> {
     const { envelope } = job;
     const { softMs, killGraceMs } = this.policy.timeLimit;
-    let timer: NodeJS.Timeout | null = null;
+    let killTimer: NodeJS.Timeout | null = null;
     if (softMs !== null) {
       // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
-      timer = setTimeout(() => {
+      this.clock.start(softMs, () => {
         this.log.warn(
           { id: envelope.id, timeout_s: softMs / 1000 },
           'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
         );
         worker.interrupt();
-        timer = setTimeout(() => {
+        killTimer = setTimeout(() => {
           this.log.error(
             { id: envelope.id, kill_grace_s: killGraceMs / 1000 },
             'handler still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing the Python process',
           );
           worker.terminate('timeout');
         }, killGraceMs);
-      }, softMs);
+      });
     }
     let outcome: CallOutcome;
     const context = { id: envelope.id, headers: envelope.headers };
@@ -434,7 +437,8 @@ export class Supervisor {
       this.events?.message?.(answer.code, secondsSince(started));
       return job.exchange.respond(errorResponse(answer));
     } finally {
-      if (timer) clearTimeout(timer);
+      this.clock.stop();
+      if (killTimer) clearTimeout(killTimer);
     }
     this.messages++;
     this.memoryErrors = outcome.kind === 'raised' && outcome.type === 'MemoryError' ? this.memoryErrors + 1 : 0;
