@@ -2,13 +2,14 @@
  * The channel's hot path is read and written at fixed offsets on both sides (channel.ts, the shim's
  * codec section): it must give exactly what the generic MessagePack codecs give, on every Python the
  * runtime supports. And the soft time limit's lazy clock must fire for a call that overruns, never for
- * one that ended.
+ * one that ended; and so must the connections' shared deadlines.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Unpackr } from 'msgpackr';
+import { Deadlines } from '../src/socket/deadlines.js';
 import { CallClock } from '../src/worker/call-clock.js';
 import { decodeOk, encodeCall } from '../src/worker/channel.js';
 import { ROOT, pyenvPython, sleep } from './helpers.js';
@@ -131,5 +132,31 @@ describe('CallClock (the soft time limit without a timer per message)', () => {
     clock.stop();
     await sleep(100);
     assert.deepEqual(fired, ['long']);
+  });
+});
+
+describe('Deadlines (every connection timeout under one timer)', () => {
+  it('fires what is due in order, never what was cancelled, and forgets cancelled deadlines at once', async () => {
+    const deadlines = new Deadlines(50);
+    const fired: string[] = [];
+    // One message at a time: a read timeout set and cancelled, then a reaper set and cancelled.
+    for (let i = 0; i < 1000; i++) deadlines.cancel(deadlines.add(() => fired.push(`cancelled ${i}`)));
+    assert.equal(deadlines.size, 0);
+    const started = Date.now();
+    const times: number[] = [];
+    deadlines.add(() => {
+      fired.push('first');
+      times.push(Date.now() - started);
+      // A connection failed by its timeout is answered and then reaped: a deadline added while firing.
+      deadlines.add(() => fired.push('added while firing'));
+    });
+    await sleep(10);
+    const second = deadlines.add(() => fired.push('second'));
+    deadlines.add(() => fired.push('third'));
+    deadlines.cancel(second);
+    await sleep(200);
+    assert.deepEqual(fired, ['first', 'third', 'added while firing']);
+    assert.ok((times[0] ?? 0) >= 49, `fired after ${times[0]} ms, before its 50 ms`);
+    assert.equal(deadlines.size, 0);
   });
 });

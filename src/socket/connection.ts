@@ -11,6 +11,7 @@ import type net from 'node:net';
 import { type ErrorCode, type WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { FrameDecoder, FrameTooLarge, errorResponse } from './framing.js';
+import type { Deadline, Deadlines } from './deadlines.js';
 import type { Intake, Reader } from './intake.js';
 import type { PendingBytes } from './pending-bytes.js';
 
@@ -40,6 +41,8 @@ export interface ConnectionContext {
   readonly intake: Intake;
   /** Connections still open. */
   readonly open: Set<net.Socket>;
+  /** Every connection's read timeout and reaper (ASYA_READ_TIMEOUT). */
+  readonly deadlines: Deadlines;
 }
 
 /** Answers up to this size are written as one buffer. */
@@ -53,7 +56,8 @@ export class Connection implements Exchange, Reader {
   /** The request is complete (or was refused): nothing more is read into it. */
   private complete = false;
   private answered = false;
-  private timer: NodeJS.Timeout | undefined;
+  /** The read timeout while the request arrives; the reaper's after the answer. */
+  private deadline: Deadline | null = null;
   /** Bytes read on this connection, and how many of them the request was: the rest is logged at close. */
   private read = 0;
   private used = 0;
@@ -93,9 +97,9 @@ export class Connection implements Exchange, Reader {
     // With allowHalfOpen, Node closes the socket once the client has read and closed its side. A client
     // that never does is reaped (waiting for end → destroy instead costs ~0.15 ms a message): after
     // ASYA_READ_TIMEOUT without activity. An answer already handed to the kernel whole has no more
-    // activity to wait for, so a plain timer does (socket.setTimeout re-arms on every read and write).
-    clearTimeout(this.timer);
-    if (socket.writableLength === 0) this.timer = setTimeout(reap, this.ctx.readTimeoutMs, this);
+    // activity to wait for, so a plain deadline does (socket.setTimeout re-arms on every read and write).
+    this.stopClock();
+    if (socket.writableLength === 0) this.deadline = this.ctx.deadlines.add(() => this.reap());
     else socket.setTimeout(this.ctx.readTimeoutMs, () => socket.destroy());
   }
 
@@ -120,7 +124,7 @@ export class Connection implements Exchange, Reader {
   /** Paused by the intake: the wait is ours, so the client's read timeout starts again afterwards. */
   pause(): void {
     this.socket.pause();
-    clearTimeout(this.timer);
+    this.stopClock();
   }
 
   resume(): void {
@@ -177,7 +181,7 @@ export class Connection implements Exchange, Reader {
   }
 
   closed(): void {
-    clearTimeout(this.timer);
+    this.stopClock();
     const { ctx } = this;
     ctx.open.delete(this.socket);
     ctx.pending.release(this);
@@ -212,7 +216,7 @@ export class Connection implements Exchange, Reader {
 
   private finished(): void {
     this.complete = true;
-    clearTimeout(this.timer);
+    this.stopClock();
     this.ctx.pending.release(this);
   }
 
@@ -222,9 +226,14 @@ export class Connection implements Exchange, Reader {
     this.respond(errorResponse(err));
   }
 
+  private stopClock(): void {
+    this.ctx.deadlines.cancel(this.deadline);
+    this.deadline = null;
+  }
+
   private armReadTimeout(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(readTimedOut, this.ctx.readTimeoutMs, this);
+    this.stopClock();
+    this.deadline = this.ctx.deadlines.add(() => this.readTimedOut());
   }
 }
 
@@ -242,14 +251,6 @@ function onClose(this: TaggedSocket): void {
 }
 
 function ignore(): void {}
-
-function readTimedOut(connection: Connection): void {
-  connection.readTimedOut();
-}
-
-function reap(connection: Connection): void {
-  connection.reap();
-}
 
 function totalLength(chunks: readonly Buffer[]): number {
   let n = 0;

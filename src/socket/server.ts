@@ -11,6 +11,7 @@ import type { Config } from '../config.js';
 import { type ErrorCode, ExitCode, FatalError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Connection, type ConnectionContext, type FrameHandler } from './connection.js';
+import { Deadlines } from './deadlines.js';
 import { Intake } from './intake.js';
 import { PendingBytes, pendingLimit } from './pending-bytes.js';
 
@@ -69,6 +70,7 @@ export class SocketServer {
       pending: this.pending,
       intake: this.intake,
       open: this.open,
+      deadlines: new Deadlines(config.readTimeoutMs),
     };
   }
 
