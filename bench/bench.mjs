@@ -1,14 +1,23 @@
 #!/usr/bin/env node
-// Side-by-side benchmark: this runtime vs the upstream Python runtime, same handler, same load, one run.
+// Side-by-side benchmark: this runtime, the design floor and the upstream Python runtime, same handler,
+// same load, one run.
 //
 //   npm run bench                       # full run, writes docs/bench/results.json, tables.md and latency.svg
 //   npm run bench -- --quick            # fewer requests, for a smoke check (partial runs write to /tmp/asya-bench)
 //   npm run bench -- --peer /path/asya_runtime.py --concurrency 4 --levels WARNING
+//   npm run bench -- --client node      # the Node load generator instead of bench/client.c
 //
 // The load generator behaves like the sidecar: one connection per message, 4-byte big-endian length
-// prefix, waits for the answer. Rounds are interleaved (runtime A, B, C, then again) so machine noise
-// hits all of them alike. The floor is the in-process cost of decoding and encoding the same envelope
-// in Python, with no socket.
+// prefix, waits for the answer. It is bench/client.c, compiled with the machine's C compiler at the start
+// of the run (the Node client below when there is none, or with --client node): a Node client competes
+// for the CPU with the runtime it measures (~0.1 ms of CPU per small message on a 2-core machine), where
+// the real sidecar (Go) spends microseconds. Rounds are interleaved (runtime A, B, C, then again) so
+// machine noise hits all of them alike.
+//
+// The design floor (../shared/bench/design-floor.mjs, when present) is the least a runtime of this design
+// can do per message: Node forwards each frame to one Python process over a pipe, with no validation,
+// logs, supervision or time limits. The in-process figure is Python's own decode + encode of the same
+// envelope, with no socket and no process hop.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -22,6 +31,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
   options: {
     peer: { type: 'string', default: path.resolve(root, '..', 'shared', 'peer', 'asya_runtime.py') },
+    floor: { type: 'string', default: path.resolve(root, '..', 'shared', 'bench', 'design-floor.mjs') },
+    client: { type: 'string', default: 'c' },
     python: { type: 'string', default: 'python3' },
     rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1' },
@@ -33,7 +44,8 @@ const { values: opt } = parseArgs({
 });
 // Only a full default run replaces the published figures in docs/bench; a partial one goes to /tmp.
 const partial =
-  opt.quick || process.argv.slice(2).some((arg) => /^--(rounds|concurrency|levels|sizes|python|peer)\b/.test(arg));
+  opt.quick ||
+  process.argv.slice(2).some((arg) => /^--(rounds|concurrency|levels|sizes|python|peer|floor|client)\b/.test(arg));
 const outDir = opt.out ?? (partial ? path.join(os.tmpdir(), 'asya-bench') : path.join(root, 'docs', 'bench'));
 const rounds = Number(opt.rounds);
 const concurrency = Number(opt.concurrency);
@@ -41,6 +53,24 @@ const sizes = opt.sizes.split(',').map(Number);
 const python = execFileSync(opt.python, ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 const hasOrjson = spawnOk(python, ['-c', 'import orjson']);
 const hasPeer = fs.existsSync(opt.peer);
+const hasFloor = fs.existsSync(opt.floor);
+const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-bench-'));
+const cClient = opt.client === 'c' ? compileClient() : null;
+
+/** bench/client.c built for this run; null (the Node client) when there is no C compiler. */
+function compileClient() {
+  const out = path.join(workDir, 'bench-client');
+  for (const cc of [process.env.CC, 'cc', 'gcc', 'clang'].filter(Boolean)) {
+    try {
+      execFileSync(cc, ['-O2', '-pthread', '-o', out, path.join(root, 'bench', 'client.c')], { stdio: 'ignore' });
+      return out;
+    } catch {
+      // try the next compiler
+    }
+  }
+  console.log('no C compiler found: measuring with the Node client, which inflates small-message latencies');
+  return null;
+}
 
 function spawnOk(cmd, args) {
   try {
@@ -53,7 +83,8 @@ function spawnOk(cmd, args) {
 
 /** Requests per round, per size: enough for a stable p50 without running for an hour. */
 function requestsFor(size) {
-  const n = size <= 1000 ? 400 : size <= 100_000 ? 200 : size <= 2_000_000 ? 16 : 4;
+  // Small sizes get more: their p99 is the tail the runtime is held to.
+  const n = size <= 1000 ? 1000 : size <= 100_000 ? 500 : size <= 2_000_000 ? 16 : 4;
   return opt.quick ? Math.max(2, Math.ceil(n / 8)) : n;
 }
 
@@ -83,9 +114,18 @@ function envelopeBytes(payload) {
   );
 }
 
+/** The request as the sidecar sends it: the length prefix, then the envelope. */
+function frameFor(shape, size) {
+  const body = envelopeBytes(payloadFor(shape, size));
+  const frame = Buffer.alloc(4 + body.length);
+  frame.writeUInt32BE(body.length);
+  body.copy(frame, 4);
+  return frame;
+}
+
 // ---------------------------------------------------------------- runtimes
 
-const handlerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-bench-'));
+const handlerDir = workDir;
 fs.writeFileSync(path.join(handlerDir, 'bench_echo.py'), 'def process(payload):\n    return payload\n');
 
 function runtimes(level) {
@@ -114,6 +154,13 @@ function runtimes(level) {
       env: { ...base, ASYA_PYTHONEXECUTABLE: python, ASYA_JSON_CODEC: 'orjson' },
     });
   }
+  if (hasFloor)
+    list.push({
+      name: 'floor',
+      cmd: process.execPath,
+      args: [opt.floor],
+      env: { ...base, ASYA_PYTHONEXECUTABLE: python },
+    });
   if (hasPeer) list.push({ name: 'peer', cmd: python, args: [opt.peer], env: base });
   return list;
 }
@@ -171,6 +218,7 @@ function once(socketPath, frame) {
 }
 
 async function load(socketPath, frame, n) {
+  if (cClient) return loadC(socketPath, frame, n);
   const latencies = [];
   let next = 0;
   const t0 = process.hrtime.bigint();
@@ -185,11 +233,25 @@ async function load(socketPath, frame, n) {
   return { latencies, seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
 }
 
+/** The same load from bench/client.c, in its own process: latencies in ms, the run's wall time in seconds. */
+function loadC(socketPath, frame, n) {
+  const file = path.join(workDir, 'frame');
+  fs.writeFileSync(file, frame);
+  const out = execFileSync(cClient, [socketPath, String(n), file, String(concurrency)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  });
+  const lines = out.trim().split('\n');
+  const elapsed = Number(lines.pop().split(' ')[1]);
+  return { latencies: lines.map((l) => Number(l) / 1000), seconds: elapsed / 1e6 };
+}
+
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
-// ---------------------------------------------------------------- floor
+// ---------------------------------------------------------------- in-process
 
-function floor(shape, size, codec) {
+/** Python's own decode + encode of the envelope, no socket: what neither runtime can go under. */
+function inProcess(shape, size, codec) {
   const script = `
 import json, sys, time
 frame = sys.stdin.buffer.read()
@@ -227,22 +289,29 @@ const results = [];
 const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, Python ${execFileSync(python, ['-c', 'import platform; print(platform.python_version())'], { encoding: 'utf8' }).trim()}`;
 console.log(`machine: ${machine}`);
 console.log(
-  `peer: ${hasPeer ? opt.peer : 'not found (pass --peer PATH)'}; orjson in ${python}: ${hasOrjson ? 'yes' : 'no'}; concurrency ${concurrency}; rounds ${rounds}\n`,
+  `peer: ${hasPeer ? opt.peer : 'not found (pass --peer PATH)'}; design floor: ${hasFloor ? opt.floor : 'not found (pass --floor PATH): no floor column'}; ` +
+    `orjson in ${python}: ${hasOrjson ? 'yes' : 'no'}; client: ${cClient ? 'C (bench/client.c)' : 'Node'}; concurrency ${concurrency}; rounds ${rounds}\n`,
 );
 
 for (const level of opt.levels.split(',')) {
   const started = [];
   for (const rt of runtimes(level)) started.push(await start(rt));
   const cells = new Map();
+  // Steady state, as under a sidecar's stream: the supervisor's JIT compiles its per-message path over
+  // the first few hundred messages (the first round of small messages read 2-3x slower without this).
+  for (const rt of started) {
+    for (const size of sizes.filter((n) => n <= 100_000)) {
+      for (const shape of shapes) await load(rt.socket, frameFor(shape, size), opt.quick ? 50 : 1000);
+    }
+  }
   for (let round = 0; round < rounds; round++) {
     for (const size of sizes) {
       for (const shape of shapes) {
-        const frame = Buffer.concat([Buffer.alloc(4), envelopeBytes(payloadFor(shape, size))]);
-        frame.writeUInt32BE(frame.length - 4);
+        const frame = frameFor(shape, size);
         for (const rt of started) {
           const key = `${rt.name}|${size}|${shape}`;
           const cell = cells.get(key) ?? { latencies: [], seconds: 0, n: 0, cpu: 0 };
-          await once(rt.socket, frame); // warm
+          await load(rt.socket, frame, 3); // warm
           const cpu0 = cpuSeconds(rt.pid);
           const r = await load(rt.socket, frame, requestsFor(size));
           cell.cpu += cpuSeconds(rt.pid) - cpu0;
@@ -258,8 +327,8 @@ for (const level of opt.levels.split(',')) {
   for (const size of sizes) {
     for (const shape of shapes) {
       const frameBytes = envelopeBytes(payloadFor(shape, size)).length;
-      const row = { level, size, shape, frameBytes, floor: { json: floor(shape, size, 'json') }, runtimes: {} };
-      if (hasOrjson) row.floor.orjson = floor(shape, size, 'orjson');
+      const row = { level, size, shape, frameBytes, inProcess: { json: inProcess(shape, size, 'json') }, runtimes: {} };
+      if (hasOrjson) row.inProcess.orjson = inProcess(shape, size, 'orjson');
       for (const rt of started) {
         const c = cells.get(`${rt.name}|${size}|${shape}`);
         const sorted = c.latencies.sort((a, b) => a - b);
@@ -291,14 +360,15 @@ function printLevel(level) {
     'MB/s',
     'p50 ratio',
     'thr ratio',
-    'floor',
     'p50/floor',
+    'p99/floor',
+    'in-proc',
   ];
   const rows = [header];
   for (const r of results.filter((x) => x.level === level)) {
-    const peer = r.runtimes.peer;
+    const { peer, floor } = r.runtimes;
     for (const [name, m] of Object.entries(r.runtimes)) {
-      const fl = name === 'ours+orjson' ? r.floor.orjson : r.floor.json;
+      const mine = name.startsWith('ours');
       rows.push([
         human(r.size),
         r.shape,
@@ -307,10 +377,11 @@ function printLevel(level) {
         fmt(m.p99),
         fmt(m.throughput, 1),
         fmt((m.throughput * r.frameBytes) / 1e6, 1),
-        peer && name !== 'peer' ? `${(m.p50 / peer.p50).toFixed(2)}x` : '',
-        peer && name !== 'peer' ? `${(m.throughput / peer.throughput).toFixed(2)}x` : '',
-        fmt(fl),
-        `${(m.p50 / fl).toFixed(2)}x`,
+        peer && mine ? `${(m.p50 / peer.p50).toFixed(2)}x` : '',
+        peer && mine ? `${(m.throughput / peer.throughput).toFixed(2)}x` : '',
+        floor && mine ? `${(m.p50 / floor.p50).toFixed(2)}x` : '',
+        floor && mine ? `${(m.p99 / floor.p99).toFixed(2)}x` : '',
+        fmt(name === 'ours+orjson' ? r.inProcess.orjson : r.inProcess.json),
       ]);
     }
   }
@@ -322,11 +393,12 @@ function printLevel(level) {
 // ---------------------------------------------------------------- outputs
 
 fs.mkdirSync(outDir, { recursive: true });
-const run = { date: new Date().toISOString(), machine, concurrency, rounds, results };
+const client = cClient ? 'c' : 'node';
+const run = { date: new Date().toISOString(), machine, client, concurrency, rounds, results };
 fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(run, null, 1));
 fs.writeFileSync(path.join(outDir, 'tables.md'), tables(run));
 fs.writeFileSync(path.join(outDir, 'latency.svg'), chart());
-fs.rmSync(handlerDir, { recursive: true, force: true });
+fs.rmSync(workDir, { recursive: true, force: true });
 console.log(`wrote ${path.relative(process.cwd(), path.join(outDir, 'results.json'))}, tables.md and latency.svg`);
 
 /** p50 latency by payload size, log-log, one line per runtime and log level (string payloads solid, floats dashed). */
@@ -343,7 +415,7 @@ function chart() {
     y1 = Math.ceil(Math.log10(Math.max(...all)));
   const X = (s) => L + ((Math.log10(s) - xs[0]) / (xs[xs.length - 1] - xs[0] || 1)) * (W - L - R);
   const Y = (v) => H - B - ((Math.log10(v) - y0) / (y1 - y0 || 1)) * (H - T - B);
-  const colors = { ours: '#1f77b4', 'ours+orjson': '#2ca02c', peer: '#d62728' };
+  const colors = { ours: '#1f77b4', 'ours+orjson': '#2ca02c', floor: '#7f7f7f', peer: '#d62728' };
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n`;
   svg += `<text x="${L}" y="18" font-size="14">p50 latency by payload size (log-log; solid: string payload, dashed: float array)</text>\n`;
   for (let e = y0; e <= y1; e++)

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 /** A figure with about three significant digits ('–' when a runtime did not run). */
 export function fmt(x, digits = 2) {
   if (x === undefined) return '–';
-  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(digits);
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 0.1 || x === 0 ? x.toFixed(digits) : x.toFixed(3);
 }
 
 /** 100 B, 10 KB, 1 MB. */
@@ -18,21 +18,26 @@ export function human(n) {
 
 const ratio = (a, b) => (a === undefined || b === undefined ? '–' : `${(a / b).toFixed(2)}x`);
 
-/** One table per log level: latency, ratios against the peer, the floor, the supervisor's CPU. */
+/**
+ * One table per log level: latency of the peer, the design floor and ours, ours against the floor and
+ * the peer, the in-process floor, the supervisor's CPU.
+ */
 export function tables({ results }) {
   let md = '';
   for (const level of [...new Set(results.map((r) => r.level))]) {
     md += `**ASYA_LOG_LEVEL=${level}**\n\n`;
     md +=
-      '| size | payload | peer p50 / p99 ms | ours p50 / p99 ms | ours+orjson p50 / p99 ms | p50 ratio (json / orjson) | throughput ratio (json / orjson) | floor json / orjson ms | supervisor CPU ms/msg |\n';
-    md += '|---|---|---|---|---|---|---|---|---|\n';
+      '| size | payload | peer p50 / p99 ms | design floor p50 / p99 ms | ours p50 / p99 ms | ours+orjson p50 / p99 ms | ours / floor p50 / p99 | p50 ratio to peer (json / orjson) | throughput ratio to peer (json / orjson) | in-process json / orjson ms | supervisor CPU ms/msg |\n';
+    md += '|---|---|---|---|---|---|---|---|---|---|---|\n';
     for (const row of results.filter((r) => r.level === level)) {
-      const { peer, ours, 'ours+orjson': fast } = row.runtimes;
+      const { peer, floor, ours, 'ours+orjson': fast } = row.runtimes;
+      const inProcess = row.inProcess ?? row.floor; // results.json before the design floor called it `floor`
       const lat = (rt) => (rt ? `${fmt(rt.p50)} / ${fmt(rt.p99)}` : '–');
-      md += `| ${human(row.size)} | ${row.shape} | ${lat(peer)} | ${lat(ours)} | ${lat(fast)} `;
+      md += `| ${human(row.size)} | ${row.shape} | ${lat(peer)} | ${lat(floor)} | ${lat(ours)} | ${lat(fast)} `;
+      md += `| ${ratio(ours?.p50, floor?.p50)} / ${ratio(ours?.p99, floor?.p99)} `;
       md += `| ${ratio(ours?.p50, peer?.p50)} / ${ratio(fast?.p50, peer?.p50)} `;
       md += `| ${ratio(ours?.throughput, peer?.throughput)} / ${ratio(fast?.throughput, peer?.throughput)} `;
-      md += `| ${fmt(row.floor.json)} / ${fmt(row.floor.orjson)} | ${fmt(ours?.cpuMsPerMsg)} |\n`;
+      md += `| ${fmt(inProcess.json)} / ${fmt(inProcess.orjson)} | ${fmt(ours?.cpuMsPerMsg)} |\n`;
     }
     md += '\n';
   }

@@ -66,8 +66,10 @@ describe('heap (glibc)', { skip: process.platform !== 'linux' }, () => {
       const withTuning = await faultsPerMessage(tuned);
       const without = await faultsPerMessage(plain);
       t.diagnostic(`supervisor page faults per 1 MB message: ${withTuning} with the tuning, ${without} without`);
-      // 1 MB is 244 pages; without the tuning the supervisor faults in roughly that per message
-      assert.ok(withTuning < without / 3, `${withTuning} faults a message with the tuning, ${without} without`);
+      // 1 MB is 244 pages. Since the shim's reply is read as views of its frame (no 1 MB copy a message),
+      // the request frame is the one large block a message allocates: without the tuning ~45-75 faults a
+      // message remain (glibc's own threshold adjustment catches the rest), with it ~10-20.
+      assert.ok(withTuning < without / 2, `${withTuning} faults a message with the tuning, ${without} without`);
     } finally {
       await Promise.all([tuned.stop(), plain.stop()]);
     }

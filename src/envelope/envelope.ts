@@ -280,6 +280,8 @@ const END = Buffer.from('}');
 const EMPTY_ARRAY = Buffer.from('[]');
 const PAYLOAD_FIRST = Buffer.from('"payload":');
 const PAYLOAD_NEXT = Buffer.from(',"payload":');
+const ROUTE_FIRST = Buffer.from('{"route":');
+const HEADERS_NEXT = Buffer.from(',"headers":');
 
 /** Joins the output envelopes, each a list of chunks, into the chunks of one JSON array. */
 function arrayChunks(envelopes: Buffer[][]): Buffer[] {
@@ -296,8 +298,8 @@ function arrayChunks(envelopes: Buffer[][]): Buffer[] {
 /** Payload mode: each returned payload becomes `{route: current+1, headers?, payload}`. */
 export function payloadModeResponse(input: RequestEnvelope, payloads: Buffer[]): Buffer[] {
   if (payloads.length === 0) return [EMPTY_ARRAY];
-  const parts = [Buffer.from('{"route":'), routeWithCurrent(input.route, input.route.current + 1)];
-  if (input.headers) parts.push(Buffer.from(',"headers":'), input.headers);
+  const parts = [ROUTE_FIRST, routeWithCurrent(input.route, input.route.current + 1)];
+  if (input.headers) parts.push(HEADERS_NEXT, input.headers);
   parts.push(PAYLOAD_NEXT);
   const head = Buffer.concat(parts);
   return arrayChunks(payloads.map((p) => [head, p, END]));

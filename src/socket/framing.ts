@@ -40,7 +40,8 @@ export interface FrameDecoderOptions {
  * byte holds one byte. The length is checked against the limit before anything is kept.
  */
 export class FrameDecoder {
-  private readonly header = Buffer.alloc(4);
+  /** A header split across chunks is gathered here; allocated only then (most frames arrive whole). */
+  private header: Buffer | null = null;
   private headerFill = 0;
   /** Body length of the frame in progress, or -1 before its header is complete. */
   private expected = -1;
@@ -81,6 +82,7 @@ export class FrameDecoder {
           off += 4;
         } else {
           const take = Math.min(4 - this.headerFill, chunk.length - off);
+          this.header ??= Buffer.alloc(4);
           chunk.copy(this.header, this.headerFill, off, off + take);
           this.headerFill += take;
           off += take;

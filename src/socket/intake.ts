@@ -70,6 +70,8 @@ export class Intake {
       this.paused.clear();
       return;
     }
+    // Nothing paused and nothing to pause: the common case, one request at a time.
+    if (this.paused.size === 0 && this.total <= this.room) return;
     // With no complete request held, nothing is on its way to free room: the oldest request still
     // arriving reads on (over the room or not), or requests paused half-way would wait for each other.
     // Complete requests free their room when answered, so while there are some, everyone waits.

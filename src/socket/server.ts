@@ -8,23 +8,14 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Config } from '../config.js';
-import { type ErrorCode, ExitCode, FatalError, type WireError, wireError } from '../errors.js';
+import { type ErrorCode, ExitCode, FatalError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { errorResponse, FrameDecoder, FrameTooLarge } from './framing.js';
-import { Intake, type Reader } from './intake.js';
+import { Connection, type ConnectionContext, type FrameHandler } from './connection.js';
+import { Deadlines } from './deadlines.js';
+import { Intake } from './intake.js';
 import { PendingBytes, pendingLimit } from './pending-bytes.js';
 
-/** One request's way back to its client. */
-export interface Exchange {
-  /** Write the framed response and close. */
-  respond(chunks: Buffer[]): void;
-  /** Close without an answer (the sidecar sees a connection error and retries). */
-  abort(): void;
-  /** The client closed its connection: nobody will read an answer (see probeClientGone). */
-  clientGone(): boolean;
-}
-
-export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
+export type { Exchange, FrameHandler } from './connection.js';
 
 /** Kernel accept queue; Linux caps it at net.core.somaxconn. The upstream runtime's 5 drops bursts. */
 const LISTEN_BACKLOG = 4096;
@@ -52,11 +43,11 @@ export class SocketServer {
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
   /** Bytes held for requests still arriving, across all connections. */
-  private readonly pending: PendingBytes<net.Socket>;
+  private readonly pending: PendingBytes<Connection>;
   /** Bytes of requests held (arriving or waiting for their answer): over its room, newer reads pause. */
   private readonly intake = new Intake();
-  /** How each connection is failed, for when the pending bound refuses it. */
-  private readonly refuse = new WeakMap<net.Socket, () => void>();
+  /** What every connection shares. */
+  private readonly context: ConnectionContext;
   /** Only the process that bound the path may remove it (another runtime may own it). */
   private bound = false;
 
@@ -66,10 +57,21 @@ export class SocketServer {
       'socketPath' | 'socketDir' | 'socketChmod' | 'maxMessageSize' | 'readTimeoutMs'
     >,
     private readonly log: Logger,
-    private readonly onFrame: FrameHandler,
+    onFrame: FrameHandler,
   ) {
-    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => new Connection(socket, this.context));
     this.pending = new PendingBytes(pendingLimit(config.maxMessageSize));
+    this.context = {
+      maxMessageSize: config.maxMessageSize,
+      readTimeoutMs: config.readTimeoutMs,
+      log,
+      onFrame,
+      onRefused: (code) => this.onRefused?.(code),
+      pending: this.pending,
+      intake: this.intake,
+      open: this.open,
+      deadlines: new Deadlines(config.readTimeoutMs),
+    };
   }
 
   async listen(): Promise<void> {
@@ -201,134 +203,6 @@ export class SocketServer {
       this.log.error({ err: (err as NodeJS.ErrnoException).code }, `accept failed: ${err.message}`);
     }
   }
-
-  private accept(socket: net.Socket): void {
-    this.open.add(socket);
-    socket.on('close', () => this.open.delete(socket));
-    socket.on('error', () => undefined); // a vanished client is not the runtime's problem
-    const decoder = new FrameDecoder(this.config.maxMessageSize);
-    let answered = false;
-    // Paused by the intake: the wait is ours, so the client's read timeout starts again afterwards.
-    const reader: Reader = {
-      pause: () => {
-        socket.pause();
-        clearTimeout(timer);
-      },
-      resume: () => {
-        socket.resume();
-        if (!complete) armReadTimeout();
-      },
-    };
-    const exchange: Exchange = {
-      respond: (chunks) => {
-        if (answered) return;
-        answered = true;
-        this.intake.release(reader);
-        if (socket.destroyed) return;
-        socket.cork();
-        for (const chunk of chunks) socket.write(chunk);
-        socket.uncork();
-        // With allowHalfOpen, Node closes the socket once the client has read and closed its side.
-        // A client that never does is reaped (waiting for end → destroy instead costs ~0.15 ms a message).
-        socket.end();
-        socket.setTimeout(this.config.readTimeoutMs, () => socket.destroy());
-      },
-      abort: () => {
-        answered = true;
-        this.intake.release(reader);
-        socket.destroy();
-      },
-      // Destroyed: closed by us, or the end-of-request probe below hit EPIPE.
-      clientGone: () => socket.destroyed,
-    };
-    const fail = (err: WireError) => {
-      this.log.warn({ error: err.code }, err.message);
-      this.onRefused?.(err.code);
-      exchange.respond(errorResponse(err));
-    };
-    let complete = false;
-    const finished = () => {
-      complete = true;
-      clearTimeout(timer);
-      this.pending.release(socket);
-    };
-    let timer: NodeJS.Timeout | undefined;
-    const armReadTimeout = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        const { received, expected } = decoder.progress();
-        finished();
-        fail(
-          wireError.connection(
-            `no complete request within ASYA_READ_TIMEOUT=${this.config.readTimeoutMs / 1000}s ` +
-              `(received ${received} of ${expected ?? 'at least 4'} bytes)`,
-          ),
-        );
-      }, this.config.readTimeoutMs);
-    };
-    armReadTimeout();
-    this.refuse.set(socket, () => {
-      const { received, expected } = decoder.progress();
-      finished();
-      fail(
-        wireError.connection(
-          `refused: requests still arriving held ${this.pending.overflow.bytes} bytes across ${this.pending.overflow.holders} connections, ` +
-            `over the runtime's bound of ${this.pending.limit}; this connection was the newest (received ${received} of ${expected} bytes)`,
-        ),
-      );
-    });
-    // Bytes read on this connection, and how many of them the request was: the rest is logged at close.
-    let read = 0;
-    let used = 0;
-    socket.on('data', (chunk: Buffer) => {
-      read += chunk.length;
-      if (complete) return;
-      try {
-        decoder.push(chunk, (frame) => {
-          if (complete) return;
-          used = 4 + frame.length;
-          finished();
-          this.intake.hold(reader, frame.length, false);
-          this.onFrame(frame, exchange);
-        });
-      } catch (err) {
-        if (!(err instanceof FrameTooLarge)) throw err;
-        finished();
-        fail(wireError.tooLarge(err.size, err.limit));
-        return;
-      }
-      if (complete) return;
-      this.intake.hold(reader, decoder.held, true);
-      for (const refused of this.pending.set(socket, decoder.held)) this.refuse.get(refused)?.();
-    });
-    socket.on('end', () => {
-      if (complete) {
-        if (!answered) probeClientGone(socket);
-        return;
-      }
-      const { received, expected } = decoder.progress();
-      finished();
-      fail(
-        wireError.connection(
-          received === 0 && expected === null
-            ? 'client closed the connection without sending a request'
-            : `client closed the connection mid-frame (received ${received} of ${expected ?? 'at least 4'} bytes)`,
-        ),
-      );
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      this.pending.release(socket);
-      this.intake.release(reader);
-      if (used > 0 && read > used) {
-        // The sidecar sends one request per connection; a second one here would otherwise vanish unseen.
-        this.log.warn(
-          { bytes: read - used },
-          'client sent more after its request (a second request?); one request per connection: ignored',
-        );
-      }
-    });
-  }
 }
 
 /** The soft RLIMIT_NOFILE, which `prlimit` may change while the runtime runs; null if unreadable. */
@@ -379,20 +253,6 @@ function makeDirectory(dir: string): void {
       throw fail(`${(err as Error).message}${where}`);
     }
   }
-}
-
-/**
- * Tell a client that closed its connection from one that only shut down its sending side
- * (shutdown(SHUT_WR), which Go's sidecar may do, and which still waits for the answer): Node reports
- * both as 'end'. On a Linux AF_UNIX stream socket a full close by the peer marks our socket
- * SHUTDOWN_MASK, so a send fails with EPIPE; a peer's SHUT_WR only marks our receive side. Node
- * passes a zero-length write to the kernel (strace: `write(fd, NULL, 0) = -1 EPIPE`), which sends
- * nothing to a client that is still there. The EPIPE arrives as an 'error' and destroys the socket,
- * which is what `clientGone()` reads. Elsewhere (no SHUTDOWN_MASK semantics) the write succeeds and
- * the message runs as before: never drop an answer a client may be waiting for.
- */
-function probeClientGone(socket: net.Socket): void {
-  if (!socket.destroyed && socket.writable) socket.write(Buffer.alloc(0));
 }
 
 function socketFatal(what: string, err: unknown): FatalError {

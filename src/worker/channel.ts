@@ -34,7 +34,36 @@ export function encodeMessage(message: Record<string, unknown>): Buffer[] {
 }
 
 export function decodeMessage(frame: Buffer): ShimMessage {
-  return unpackr.unpack(frame) as ShimMessage;
+  return decodeOk(frame) ?? (unpackr.unpack(frame) as ShimMessage);
+}
+
+/** `{"t": "ok", "o": [` as the shim writes it (pack_ok). */
+const OK_HEAD = Buffer.from([0x82, 0xa1, 0x74, 0xa2, 0x6f, 0x6b, 0xa1, 0x6f]);
+
+/**
+ * The common reply, `{"t": "ok", "o": [<bin>, ...]}`, read at fixed offsets: the results are views of
+ * the frame, not copies. Null for anything else (or anything malformed), which msgpackr then reads.
+ */
+export function decodeOk(frame: Buffer): { t: 'ok'; o: Buffer[] } | null {
+  if (frame.length < 9 || OK_HEAD.compare(frame, 0, 8) !== 0) return null;
+  let pos = 9;
+  let count = frame.readUInt8(8);
+  if (count >= 0x90 && count <= 0x9f) count &= 0x0f;
+  else if (count === 0xdc && frame.length >= 11) [count, pos] = [frame.readUInt16BE(9), 11];
+  else if (count === 0xdd && frame.length >= 13) [count, pos] = [frame.readUInt32BE(9), 13];
+  else return null;
+  const items: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const tag = frame[pos];
+    const width = tag === 0xc4 ? 1 : tag === 0xc5 ? 2 : tag === 0xc6 ? 4 : 0;
+    if (width === 0 || pos + 1 + width > frame.length) return null;
+    const size = frame.readUIntBE(pos + 1, width);
+    const start = pos + 1 + width;
+    if (start + size > frame.length) return null;
+    items.push(frame.subarray(start, start + size));
+    pos = start + size;
+  }
+  return pos === frame.length ? { t: 'ok', o: items } : null;
 }
 
 export interface ReadyInfo {

@@ -12,6 +12,7 @@ import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import { type ErrorCode, ExitCode, FatalError, WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { errorResponse, frameChunks } from '../socket/framing.js';
+import { CallClock } from './call-clock.js';
 import { type Job, JobQueue } from './job-queue.js';
 import { type RecycleReason, recycleReason, restartDelay, type WorkerPolicy } from './policy.js';
 import {
@@ -73,6 +74,8 @@ export class Supervisor {
   /** Deaths and failed inits since the last successful call. */
   private streak = 0;
   private idleWaiters: Array<() => void> = [];
+  /** The soft time limit of the call in flight (one call at a time). */
+  private readonly clock = new CallClock();
 
   constructor(
     private readonly config: Config,
@@ -413,23 +416,23 @@ export class Supervisor {
   private async run(worker: Worker, job: Job): Promise<void> {
     const { envelope } = job;
     const { softMs, killGraceMs } = this.policy.timeLimit;
-    let timer: NodeJS.Timeout | null = null;
+    let killTimer: NodeJS.Timeout | null = null;
     if (softMs !== null) {
       // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
-      timer = setTimeout(() => {
+      this.clock.start(softMs, () => {
         this.log.warn(
           { id: envelope.id, timeout_s: softMs / 1000 },
           'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
         );
         worker.interrupt();
-        timer = setTimeout(() => {
+        killTimer = setTimeout(() => {
           this.log.error(
             { id: envelope.id, kill_grace_s: killGraceMs / 1000 },
             'handler still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing the Python process',
           );
           worker.terminate('timeout');
         }, killGraceMs);
-      }, softMs);
+      });
     }
     let outcome: CallOutcome;
     const context = { id: envelope.id, headers: envelope.headers };
@@ -448,16 +451,30 @@ export class Supervisor {
       this.events?.message?.(answer.code, secondsSince(started));
       return job.exchange.respond(errorResponse(answer));
     } finally {
-      if (timer) clearTimeout(timer);
+      this.clock.stop();
+      if (killTimer) clearTimeout(killTimer);
     }
     this.messages++;
     this.memoryErrors = outcome.kind === 'raised' && outcome.type === 'MemoryError' ? this.memoryErrors + 1 : 0;
-    const { chunks, outcome: result } = this.answer(job, outcome);
-    this.events?.message?.(result, secondsSince(started));
+    const { chunks, outcome: result, outputs } = this.answer(job, outcome);
     job.exchange.respond(chunks);
+    this.events?.message?.(result, secondsSince(started));
+    // After the answer is on its way: the line (a write to stderr) is not on the sidecar's clock.
+    if (outputs !== undefined) this.logHandled(job, outputs);
   }
 
-  private answer(job: Job, outcome: CallOutcome): { chunks: Buffer[]; outcome: MessageOutcome } {
+  private logHandled(job: Job, outputs: number): void {
+    const level = this.logEachMessage ? 'info' : 'debug';
+    if (!this.log.isLevelEnabled(level)) return;
+    const { envelope } = job;
+    this.log[level](
+      { id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs },
+      'message handled',
+    );
+  }
+
+  /** The answer's frame; `outputs` when it is a success, whose line logHandled writes. */
+  private answer(job: Job, outcome: CallOutcome): { chunks: Buffer[]; outcome: MessageOutcome; outputs?: number } {
     const { envelope } = job;
     // Python answered: the process is healthy, whatever the answer says.
     this.streak = 0;
@@ -472,14 +489,7 @@ export class Supervisor {
               ? payloadModeResponse(envelope, outcome.payloads)
               : envelopeModeResponse(envelope, outcome.outputs, this.config.validate);
           const outputs = outcome.kind === 'payloads' ? outcome.payloads.length : outcome.outputs.length;
-          const level = this.logEachMessage ? 'info' : 'debug';
-          if (this.log.isLevelEnabled(level)) {
-            this.log[level](
-              { id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs },
-              'message handled',
-            );
-          }
-          return { chunks: frameChunks(body), outcome: 'ok' };
+          return { chunks: frameChunks(body), outcome: 'ok', outputs };
         }
         case 'raised':
           failure = wireError.processing(outcome.message, outcome.type, outcome.traceback);

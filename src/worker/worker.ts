@@ -298,9 +298,16 @@ export class PythonWorker implements Worker {
     return this.death === null;
   }
 
-  /** Run the handler on one message. Rejects with WorkerDied if the process dies or is killed. */
-  async call(request: CallRequest): Promise<CallOutcome> {
-    const reply = this.next();
+  /**
+   * Run the handler on one message. Rejects with WorkerDied if the process dies or is killed. Not an
+   * async function: the reply resolves the caller's promise directly (one microtask, not three).
+   */
+  call(request: CallRequest): Promise<CallOutcome> {
+    if (this.death) return Promise.reject(this.death);
+    if (this.waiter) return Promise.reject(new Error('PythonWorker: a call is already in flight'));
+    const reply = new Promise<CallOutcome>((resolve, reject) => {
+      this.waiter = { resolve: (msg) => resolve(toOutcome(msg)), reject };
+    });
     this.calls++;
     this.context = request.context ?? null;
     this.contextFields = null;
@@ -313,7 +320,7 @@ export class PythonWorker implements Worker {
       for (const chunk of chunks) stdin.write(chunk);
       stdin.uncork();
     }
-    return toOutcome(await reply);
+    return reply;
   }
 
   /**
