@@ -7,6 +7,7 @@
  * module imports only what starting Python needs; everything else is loaded afterwards.
  */
 import './no-debugger.js'; // first: see there
+import './early-signals.js'; // second: a stop during the load is held for serve()
 import { mark } from './startup.js';
 import { EarlyPython } from './worker/spawn.js';
 

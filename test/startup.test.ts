@@ -125,4 +125,74 @@ describe('cold start', () => {
       await first.stop();
     }
   });
+  it('an interpreter wrapper that never execs: its children go with it, at a configuration error and at SIGTERM', async () => {
+    // A shell that dies of SIGTERM at once leaves its own children in its process group.
+    const dir = tempDir('asya-python-');
+    const pidsFile = path.join(dir, 'children');
+    const python = path.join(dir, 'python3');
+    fs.writeFileSync(python, `#!/bin/sh\nsleep 1000 &\necho $! >> ${JSON.stringify(pidsFile)}\nwait\n`);
+    fs.chmodSync(python, 0o755);
+    const children = () => fs.readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number);
+    // Running, not a zombie waiting for init to reap it; given a moment to go.
+    const running = async (pid: number) => {
+      for (let i = 0; i < 50; i++) {
+        let state = 'gone';
+        try {
+          const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+          state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        } catch {}
+        if (state === 'gone' || state === 'Z') return false;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return true;
+    };
+    const started = async () => {
+      while (!fs.existsSync(pidsFile)) await new Promise((r) => setTimeout(r, 20));
+    };
+
+    const refused = await runToExit({
+      handler: 'basic.echo',
+      env: { ASYA_PYTHONEXECUTABLE: python, ASYA_WORKERS: '0' },
+    });
+    assert.equal(refused.code, 2);
+    for (const pid of fs.existsSync(pidsFile) ? children() : [])
+      assert.equal(await running(pid), false, `sleep ${pid} left`);
+    fs.rmSync(pidsFile, { force: true });
+
+    const rt = await startRuntime({
+      handler: 'basic.echo',
+      waitReady: false,
+      env: { ASYA_PYTHONEXECUTABLE: python, ASYA_WORKERS: '2' },
+    });
+    await started();
+    await new Promise((r) => setTimeout(r, 300));
+    rt.child.kill('SIGTERM');
+    assert.equal((await rt.exited).code, 0);
+    const left = [];
+    for (const pid of children()) if (await running(pid)) left.push(pid);
+    assert.deepEqual(left, [], 'no child of the wrapper survives the runtime');
+  });
+  it('a SIGTERM while the runtime is still loading is a stop: exit 0, logged, no Python left', async () => {
+    const { python, pids } = recordingPython();
+    const rt = await startRuntime({ handler: 'basic.echo', waitReady: false, env: { ASYA_PYTHONEXECUTABLE: python } });
+    // The moment the runtime's first modules catch SIGHUP (/proc's SigCgt, bit 0; Node itself catches
+    // SIGTERM from its start, to restore the terminal before dying of it), well before the runtime has
+    // loaded the rest of itself and installed its own handlers.
+    const pid = rt.child.pid!;
+    for (;;) {
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      const caught = BigInt(`0x${/^SigCgt:\s*([0-9a-f]+)/m.exec(status)![1]}`);
+      if (caught & 1n) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    rt.child.kill('SIGTERM');
+    const { code, signal } = await rt.exited;
+    assert.equal(signal, null, 'not killed by the signal');
+    assert.equal(code, 0);
+    assert.ok(
+      rt.logs.some((l) => l.msg === 'stopped'),
+      rt.stderrText.join('\n'),
+    );
+    for (const started of pids()) assert.equal(alive(started), false, `python ${started} left`);
+  });
 });

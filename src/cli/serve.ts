@@ -1,6 +1,7 @@
 /** No command: the runtime exactly as the operator injects it, configured by ASYA_* variables. */
 import os from 'node:os';
 import { parseConfig } from '../config.js';
+import { releaseEarlySignals } from '../early-signals.js';
 import { ExitCode } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { onSigusr1 } from '../no-debugger.js';
@@ -27,6 +28,7 @@ export async function serve(early: EarlyPython | null = null): Promise<number> {
   const parsed = parseConfig(process.env);
   mark('config_parsed');
   if (!parsed.ok) {
+    releaseEarlySignals(); // exiting anyway
     const log = createLogger(parsed.logLevel);
     for (const error of parsed.errors) log.fatal({ exit_code: ExitCode.config }, `FATAL: ${error}`);
     await early?.discard(); // no Python outlives a configuration error
@@ -48,6 +50,8 @@ export async function serve(early: EarlyPython | null = null): Promise<number> {
       void runtime.shutdown(signal);
     });
   }
+  // A stop asked for while the runtime was still loading is acted on now.
+  for (const signal of releaseEarlySignals()) process.emit(signal, signal);
   // The rest mean nothing to the runtime (timers, profilers, async I/O it never asked for): it keeps serving.
   for (const signal of IGNORED_SIGNALS) {
     process.on(signal, () => log.warn({ signal }, `ignored ${signal}: the runtime keeps serving (SIGTERM stops it)`));

@@ -108,12 +108,18 @@ export class EarlyPython {
     this.child = null;
     if (child === null || child.pid === undefined) return;
     for (const stream of child.stdio as Array<Readable | Writable | null>) stream?.destroy();
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    const pid = child.pid;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      signal(-pid, 'SIGKILL'); // what its group may still hold (see below)
+      return;
+    }
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    signal(child.pid, 'SIGTERM');
-    const timer = setTimeout(() => signal(-child.pid!, 'SIGKILL'), 1000);
+    signal(pid, 'SIGTERM');
+    const timer = setTimeout(() => signal(-pid, 'SIGKILL'), 1000);
     await exited;
     clearTimeout(timer);
+    // Its group may outlive it: a wrapper script that dies of SIGTERM leaves its children there.
+    signal(-pid, 'SIGKILL');
   }
 }
 

@@ -240,6 +240,10 @@ export class PythonWorker implements Worker {
       proc.once('exit', (code, signal) => {
         this.reaped = true;
         if (this.killTimer) clearTimeout(this.killTimer);
+        // What is left of its group: nothing when the reaper ran (it empties the group before it
+        // exits), but an ASYA_PYTHONEXECUTABLE wrapper that dies of SIGTERM without exec'ing leaves
+        // its children there (a shell's `sleep 1000` survived every stop).
+        if (this.pid !== undefined) signalProcess(-this.pid, 'SIGKILL');
         // The last reply and the last stderr lines may still be in the pipes when 'exit' fires. The
         // reaper killed every process that could hold them, so they close; the bound is for the rest.
         let timer: NodeJS.Timeout | undefined;
