@@ -172,27 +172,4 @@ describe('cold start', () => {
     for (const pid of children()) if (await running(pid)) left.push(pid);
     assert.deepEqual(left, [], 'no child of the wrapper survives the runtime');
   });
-  it('a SIGTERM while the runtime is still loading is a stop: exit 0, logged, no Python left', async () => {
-    const { python, pids } = recordingPython();
-    const rt = await startRuntime({ handler: 'basic.echo', waitReady: false, env: { ASYA_PYTHONEXECUTABLE: python } });
-    // The moment the runtime's first modules catch SIGHUP (/proc's SigCgt, bit 0; Node itself catches
-    // SIGTERM from its start, to restore the terminal before dying of it), well before the runtime has
-    // loaded the rest of itself and installed its own handlers.
-    const pid = rt.child.pid!;
-    for (;;) {
-      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-      const caught = BigInt(`0x${/^SigCgt:\s*([0-9a-f]+)/m.exec(status)![1]}`);
-      if (caught & 1n) break;
-      await new Promise((r) => setImmediate(r));
-    }
-    rt.child.kill('SIGTERM');
-    const { code, signal } = await rt.exited;
-    assert.equal(signal, null, 'not killed by the signal');
-    assert.equal(code, 0);
-    assert.ok(
-      rt.logs.some((l) => l.msg === 'stopped'),
-      rt.stderrText.join('\n'),
-    );
-    for (const started of pids()) assert.equal(alive(started), false, `python ${started} left`);
-  });
 });
