@@ -267,6 +267,39 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
     }
   });
 
+  it('recycling under concurrent load takes one worker at a time: the ready file never goes', async () => {
+    // Two workers sharing two clients' messages reach ASYA_WORKER_MAX_MESSAGES together; recycled at
+    // once, neither could serve for a whole reload at every cycle.
+    const rt = await startRuntime({
+      handler: 'pool.SlowInit.process',
+      env: { ASYA_WORKERS: '2', POOL_INIT_SECONDS: '0.3', ASYA_WORKER_MAX_MESSAGES: '3' },
+    });
+    let withdrawn = 0;
+    const poll = setInterval(() => (withdrawn += rt.isReady() ? 0 : 1), 5);
+    try {
+      const client = async (c: number) => {
+        const pids: number[] = [];
+        for (let n = 0; n < 30; n++) {
+          const answer = (await rt.send(env({ n: c * 100 + n, sleep: 0.05 }))) as Array<{
+            payload: { n: number; pid: number };
+          }>;
+          assert.equal(answer[0]!.payload.n, c * 100 + n);
+          pids.push(answer[0]!.payload.pid);
+        }
+        return pids;
+      };
+      const pids = (await Promise.all([client(1), client(2)])).flat();
+      clearInterval(poll);
+      const recycles = rt.logs.filter((l) => /^recycling the Python process/.test(l.msg)).length;
+      assert.ok(recycles >= 3, `recycled ${recycles} times`);
+      assert.ok(new Set(pids).size >= 4, 'answers came from the replacement processes too');
+      assert.equal(withdrawn, 0, 'the ready file stood throughout');
+    } finally {
+      clearInterval(poll);
+      await rt.stop();
+    }
+  });
+
   it('SIGTERM: the messages in flight on both workers are answered, both close() hooks run, no Python process is left', async () => {
     const dir = tempDir();
     const marks = path.join(dir, 'closed');
@@ -315,6 +348,7 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
         env: { ASYA_WORKERS: '2', POOL_SLOT_FILE: path.join(dir, 'slot') },
       });
       assert.equal(r.code, 4, r.text);
+      assert.equal(r.readyFileSeen, false, 'readiness waits for every copy: the pod never took traffic');
       const fatals = r.logs.filter((l) => l.level === 'fatal');
       assert.equal(fatals.length, 1, r.text);
       const fatal = fatals[0];

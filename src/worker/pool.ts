@@ -23,6 +23,8 @@ export interface PoolHooks {
 export class Pool {
   private readonly queue = new JobQueue();
   private readonly supervisors: Supervisor[];
+  /** Readiness waits for every worker's first load (see start()); from then on one serving is enough. */
+  private allLoaded = false;
 
   constructor(
     private readonly config: Config,
@@ -39,9 +41,13 @@ export class Pool {
     this.supervisors = Array.from({ length: size }, (_, i) => {
       const onReady = (up: boolean) => {
         serving[i] = up;
-        hooks.onReady(serving.includes(true));
+        hooks.onReady(this.allLoaded && serving.includes(true));
       };
-      const slot = { queue: this.queue, worker: size > 1 ? i + 1 : null };
+      const slot = {
+        queue: this.queue,
+        worker: size > 1 ? i + 1 : null,
+        mayRecycle: () => serving.every((up, j) => up || j === i),
+      };
       return new Supervisor(
         config,
         policy,
@@ -60,22 +66,28 @@ export class Pool {
   }
 
   /**
-   * Load the handler in every worker at once. Resolves when the first can serve (readiness follows
-   * through onReady); rejects if one fails before any has loaded. A handler that then fails to load
-   * in another worker is fatal too (through onFatal): all run the same code, so it is the
-   * configuration (N copies that do not fit in memory or on the GPU), and serving at a fraction of
-   * the capacity asked for would hide it.
+   * Load the handler in every worker at once. Resolves, and readiness first stands, when all have
+   * loaded; the first failure rejects (all run the same code, so it is the configuration: N copies
+   * that do not fit in memory or on the GPU). Ready at the first load instead, a second copy that then
+   * failed ended a runtime that had already taken traffic, its messages closed unanswered.
    */
   start(): Promise<ReadyInfo> {
     const first = this.supervisors[0]!;
-    if (this.size === 1) return first.start();
+    if (this.size === 1) {
+      this.allLoaded = true;
+      return first.start();
+    }
     return new Promise((resolve, reject) => {
       let settled = false;
+      let loaded = 0;
       this.supervisors.forEach((supervisor, i) => {
         supervisor.start().then(
           (ready) => {
-            if (!settled) resolve(ready);
+            if (settled || ++loaded < this.size) return;
             settled = true;
+            this.allLoaded = true;
+            this.hooks.onReady(this.serving > 0);
+            resolve(ready);
           },
           (err: unknown) => {
             const fatal = this.startFailure(i + 1, toFatal(err, this.config.handler));

@@ -49,6 +49,13 @@ export interface Slot {
   queue: JobQueue;
   /** 1-based, in every log line of this worker's supervisor; null: a runtime with one worker (lines unchanged). */
   worker: number | null;
+  /**
+   * Whether recycling may start now. In a pool, only while every other worker serves: workers that
+   * start together and share the load reach ASYA_WORKER_MAX_MESSAGES (or a memory threshold)
+   * together, and recycling them at once withdrew readiness for a whole reload at every cycle.
+   * Deferred, the check runs again after the next message.
+   */
+  mayRecycle?: () => boolean;
 }
 
 /** Below this, a worker stopped on purpose gets this long anyway (as before close() existed). */
@@ -406,7 +413,12 @@ export class Supervisor {
       rssBytes: recycle.maxMemoryBytes === null ? null : worker.rss(),
       consecutiveMemoryErrors: this.memoryErrors,
     });
-    if (why && this.state === 'ready') void this.recycle(why);
+    if (!why || this.state !== 'ready') return;
+    if (this.slot?.mayRecycle && !this.slot.mayRecycle()) {
+      this.log.debug({ reason: why.reason }, 'recycling deferred: another worker is not serving');
+      return;
+    }
+    void this.recycle(why);
   }
 
   private notifyIdle(): void {
