@@ -12,9 +12,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
-# `npm ci` refuses this lock file: the registry serves no entries for other platforms' optional
-# msgpackr-extract builds (unused: the executable runs msgpackr's JavaScript path).
-RUN npm install --no-audit --no-fund
+# Exactly the lock file's versions (test/package.test.ts runs this step through build-carrier.sh).
+RUN npm ci --no-audit --no-fund
 COPY src ./src
 COPY python-shim ./python-shim
 COPY scripts/package.mjs ./scripts/package.mjs

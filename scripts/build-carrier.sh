@@ -11,7 +11,7 @@ mkdir -p "$src" "$out/rootfs"
 
 # --- build stage (FROM node:20-bookworm-slim AS build; WORKDIR /src)
 cp "$root/package.json" "$root/package-lock.json" "$root/tsconfig.json" "$src/"
-(cd "$src" && npm install --no-audit --no-fund)
+(cd "$src" && npm ci --no-audit --no-fund)
 cp -r "$root/src" "$src/src"
 cp -r "$root/python-shim" "$src/python-shim"
 mkdir -p "$src/scripts" && cp "$root/scripts/package.mjs" "$src/scripts/package.mjs"
