@@ -16,7 +16,9 @@ const IGNORED_SIGNALS = onThisPlatform([
   'SIGUSR2',
   'SIGALRM',
   'SIGVTALRM',
-  'SIGPROF',
+  // V8's sampling profiler runs on SIGPROF: a handler here would end `node --cpu-prof` / `--prof` at
+  // its first sample ("Profiling timer expired"), so a profiled runtime keeps V8's.
+  ...(process.execArgv.some((a) => /^--(cpu-)?prof/.test(a)) ? [] : ['SIGPROF']),
   'SIGTRAP',
   'SIGSTKFLT',
   'SIGIO',
