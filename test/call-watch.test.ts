@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, HANDLERS, runNode, sleep, tempDir } from './helpers.js';
+import { CLI, HANDLERS, jsonLines, runNode, sleep, tempDir } from './helpers.js';
 
 const REPORT = /^REPORT {2}duration: (\d+\.\d\d) ms(?: {2}init duration: (\d+) ms)? {2}peak RSS: (\d+\.\d) MiB$/;
 
@@ -22,13 +22,6 @@ const reports = (stderr: string) =>
       return { duration: Number(m[1]), init: m[2] === undefined ? null : Number(m[2]), peakMiB: Number(m[3]) };
     });
 
-const lines = (text: string) =>
-  text
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as unknown);
-
 describe('asya-runtime call: the REPORT line', () => {
   it('after each answer: duration, init duration on the first call only, peak RSS of the Python process', async () => {
     const r = await runNode(
@@ -38,7 +31,7 @@ describe('asya-runtime call: the REPORT line', () => {
       },
     );
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(lines(r.stdout).length, 3, 'stdout has the answers only');
+    assert.equal(jsonLines(r.stdout).length, 3, 'stdout has the answers only');
     const got = reports(r.stderr);
     assert.equal(got.length, 3, r.stderr);
     assert.deepEqual(
@@ -62,13 +55,17 @@ describe('asya-runtime call: the REPORT line', () => {
       env: { PYTHONPATH: HANDLERS },
     });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(lines(r.stdout), [{ i: 0 }, { i: 1 }]);
+    assert.deepEqual(jsonLines(r.stdout), [{ i: 0 }, { i: 1 }]);
     assert.doesNotMatch(r.stderr, /^REPORT/m);
     const failed = await runNode([CLI, 'call', '--handler', 'basic.raise_value', '--payloads-only', '{}'], {
       env: { PYTHONPATH: HANDLERS },
     });
     assert.equal(failed.code, 1);
-    assert.equal((lines(failed.stdout)[0] as { error: string }).error, 'processing_error', 'an error is printed whole');
+    assert.equal(
+      (jsonLines(failed.stdout)[0] as { error: string }).error,
+      'processing_error',
+      'an error is printed whole',
+    );
   });
 });
 
@@ -104,7 +101,7 @@ describe('asya-runtime call --watch', () => {
       }
     };
     const answers = () =>
-      lines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
+      jsonLines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
     try {
       await until(
         'the watch line and the first answer',

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, env, type Finished, HANDLERS, ROOT, runNode, startRuntime, tempDir } from './helpers.js';
+import { CLI, env, type Finished, HANDLERS, jsonLines, ROOT, runNode, startRuntime, tempDir } from './helpers.js';
 
 /** The CLI as a user would run it: compact JSON answers and JSON logs, handlers from test/handlers. */
 function cli(
@@ -24,18 +24,11 @@ function fatal(stderr: string): string {
   return line.msg;
 }
 
-const lines = (text: string) =>
-  text
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as unknown);
-
 describe('asya-runtime call', () => {
   it('runs a handler on a payload from the argument and prints the output envelopes', async () => {
     const r = await cli(['call', '--handler', 'basic.enrich', '--route', 'prep,model', '{"text": "hi"}']);
     assert.equal(r.code, 0, r.stderr);
-    const [answer] = lines(r.stdout) as Array<Array<{ route: unknown; payload: Record<string, unknown> }>>;
+    const [answer] = jsonLines(r.stdout) as Array<Array<{ route: unknown; payload: Record<string, unknown> }>>;
     assert.deepEqual(answer?.[0]?.route, { actors: ['prep', 'model'], current: 1 });
     assert.equal(answer?.[0]?.payload.text, 'hi');
     assert.ok(r.stderr.includes('handler loaded'), 'logs go to stderr');
@@ -58,13 +51,13 @@ describe('asya-runtime call', () => {
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(
-      lines(r.stdout).map((a) => (a as Array<{ payload: { count: number } }>)[0]?.payload.count),
+      jsonLines(r.stdout).map((a) => (a as Array<{ payload: { count: number } }>)[0]?.payload.count),
       [1, 2, 3, 4],
       'class state carries over: one process served all four',
     );
     const piped = await cli(['call', '--handler', 'classes.Counter.process'], { input: '{"a": 1}\n\n{"b": 2}\n' });
     assert.equal(piped.code, 0, piped.stderr);
-    assert.equal(lines(piped.stdout).length, 2);
+    assert.equal(jsonLines(piped.stdout).length, 2);
   });
 
   it('imports the module from the working directory; print() goes to stderr, never stdout', async () => {
@@ -75,7 +68,7 @@ describe('asya-runtime call', () => {
     );
     const r = await cli(['call', '--handler', 'my_model.predict', '{"x": 21}'], { cwd: dir, env: { PYTHONPATH: '' } });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(lines(r.stdout), [[{ route: { actors: ['actor'], current: 1 }, payload: { score: 42 } }]]);
+    assert.deepEqual(jsonLines(r.stdout), [[{ route: { actors: ['actor'], current: 1 }, payload: { score: 42 } }]]);
     assert.match(r.stderr, /scoring 21/);
   });
 
@@ -91,13 +84,13 @@ describe('asya-runtime call', () => {
       JSON.stringify(envelope),
     ]);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(lines(r.stdout), [[envelope]]);
+    assert.deepEqual(jsonLines(r.stdout), [[envelope]]);
   });
 
   it('an error answer is printed and exits 1', async () => {
     const r = await cli(['call', '--handler', 'basic.raise_value', '{}']);
     assert.equal(r.code, 1);
-    const [answer] = lines(r.stdout) as Array<Array<{ error: string; details: { type: string } }>>;
+    const [answer] = jsonLines(r.stdout) as Array<Array<{ error: string; details: { type: string } }>>;
     assert.equal(answer?.[0]?.error, 'processing_error');
     assert.equal(answer?.[0]?.details.type, 'ValueError');
   });
@@ -160,12 +153,12 @@ describe('asya-runtime send', () => {
     try {
       const r = await cli(['send', '--socket', rt.socketPath, '--route', 'x,y', '{"n": 1}']);
       assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(lines(r.stdout), [[{ route: { actors: ['x', 'y'], current: 1 }, payload: { n: 1 } }]]);
+      assert.deepEqual(jsonLines(r.stdout), [[{ route: { actors: ['x', 'y'], current: 1 }, payload: { n: 1 } }]]);
       const whole = await cli(['send', '--socket', rt.socketPath, '--envelope'], {
         input: JSON.stringify(env({ n: 2 })),
       });
       assert.equal(whole.code, 0, whole.stderr);
-      assert.deepEqual((lines(whole.stdout)[0] as Array<{ payload: unknown }>)[0]?.payload, { n: 2 });
+      assert.deepEqual((jsonLines(whole.stdout)[0] as Array<{ payload: unknown }>)[0]?.payload, { n: 2 });
     } finally {
       await rt.stop();
     }

@@ -8,6 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseRequest } from '../src/envelope/envelope.js';
+import type { Job } from '../src/worker/job-queue.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -328,3 +330,32 @@ export function connects(port: number): Promise<boolean> {
     s.on('error', () => resolve(false));
   });
 }
+
+/**
+ * A queued request without a socket, for driving a supervisor or a pool with fake workers: `answer`
+ * resolves with the response's JSON text (length prefix removed), or null when it was aborted.
+ */
+export function fakeJob(envelope: unknown): { answer: Promise<string | null>; job: Job } {
+  let answered!: (body: string | null) => void;
+  const answer = new Promise<string | null>((resolve) => (answered = resolve));
+  return {
+    answer,
+    job: {
+      envelope: parseRequest(Buffer.from(JSON.stringify(envelope)), true),
+      received: process.hrtime.bigint(),
+      exchange: {
+        respond: (chunks: Buffer[]) => answered(Buffer.concat(chunks).subarray(4).toString()),
+        abort: () => answered(null),
+        clientGone: () => false,
+      },
+    },
+  };
+}
+
+/** Each non-empty line of `text` parsed as JSON (the output of `call`, one envelope a line). */
+export const jsonLines = (text: string): unknown[] =>
+  text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as unknown);

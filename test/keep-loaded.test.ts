@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
-import { parseRequest } from '../src/envelope/envelope.js';
 import { createLogger } from '../src/logger.js';
 import { DEFAULT_POLICY, recycleReason, type WorkerPolicy } from '../src/worker/policy.js';
 import { Supervisor } from '../src/worker/supervisor.js';
@@ -18,6 +17,7 @@ import {
   asError,
   CLI,
   env,
+  fakeJob,
   HANDLERS,
   pyenvPython,
   type Runtime,
@@ -457,23 +457,7 @@ describe('the supervisor with a fake worker (policy as data)', () => {
   assert.ok(parsed.ok);
   const config = parsed.config;
   const log = createLogger('error', undefined, false);
-  const job = () => {
-    let answered!: (body: string | null) => void;
-    const answer = new Promise<string | null>((resolve) => (answered = resolve));
-    const frame = Buffer.from(JSON.stringify(env({})));
-    return {
-      answer,
-      job: {
-        envelope: parseRequest(frame, true),
-        received: process.hrtime.bigint(),
-        exchange: {
-          respond: (chunks: Buffer[]) => answered(Buffer.concat(chunks).subarray(4).toString()),
-          abort: () => answered(null),
-          clientGone: () => false,
-        },
-      },
-    };
-  };
+  const job = () => fakeJob(env({}));
   const supervise = (policy: WorkerPolicy) =>
     new Supervisor(config, policy, () => new FakeWorker(), log, {
       onReady: (up) => FakeWorker.events.push(`ready ${up}`),

@@ -10,7 +10,6 @@ import http from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
-import { parseRequest } from '../src/envelope/envelope.js';
 import { createLogger } from '../src/logger.js';
 import { DEFAULT_POLICY } from '../src/worker/policy.js';
 import { Pool } from '../src/worker/pool.js';
@@ -19,6 +18,7 @@ import {
   asError,
   CLI,
   env,
+  fakeJob,
   HANDLERS,
   type LogLine,
   type Runtime,
@@ -455,23 +455,7 @@ describe('the pool with fake workers (dispatch and drain rules)', () => {
   assert.ok(parsed.ok);
   const config = parsed.config;
   const log = createLogger('error', undefined, false);
-  const job = (n: number) => {
-    let answered!: (body: string | null) => void;
-    const answer = new Promise<string | null>((resolve) => (answered = resolve));
-    const frame = Buffer.from(JSON.stringify(env({ n }, { id: `m${n}` })));
-    return {
-      answer,
-      job: {
-        envelope: parseRequest(frame, true),
-        received: process.hrtime.bigint(),
-        exchange: {
-          respond: (chunks: Buffer[]) => answered(Buffer.concat(chunks).subarray(4).toString()),
-          abort: () => answered(null),
-          clientGone: () => false,
-        },
-      },
-    };
-  };
+  const job = (n: number) => fakeJob(env({ n }, { id: `m${n}` }));
   const servedBy = (body: string | null) => (JSON.parse(body!) as Array<{ payload: number }>)[0]!.payload;
 
   it('shutdown: a worker still restarting leaves the queue to the one serving; all are answered within the grace', async () => {
