@@ -110,20 +110,21 @@ export class EarlyPython {
     for (const stream of child.stdio as Array<Readable | Writable | null>) stream?.destroy();
     const pid = child.pid;
     if (child.exitCode !== null || child.signalCode !== null) {
-      signal(-pid, 'SIGKILL'); // what its group may still hold (see below)
+      signalProcess(-pid, 'SIGKILL'); // what its group may still hold (see below)
       return;
     }
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    signal(pid, 'SIGTERM');
-    const timer = setTimeout(() => signal(-pid, 'SIGKILL'), 1000);
+    signalProcess(pid, 'SIGTERM');
+    const timer = setTimeout(() => signalProcess(-pid, 'SIGKILL'), 1000);
     await exited;
     clearTimeout(timer);
     // Its group may outlive it: a wrapper script that dies of SIGTERM leaves its children there.
-    signal(-pid, 'SIGKILL');
+    signalProcess(-pid, 'SIGKILL');
   }
 }
 
-function signal(pid: number, name: NodeJS.Signals): void {
+/** Send a signal to a process, or with a negative pid to its group; gone already is fine. */
+export function signalProcess(pid: number, name: NodeJS.Signals): void {
   try {
     process.kill(pid, name);
   } catch {

@@ -30,7 +30,7 @@ import {
   toOutcome,
 } from './channel.js';
 import type { ShimLaunch } from './shim.js';
-import { type EarlyPython, spawnShim } from './spawn.js';
+import { type EarlyPython, signalProcess, spawnShim } from './spawn.js';
 
 export type { CallOutcome, CallRequest, ReadyInfo } from './channel.js';
 
@@ -507,12 +507,4 @@ interface PythonLogRecord {
 /** Python's levels onto the runtime's: DEBUG, INFO, WARNING, ERROR and CRITICAL, custom levels by range. */
 function pythonLevel(levelno: number): 'debug' | 'info' | 'warn' | 'error' {
   return levelno < 20 ? 'debug' : levelno < 30 ? 'info' : levelno < 40 ? 'warn' : 'error';
-}
-
-function signalProcess(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // ESRCH: already gone
-  }
 }
