@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { Unpackr } from 'msgpackr';
 import { Deadlines } from '../src/socket/deadlines.js';
 import { CallClock } from '../src/worker/call-clock.js';
@@ -23,7 +24,11 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
  */
 function python(interpreter: string, script: string, input: unknown): unknown {
   const prelude = `import json, sys\nsys.path.insert(0, ${JSON.stringify(SHIM_DIR)})\nimport asya_shim as s\ncases = json.load(sys.stdin)\n`;
-  const out = execFileSync(interpreter, ['-c', prelude + script], { input: JSON.stringify(input), encoding: 'utf8' });
+  const out = execFileSync(interpreter, ['-c', prelude + script], {
+    input: JSON.stringify(input),
+    encoding: 'utf8',
+    maxBuffer: 2 ** 28,
+  });
   return JSON.parse(out);
 }
 
@@ -35,8 +40,37 @@ const interpreters = [
 
 const SIZES = [0, 1, 15, 16, 255, 256, 65_535, 65_536, 70_000];
 
+// Besides the cases listed in each test, generated ones: sizes on and around every MessagePack length
+// boundary (fixstr/bin8/bin16/bin32, fixarray/array16) and anywhere below 70 000, any bytes.
+// Replay a failure with the seed it prints: CHANNEL_SEED=<seed> node scripts/run-tests.mjs test/channel-fast-path.test.ts
+const SEED = process.env.CHANNEL_SEED ? Number(process.env.CHANNEL_SEED) : Date.now() % 2 ** 31;
+const RUNS = Number(process.env.CHANNEL_RUNS ?? 60);
+const size = fc.oneof(
+  fc.constantFrom(0, 1, 15, 16, 31, 32, 255, 256, 65_535, 65_536),
+  fc.integer({ min: 0, max: 70_000 }),
+);
+const bytes = size.chain((n) => fc.uint8Array({ minLength: n, maxLength: n })).map((a) => Buffer.from(a));
+const generatedCalls = fc
+  .sample(
+    fc.record({
+      payload: bytes,
+      meta: fc.option(bytes, { nil: undefined }),
+      wideIntegers: fc.option(fc.boolean(), { nil: undefined }),
+    }),
+    { seed: SEED, numRuns: RUNS },
+  )
+  .map((c) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) as typeof c);
+const generatedReplies = fc.sample(
+  fc.array(fc.oneof(fc.constantFrom(0, 1, 31, 32, 255, 256, 65_535, 65_536), fc.integer({ min: 0, max: 3_000 })), {
+    maxLength: 20,
+  }),
+  { seed: SEED, numRuns: RUNS },
+);
+
 for (const [name, interpreter] of interpreters) {
-  describe(`channel fast path, Python ${name}`, { skip: interpreter ? false : `no Python ${name} under pyenv` }, () => {
+  describe(`channel fast path, Python ${name} (seed ${SEED}, ${RUNS} generated cases)`, {
+    skip: interpreter ? false : `no Python ${name} under pyenv`,
+  }, () => {
     it('the shim reads every call encodeCall writes as its generic decoder does', () => {
       const calls = [
         { payload: Buffer.from('{"a":1}') },
@@ -44,6 +78,7 @@ for (const [name, interpreter] of interpreters) {
         { payload: Buffer.from('123456789012345678901234567890'), wideIntegers: true },
         { payload: Buffer.from('"é"'), meta: Buffer.from('{}'), wideIntegers: true },
         { payload: Buffer.alloc(70_000, 0x61) },
+        ...generatedCalls,
       ];
       // The body after the 4-byte length, as the shim's read_message hands it to unpack().
       const bodies = calls.map((c) => Buffer.concat(encodeCall(c)).subarray(4).toString('hex'));
@@ -64,12 +99,13 @@ print(json.dumps(out))`,
         assert.equal(msg.t, 'call');
         assert.equal(msg.p, call.payload.toString('hex'));
         assert.equal(msg.m, call.meta?.toString('hex'));
-        assert.equal(msg.w, call.wideIntegers);
+        // The flag travels only when set: a false one is left off the wire, and absent reads as false.
+        assert.equal(msg.w, call.wideIntegers === true ? true : undefined);
       });
     });
 
     it('the supervisor reads every ok reply the shim writes as msgpackr does, as views of the frame', () => {
-      const replies = [[], SIZES, SIZES.slice(0, 3).concat(Array(17).fill(2))];
+      const replies = [[], SIZES, SIZES.slice(0, 3).concat(Array(17).fill(2)), ...generatedReplies];
       const frames = python(
         interpreter as string,
         `out = []
