@@ -36,6 +36,7 @@ const rounds = Number(opt.rounds ?? (opt.quick ? 2 : 5));
 const messages = opt.quick ? 200 : 800;
 const kills = opt.quick ? 2 : 4;
 const CONCURRENCY = 4;
+const WARM_MESSAGES = 3000;
 const INIT_SECONDS = 3;
 const python = execFileSync(opt.python, ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 const hasPeer = fs.existsSync(opt.peer);
@@ -198,6 +199,12 @@ console.log(
 const running = [];
 for (const rt of contenders)
   running.push(await start(rt, rt.name === 'ASYA_WORKERS=2' ? 2 : rt.name === 'peer' ? 0 : 1));
+// Steady state, as under a sidecar's stream: the supervisor's JIT compiles its per-message path over the
+// first few thousand messages of this scenario (each one wakes a cold process, so V8's tiering sees the
+// code run ~300 times a second, not thousands). Measured without this, the first 800 messages cost the
+// supervisor ~1 ms of CPU each and the fourth 800 ~0.4 ms (docs/performance.md).
+for (const rt of running)
+  execFileSync(loadgen, [rt.socket, String(opt.quick ? 200 : WARM_MESSAGES), '100', String(CONCURRENCY)]);
 const rps = new Map(running.map((rt) => [rt.name, []]));
 const cpu = new Map(running.map((rt) => [rt.name, { own: [], python: [] }]));
 for (let round = 0; round < rounds; round++) {

@@ -7,7 +7,7 @@
 import { type Logger, pino } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import type { LogLevel } from './config.js';
-import { type LogSink, stderrSink } from './log-sink.js';
+import { type LogSink, markBatched, stderrSink } from './log-sink.js';
 
 export { flushLogs } from './log-sink.js';
 export type { Logger };
@@ -35,6 +35,22 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), huma
       `stderr was not being read: dropped ${dropped} log line(s) while its buffer was full`,
     );
   return log;
+}
+
+const batchedChildren = new WeakMap<Logger, Logger>();
+
+/**
+ * The same logger, whose lines may wait up to BATCH_MS to be written with others (log-sink.ts): for
+ * the one line per handled message, never for warnings or errors.
+ */
+export function batched(log: Logger): Logger {
+  let child = batchedChildren.get(log);
+  if (child === undefined) {
+    child = log.child({});
+    markBatched(child);
+    batchedChildren.set(log, child);
+  }
+  return child;
 }
 
 /** Fields that hold several lines (tracebacks): printed as lines under the message on a terminal. */

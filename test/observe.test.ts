@@ -119,6 +119,33 @@ describe('logs: every handler line names its message', () => {
     assert.equal(JSON.stringify(line).includes('"n":'), false);
   });
 
+  it('per-message lines are written in batches yet none is lost at shutdown, and none overtakes its own records', async () => {
+    const burst = await startRuntime({ handler: 'observe.process', env: { ASYA_LOG_LEVEL: 'INFO' } });
+    const ids = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
+    try {
+      for (const id of ids) await burst.send(env({ n: 1 }, { id }));
+    } finally {
+      // SIGTERM right after the last answer: lines still waiting for their batch must be written first.
+      assert.equal((await burst.stop()).code, 0);
+    }
+    const order = (pred: (l: LogLine) => boolean) => burst.logs.findIndex(pred);
+    for (const id of ids) {
+      const handled = order((l) => l.msg === 'message handled' && l.id === id);
+      assert.ok(handled >= 0, `no 'message handled' line for ${id}`);
+      assert.ok(
+        order((l) => l.msg === 'caught it' && l.id === id) < handled,
+        `${id}: its handler's last record comes first`,
+      );
+      const next = ids[ids.indexOf(id) + 1];
+      if (next)
+        assert.ok(
+          handled < order((l) => l.msg === 'print from 1' && l.id === next),
+          `${id}: before the next message's lines`,
+        );
+    }
+    assert.equal(burst.logs.at(-1)?.msg, 'stopped');
+  });
+
   it('ASYA_LOG_LEVEL=WARNING: Python drops INFO records; ASYA_LOG_MESSAGES=false: no per-message line', async () => {
     const quiet = await startRuntime({
       handler: 'observe.process',

@@ -139,7 +139,8 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
       assert.notEqual(a.pid, b.pid, 'answered by two processes');
       assert.ok(a.start < b.end && b.start < a.end, `overlapping in time: ${JSON.stringify([a, b])}`);
       for (const w of [a, b]) {
-        const line = rt.logs.find((l) => l.msg === 'message handled' && l.id === `msg-${w.n}`);
+        // Written in a batch, up to BATCH_MS after the answer.
+        const line = await rt.waitForLog((l) => l.msg === 'message handled' && l.id === `msg-${w.n}`);
         assert.equal(line?.python_pid, w.pid, 'the line names the process that served it');
         assert.ok(line?.worker === 1 || line?.worker === 2, JSON.stringify(line));
       }

@@ -5,9 +5,8 @@
  * the queue at one or two entries. The timer stays armed lazily: it wakes at the earliest deadline,
  * fires what is due and re-arms for the next.
  *
- * Why not a setTimeout per connection: each message set and cleared two (the read timeout, then the
- * reaper after the answer), and Node creates and drops its timer list for that duration every time
- * the last timer in it goes (issue #17).
+ * Why not a setTimeout per connection: each message would set and clear one, and Node creates and
+ * drops its timer list for that duration every time the last timer in it goes (issue #17).
  */
 import { performance } from 'node:perf_hooks';
 

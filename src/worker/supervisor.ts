@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
 import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import { type ErrorCode, ExitCode, FatalError, WireError, wireError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { batched, type Logger } from '../logger.js';
 import { errorResponse, frameChunks } from '../socket/framing.js';
 import { CallClock } from './call-clock.js';
 import { type Job, JobQueue } from './job-queue.js';
@@ -479,7 +479,7 @@ export class Supervisor {
     const level = this.logEachMessage ? 'info' : 'debug';
     if (!this.log.isLevelEnabled(level)) return;
     const { envelope } = job;
-    this.log[level](
+    batched(this.log)[level](
       { id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs },
       'message handled',
     );
