@@ -390,6 +390,8 @@ describe('check tells the truth', () => {
 /** A worker without Python: each call resolves when the test says so. */
 class FakeWorker implements Worker {
   static events: string[] = [];
+  /** Calls made and answers written, in order (the test of dispatching before answering). */
+  static order: string[] = [];
   static count = 0;
   readonly id = ++FakeWorker.count;
   readonly exited: Promise<WorkerDied>;
@@ -416,6 +418,7 @@ class FakeWorker implements Worker {
     };
   }
   call(): Promise<CallOutcome> {
+    FakeWorker.order.push(`call ${this.id}`);
     if (FakeWorker.behaviour === 'answer')
       return Promise.resolve({ kind: 'payloads', payloads: [Buffer.from(String(this.id))] });
     return new Promise((resolve, reject) => (this.pending = { resolve, reject }));
@@ -486,6 +489,29 @@ describe('the supervisor with a fake worker (policy as data)', () => {
       'spawn 2',
       'ready true',
     ]);
+    await s.shutdown(100);
+  });
+
+  it('with messages waiting, Python gets the next before the answer is written; not when a recycle is due', async () => {
+    FakeWorker.order = [];
+    FakeWorker.behaviour = 'answer';
+    const s = supervise({ ...DEFAULT_POLICY, recycle: { ...DEFAULT_POLICY.recycle, maxMessages: 3 } });
+    await s.start();
+    const spawned = FakeWorker.count;
+    const jobs = Array.from({ length: 4 }, (_, i) => {
+      const j = job();
+      const respond = j.job.exchange.respond;
+      j.job.exchange.respond = (chunks) => {
+        FakeWorker.order.push(`answer ${i}`);
+        respond(chunks);
+      };
+      return j;
+    });
+    for (const j of jobs) s.submit(j.job);
+    await Promise.all(jobs.map((j) => j.answer));
+    const [a, b] = [`call ${spawned}`, `call ${spawned + 1}`];
+    // The third message is the last before the recycle: the next waits for its answer and the new process.
+    assert.deepEqual(FakeWorker.order, [a, a, 'answer 0', a, 'answer 1', 'answer 2', b, 'answer 3']);
     await s.shutdown(100);
   });
 
