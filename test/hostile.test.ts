@@ -5,6 +5,7 @@
  * the runtime still serving, and the handler's process (its loaded model) the same one.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -210,6 +211,48 @@ describe('two requests on one connection, and exceptions that attack their repor
     const line = await rt.waitForLog((l) => /one request per connection/.test(l.msg));
     assert.equal(line.level, 'warn');
     assert.equal(line.bytes, 4 + one.length);
+  });
+
+  it('bytes after the request that read as an oversized length do not replace its answer', async () => {
+    const one = Buffer.from('{"route":{"actors":["a"]},"payload":1}');
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(one.length);
+    // 'garb' is 1 734 439 522 as a length: before, the runtime answered message_too_large for it and
+    // dropped the request's own answer (its handler still ran).
+    const answer = await rawExchange(rt.socketPath, null, 10_000, Buffer.concat([head, one, Buffer.from('garbage!')]));
+    assert.ok(answer);
+    assert.match(answer.toString(), /"pid"/);
+  });
+
+  it('a client that writes its request and more in one write, then reads, gets its answer', async () => {
+    // A writer that writes everything before reading (Go's conn.Write, Python's sendall): closing on its
+    // unread bytes reset the connection under that write (EPIPE), and the answer was never read.
+    const one = Buffer.from('{"route":{"actors":["a"]},"payload":1}');
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(one.length);
+    const code = [
+      'import socket, struct, sys',
+      's = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])',
+      `body = ${JSON.stringify(one.toString())}.encode()`,
+      "s.sendall(struct.pack('>I', len(body)) + body + b' ' * 4000000)",
+      'def full(n):',
+      "    b = b''",
+      '    while len(b) < n:',
+      '        c = s.recv(n - len(b))',
+      "        assert c, 'EOF'",
+      '        b += c',
+      '    return b',
+      "n = struct.unpack('>I', full(4))[0]",
+      'sys.stdout.write(full(n).decode())',
+    ].join('\n');
+    for (let i = 0; i < 5; i++) {
+      const out = await new Promise<string>((resolve, reject) =>
+        execFile('python3', ['-c', code, rt.socketPath], { timeout: 20_000 }, (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+        ),
+      );
+      assert.match(out, /"pid"/);
+    }
   });
 
   for (const [handler, type, message] of [

@@ -255,8 +255,11 @@ export class PythonWorker implements Worker {
           this.death = death;
           const waiter = this.waiter;
           this.waiter = null;
-          waiter?.reject(death);
+          // `exited` first: the supervisor withdraws readiness (onExit) before the call's rejection
+          // answers the message, whose connection now closes at once: a client that checks readiness
+          // after a worker_crashed answer never finds the ready file of a runtime without Python.
           resolve(death);
+          waiter?.reject(death);
         });
       });
       proc.on('error', (err) => log.warn({ err }, 'error from the Python process handle'));
