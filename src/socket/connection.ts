@@ -95,12 +95,11 @@ export class Connection implements Exchange, Reader {
     }
     this.stopClock();
     if (this.used > 0 && this.read === this.used) {
-      // The request was read whole, and nothing after it (a client that sent more, e.g. a second
-      // request in the same write, may still be writing: closing on its unread bytes would reset the
-      // connection under its write, and a client that writes before it reads loses the answer). An answer the kernel took whole is the client's to read even after
-      // we close (a Unix socket keeps queued bytes readable after its peer closes): close now. Waiting
-      // for the client's end instead costs a shutdown, one more wake-up and a reaper for clients that
-      // never close (~15% of a small message's latency, issue #17). A larger answer is flushed first.
+      // The request was read whole, and nothing after it. An answer the kernel took whole is the
+      // client's to read even after we close (a Unix socket keeps queued bytes readable after its peer
+      // closes): close now. Waiting for the client's end instead costs a shutdown, one more wake-up and a
+      // reaper for clients that never close (~15% of a small message's latency, issue #17). A larger
+      // answer is flushed first.
       if (socket.writableLength === 0) {
         socket.destroy();
         return;
@@ -110,10 +109,10 @@ export class Connection implements Exchange, Reader {
       socket.setTimeout(this.ctx.readTimeoutMs, closeSocket); // re-armed by every write: a reader that stopped
       return;
     }
-    // Refused before the request was read whole, or the client sent more after it: it may still be writing, and closing on
-    // unread bytes would reset the connection under its write, losing the answer. Half-close and let it
-    // finish (Node closes once the client has closed its side); a client that never does is reaped after
-    // ASYA_READ_TIMEOUT.
+    // Refused before the request was read whole, or the client sent more after it (a second request in
+    // the same write): it may still be writing, and closing on unread bytes would reset the connection
+    // under its write, losing the answer. Half-close and let it finish (Node closes once the client has
+    // closed its side); a client that never does is reaped after ASYA_READ_TIMEOUT.
     socket.end();
     if (socket.writableLength === 0) this.deadline = this.ctx.deadlines.add(() => this.reap());
     else socket.setTimeout(this.ctx.readTimeoutMs, closeSocket);
