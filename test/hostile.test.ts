@@ -267,8 +267,9 @@ describe('two requests on one connection, and exceptions that attack their repor
     it(`a handler raising ${type} gets processing_error, and the loaded process stays`, async () => {
       const own = await startRuntime({ handler: `hostile.${handler}` });
       try {
-        const pidBefore = (own.logs.find((l) => l.msg === 'handler loaded') as { python_pid?: number } | undefined)
-          ?.python_pid;
+        // The ready file can appear before the test has read the line from the runtime's stderr (under load).
+        const pidBefore = ((await own.waitForLog((l) => l.msg === 'handler loaded')) as { python_pid?: number })
+          .python_pid;
         const err = asError(await own.send({ route: { actors: ['a'] }, payload: 1 }));
         assert.equal(err.error, 'processing_error');
         assert.equal(err.details.type, type);
