@@ -479,8 +479,12 @@ export class Supervisor {
     // Python is free once its reply is in. With messages waiting, it gets the next one before this
     // answer is built and written, so it computes while the supervisor answers instead of waiting for
     // it (on two busy cores, one wake-up of the supervisor sooner per message). Not when a recycle is
-    // due: that waits for this message's answer and line, as always.
-    if (this.queue.length > 0 && worker === this.active && this.recycleDue(worker) === null) this.release(worker, job);
+    // due: that waits for this message's answer and line, as always. With none due, release() would
+    // only check it again (a second read of /proc with ASYA_WORKER_MAX_MEMORY): hand on directly.
+    if (this.queue.length > 0 && worker === this.active && this.recycleDue(worker) === null) {
+      this.inFlight = null;
+      this.pump();
+    }
     const { chunks, outcome: result, outputs } = this.answer(job, outcome);
     job.exchange.respond(chunks);
     this.events?.message?.(result, secondsSince(started));
