@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import { asError, type Runtime, rawExchange, sleep, startRuntime } from './helpers.js';
 
 const send = async (rt: Runtime, text: string): Promise<string> => {
@@ -222,6 +223,40 @@ describe('two requests on one connection, and exceptions that attack their repor
     const answer = await rawExchange(rt.socketPath, null, 10_000, Buffer.concat([head, one, Buffer.from('garbage!')]));
     assert.ok(answer);
     assert.match(answer.toString(), /"pid"/);
+  });
+
+  // Replay with the printed seed: TRAILING_SEED=<seed> node scripts/run-tests.mjs test/hostile.test.ts
+  const TRAILING_SEED = Number(process.env.TRAILING_SEED ?? Date.now() % 2 ** 31);
+  it(`any bytes after the request, in the same write, leave its answer alone (generated, seed ${TRAILING_SEED})`, async () => {
+    const one = Buffer.from('{"route":{"actors":["a"]},"payload":1}');
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(one.length);
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    // What follows a frame: a length of any size (0, small, the limit's edges, 2^32-1) with or without
+    // a body, a whole second request, or any bytes, 1 to 70 000 of them (beyond a socket read).
+    const trailing = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 70_000 }).map((a) => Buffer.from(a)),
+      fc
+        .tuple(
+          fc.oneof(fc.constantFrom(0, 1, 3, 4, 64 * 1024 * 1024, 64 * 1024 * 1024 + 1, 2 ** 32 - 1), fc.nat()),
+          fc.uint8Array({ maxLength: 200 }),
+        )
+        .map(([n, body]) => Buffer.concat([u32(n), Buffer.from(body)])),
+      fc.constant(Buffer.concat([head, one])),
+    );
+    const cases = fc.sample(trailing, { seed: TRAILING_SEED, numRuns: 25 });
+    for (const [i, extra] of cases.entries()) {
+      const answer = await rawExchange(rt.socketPath, null, 10_000, Buffer.concat([head, one, extra]));
+      assert.match(
+        answer?.toString() ?? 'no answer',
+        /"pid"/,
+        `seed ${TRAILING_SEED}, case ${i}: ${extra.length} trailing bytes starting ${extra.subarray(0, 8).toString('hex')}`,
+      );
+    }
   });
 
   it('a client that writes its request and more in one write, then reads, gets its answer', async () => {
