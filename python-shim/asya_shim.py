@@ -49,6 +49,8 @@ MIN_PYTHON = (3, 7)
 class LoadError(Exception):
     """The handler cannot be loaded; the message says why, in the user's terms."""
 
+    kind = "LoadError"
+
 
 def import_module_prefix(spec):
     """Import the longest importable prefix of `spec`; return (module, rest)."""
@@ -707,10 +709,15 @@ def use_orjson(choice):
 
 
 def main():
-    lifeline = take_lifeline()
+    lifeline = take_fd(LIFELINE_VARIABLE)
+    template = take_fd(TEMPLATE_VARIABLE)
+    if template is not None and sys.version_info >= MIN_PYTHON:
+        return run_porter(template, lifeline)  # ASYA_PRELOAD: this worker is forked from the template
+    fork_requests = take_fd(FORK_VARIABLE)
     control = None
     if sys.version_info >= MIN_PYTHON:
-        control = start_reaper(lifeline)  # only the shim returns; the reaper exits with the shim's status
+        # only the shim returns; the reaper exits with the shim's status
+        control = start_reaper(lifeline, private=(fork_requests,))
     elif lifeline is not None:
         os.close(lifeline)
     chan_in, chan_out = claim_channel()
@@ -732,33 +739,49 @@ def main():
     for path in reversed(init.get("path") or []):
         sys.path.insert(0, path)
     started = time.monotonic()
+    preload = bool(init.get("preload")) and fork_requests is not None
+    if fork_requests is not None and not preload:
+        os.close(fork_requests)
     if init.get("log_level"):
         setup_logging(init["log_level"])
     try:
         codec = use_orjson(init.get("codec", "auto"))
         kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
         handler, kind, described, instance = load_handler(init["handler"], kwargs)
+        if preload:
+            refuse_cuda()
     except LoadError as exc:
-        write_message(chan_out, {"t": "fatal", "type": "LoadError", "message": str(exc),
+        write_message(chan_out, {"t": "fatal", "type": exc.kind, "message": str(exc),
                                  "traceback": _cause_traceback(exc)})
         return 3
     except Exception as exc:
         write_message(chan_out, dict(error_reply("fatal", exc)))
         return 3
-    interruptible = arm_time_limit(control, init.get("timeout"))
     settle_heap()
     try:
         page_size = os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         page_size = 4096
-    write_message(chan_out, {"t": "ready", "kind": kind, "python": sys.version.split()[0], "codec": codec,
-                             "executable": sys.executable, "pid": os.getpid(),
-                             "load_ms": round((time.monotonic() - started) * 1000),
-                             "callable": described, "close": callable(getattr(instance, "close", None)),
-                             "interruptible": interruptible, "page_size": page_size,
-                             "module_file": handler_module_file(init["handler"]),
-                             "startup": {"started": STARTED, "waiting": waiting, "init": got_init,
-                                         "loaded": time.time()}})
+    ready = {"t": "ready", "kind": kind, "python": sys.version.split()[0], "codec": codec,
+             "executable": sys.executable, "pid": os.getpid(),
+             "load_ms": round((time.monotonic() - started) * 1000),
+             "callable": described, "close": callable(getattr(instance, "close", None)),
+             "interruptible": False, "page_size": page_size,
+             "module_file": handler_module_file(init["handler"]),
+             "startup": {"started": STARTED, "waiting": waiting, "init": got_init, "loaded": time.time()}}
+    if preload:
+        # The template: it never handles a message. serve_template() returns only in a worker forked
+        # from it, with that worker's channel; the handler is already loaded there.
+        ready["threads"] = template_threads()
+        write_message(chan_out, ready)
+        chan_in, chan_out, control, forked = serve_template(fork_requests, chan_in, chan_out, control)
+        init = read_message(chan_in)
+        if init is None:
+            return 0
+        ready.update(pid=os.getpid(), load_ms=round((time.monotonic() - forked) * 1000), forked=True)
+        ready.pop("threads")
+    ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
+    write_message(chan_out, ready)
     envelope_mode = init.get("mode") == "envelope"
     while True:
         msg = read_message(chan_in)
@@ -808,6 +831,8 @@ def _cause_traceback(exc):
 # under it, reaps them all, and exits the way the shim did (same exit code, or same signal).
 
 LIFELINE_VARIABLE = "ASYA_SHIM_LIFELINE_FD"
+FORK_VARIABLE = "ASYA_SHIM_FORK_FD"  # a possible template's end of its fork-request socket
+TEMPLATE_VARIABLE = "ASYA_SHIM_TEMPLATE_FD"  # a porter's way to the template (ASYA_PRELOAD)
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
@@ -817,9 +842,9 @@ PR_SET_CHILD_SUBREAPER = 36
 TEARDOWN_LIMIT_S = 5.0
 
 
-def take_lifeline():
-    """The descriptor whose other end the supervisor holds, if it passed one."""
-    value = os.environ.pop(LIFELINE_VARIABLE, None)  # not for the handler's eyes
+def take_fd(variable):
+    """A descriptor the supervisor passed and named in `variable`, or None."""
+    value = os.environ.pop(variable, None)  # not for the handler's eyes
     try:
         fd = int(value)
         os.fstat(fd)
@@ -859,9 +884,10 @@ def _ignore_signal(signum, frame):
     pass  # the wakeup descriptor carries the signal to the reaper's loop
 
 
-def start_reaper(lifeline):
+def start_reaper(lifeline, private=(), out=3, reply=None):
     """Fork the reaper off. Returns in the shim (the control pipe's read end, or None); the reaper
-    never returns."""
+    never returns. `private`: descriptors only the shim keeps; `out`: the handler's stdout pipe;
+    `reply`: in a worker forked from the template, the socket to its porter (see run_porter)."""
     if not hasattr(os, "fork"):
         if lifeline is not None:
             os.close(lifeline)
@@ -901,8 +927,9 @@ def start_reaper(lifeline):
         os.close(wake_r)
         os.close(wake_w)
         os.close(control_w)
-        if lifeline is not None:
-            os.close(lifeline)
+        for fd in (lifeline, reply):
+            if fd is not None:
+                os.close(fd)
         if reaper is None:
             os.close(control_r)  # nobody to forward interrupts: only the hard time limit applies
             return None
@@ -917,28 +944,33 @@ def start_reaper(lifeline):
         os.setpgid(shim, shim)  # also here: the group must exist before the reaper may kill it
     except OSError:
         pass
+    if reply is not None:
+        send_all(reply, b"P" + struct.pack(">I", shim))  # the porter lets go of the channel
     # Only the shim may hold the channel, so that its end still reaches the supervisor as EOF.
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    if 3 not in (wake_r, wake_w, lifeline):
-        try:
-            os.close(3)  # the handler's stdout pipe
-        except OSError:
-            pass
+    for fd in (out,) + tuple(private):
+        if fd is not None and fd not in (wake_r, wake_w, lifeline, reply):
+            try:
+                os.close(fd)  # the handler's stdout pipe, and what else is the shim's alone
+            except OSError:
+                pass
     if prctl is not None:
         try:
             prctl(PR_SET_NAME, b"asya-reaper")  # what ps -e and top show
         except OSError:
             pass
-    status = reap(shim, lifeline, wake_r, control_w)
+    status = reap(shim, lifeline, wake_r, control_w, reply)
+    if reply is not None:
+        send_all(reply, b"S" + struct.pack(">i", -1 if status is None else status))
     exit_like(status, prctl)
 
 
-def reap(shim, lifeline, wake, control):
+def reap(shim, lifeline, wake, control, reply=None):
     """Reap until the shim exits or the reaper is told to stop; then kill and reap the rest."""
-    watched = [wake] if lifeline is None else [wake, lifeline]
+    watched = [fd for fd in (wake, lifeline, reply) if fd is not None]
     status = None
     pending = b""
     while status is None:
@@ -946,6 +978,8 @@ def reap(shim, lifeline, wake, control):
         if status is not None:
             break
         readable = select.select(watched, [], [])[0]
+        if reply in readable and lifeline_read(reply) is None:
+            break  # the porter was told to stop (SIGTERM), or is gone
         if lifeline in readable:
             data = lifeline_read(lifeline)
             if data is None:
@@ -1090,13 +1124,246 @@ def exit_like(status, prctl):
     os.kill(os.getpid(), sig)
     os._exit(128 + sig)
 
+# --------------------------------------------------- template (ASYA_PRELOAD) ---
+# Plumbing again. With ASYA_PRELOAD the shim that loads the handler becomes the "template": it
+# never handles a message; every worker is a fork of it, sharing the loaded model's memory
+# copy-on-write. The supervisor still spawns a small process per worker, the "porter", with the
+# worker's pipes (channel, stderr, handler stdout, lifeline). The porter hands those descriptors
+# to the template over the template's fork-request socket (SCM_RIGHTS, one byte per request); the
+# template forks twice, so the worker's own reaper is re-parented to the template's reaper and the
+# template has no children to wait for; that reaper forks the worker onto the porter's pipes,
+# reports the worker's pid and, when it is over, its wait status to the porter, which exits the
+# same way. To the supervisor a forked worker looks exactly like a spawned one.
+#
+#   supervisor ── template's reaper ── template          supervisor ── porter (per worker)
+#                        └── worker's reaper ── worker       (pipes) ────────────┘ handed over
+
+FORK_FDS = 6  # reply socket, channel in, channel out, stderr, handler stdout, lifeline
+TEMPLATE_GONE, FORK_FAILED = "TemplateGone", "ForkFailed"
+
+
+def refuse_cuda():
+    """A CUDA context does not survive fork(): workers forked from it fail at their first GPU call."""
+    torch = sys.modules.get("torch")
+    try:
+        initialised = torch is not None and bool(torch.cuda.is_initialized())
+    except Exception:
+        initialised = False
+    if initialised:
+        error = LoadError("CUDA was initialised while the handler loaded (torch.cuda.is_initialized() is True in "
+                          "the template), and processes forked from it cannot use the GPU: initialise the GPU "
+                          "lazily, in the first call (move the model to the device there), or unset ASYA_PRELOAD "
+                          "to load the handler in every worker")
+        error.kind = "CudaInitialized"
+        raise error
+
+
+def template_threads():
+    """Names of the threads besides this one: a fork copies only the calling thread."""
+    import threading
+    me = threading.current_thread()
+    return sorted(t.name for t in threading.enumerate() if t is not me and t.is_alive())
+
+
+def serve_template(requests, chan_in, chan_out, control):
+    """Fork a worker for every request until the supervisor closes the channel (then exit: close()
+    belongs to the workers, never to the template). Returns only in a forked worker: its channel,
+    its control pipe and when it was forked."""
+    import socket
+    sock = socket.socket(fileno=requests)
+    channel = chan_in.fileno()
+    prctl_name(b"asya-template")
+    while True:
+        readable = select.select([channel, sock], [], [])[0]
+        if channel in readable:
+            try:
+                if not os.read(channel, 65536):
+                    os._exit(0)  # threads the handler started must not keep the template alive
+            except OSError:
+                os._exit(0)
+        if sock not in readable:
+            continue
+        try:
+            data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(FORK_FDS * 4), socket.MSG_CMSG_CLOEXEC)
+        except OSError:
+            continue
+        if not data:
+            os._exit(0)  # nobody can ask for a worker any more
+        fds = received_fds(ancillary, socket)
+        started = fork_worker(fds) if len(fds) == FORK_FDS else None  # else: not a porter's request
+        if started is None:
+            close_all(fds)
+            continue
+        try:
+            # The template's own descriptors, through their objects (a file object left behind would
+            # close its number again when collected, by then one of the worker's).
+            sock.close()
+            chan_in.close()
+            close_all([chan_out] + ([control] if control is not None else []))
+            return become_worker(fds, started)
+        except BaseException:
+            os._exit(1)  # never back into the template's loop
+
+
+def received_fds(ancillary, socket):
+    import array
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    return list(fds)
+
+
+def close_all(fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def fork_worker(fds):
+    """Fork twice. None in the template (at once: the middle process exits as soon as it has forked);
+    in the grandchild, the worker's reaper-to-be, when the fork started."""
+    import warnings
+    started = time.monotonic()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: the start warned about threads once
+            middle = os.fork()
+    except OSError as exc:
+        send_all(fds[0], b"E" + ("the template could not fork: %s" % exc).encode("utf-8", "replace"))
+        return None
+    if middle:
+        os.waitpid(middle, 0)
+        return None
+    try:
+        # The grandchild is re-parented to the template's reaper (a subreaper), which reaps it.
+        if os.fork():
+            os._exit(0)
+    except BaseException as exc:
+        send_all(fds[0], b"E" + ("the template could not fork: %s" % exc).encode("utf-8", "replace"))
+        os._exit(1)
+    return started
+
+
+def become_worker(fds, started):
+    """Take the porter's descriptors and fork the worker under a reaper of its own, as a spawned shim has."""
+    import fcntl
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, INTERRUPT_SIGNAL):
+        signal.signal(sig, signal.SIG_DFL)
+    # Above the descriptors the handler's __init__ may hold (never 0-2): those stay the worker's.
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
+    close_all(fds)
+    reply, stdin, stdout, stderr, out, lifeline = moved
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    control = start_reaper(lifeline, out=out, reply=reply)  # the worker's reaper never returns
+    prctl_name(os.path.basename(sys.executable or "python3").encode()[:15])  # as a spawned worker is named
+    chan_in, chan_out = claim_channel(out)
+    return chan_in, chan_out, control, started
+
+
+def send_all(fd, data):
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
+        pass  # the other side is gone: it learns nothing more from us
+
+
+def prctl_name(name):
+    prctl, _ = load_prctl()
+    try:
+        if prctl is not None:
+            prctl(PR_SET_NAME, name)  # what ps -e and top show
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def run_porter(template, lifeline):
+    """A worker's process as the supervisor spawned it, when the worker is forked from the template:
+    hand this process's pipes over, then wait for the worker's end and exit the same way."""
+    import socket
+    prctl_name(b"asya-porter")
+    mine, theirs = socket.socketpair()
+    if lifeline is None:  # the supervisor always passes one; without it, this process stands in
+        lifeline, keep = os.pipe()
+    fds = [theirs.fileno(), 0, 1, 2, 3, lifeline]
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _ignore_signal)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    try:
+        sock = socket.socket(fileno=template)
+        import array
+        sock.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+        sock.close()
+    except OSError as exc:
+        return porter_failed(TEMPLATE_GONE, "the template is gone (%s)" % exc)
+    theirs.close()
+    os.close(lifeline)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        os.close(3)
+    except OSError:
+        pass
+    status, forked, received = None, False, b""
+    while True:
+        readable = select.select([mine, wake_r], [], [])[0]
+        if wake_r in readable and set(drain(wake_r)) & {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}:
+            try:
+                mine.shutdown(socket.SHUT_WR)  # the worker's reaper takes the worker down and reports
+            except OSError:
+                pass
+        if mine not in readable:
+            continue
+        try:
+            chunk = mine.recv(4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        received += chunk
+        while len(received) >= 5 and received[:1] in (b"P", b"S"):
+            if received[:1] == b"P" and not forked:
+                forked = True
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 1)  # the worker alone holds the channel now
+                os.close(devnull)
+            elif received[:1] == b"S":
+                status = struct.unpack(">i", received[1:5])[0]
+            received = received[5:]
+    if not forked:
+        if received[:1] == b"E":
+            return porter_failed(FORK_FAILED, received[1:].decode("utf-8", "replace"))
+        return porter_failed(TEMPLATE_GONE, "the template ended before it forked this worker")
+    exit_like(None if status is None or status < 0 else status, None)
+
+
+def porter_failed(kind, message):
+    """No worker came of it: tell the supervisor on the channel, as a shim that cannot load would."""
+    try:
+        write_message(1, {"t": "fatal", "type": kind, "message": message, "traceback": ""})
+    except OSError:
+        pass
+    return 3
+
+
 # ---------------------------------------------------------------- channel ---
 
-def claim_channel():
+def claim_channel(out=3):
     """Move the channel off fds 0/1 so handler output cannot corrupt it.
 
     fd 0 becomes /dev/null (input() sees EOF), fd 1 becomes the supervisor's
-    handler-output pipe (fd 3 when given, else stderr).
+    handler-output pipe (`out`, fd 3 when spawned, else stderr).
     """
     chan_in = os.dup(0)
     chan_out = os.dup(1)
@@ -1104,9 +1371,9 @@ def claim_channel():
     os.dup2(devnull, 0)
     os.close(devnull)
     try:
-        os.fstat(3)
-        os.dup2(3, 1)
-        os.close(3)
+        os.fstat(out)
+        os.dup2(out, 1)
+        os.close(out)
     except OSError:
         os.dup2(2, 1)
     return os.fdopen(chan_in, "rb", buffering=65536), chan_out

@@ -46,6 +46,8 @@ export interface Config {
   workerMaxMemory: number | null;
   /** Python processes, each with the handler loaded, serving concurrent connections (ASYA_WORKERS). */
   workers: number;
+  /** Load the handler once in a template and fork every worker from it (ASYA_PRELOAD). */
+  preload: boolean;
   readTimeoutMs: number;
   shutdownTimeoutMs: number;
   /** One INFO line per answered message (ASYA_LOG_MESSAGES); at DEBUG when false. */
@@ -282,6 +284,7 @@ const FIELDS = {
   ASYA_WORKER_MAX_MESSAGES: integer('ASYA_WORKER_MAX_MESSAGES', null, 1, Number.MAX_SAFE_INTEGER),
   ASYA_WORKER_MAX_MEMORY: byteSize('ASYA_WORKER_MAX_MEMORY'),
   ASYA_WORKERS: integer('ASYA_WORKERS', DEFAULTS.workers, 1, MAX_WORKERS),
+  ASYA_PRELOAD: boolean('ASYA_PRELOAD', false),
 };
 
 type Variables = { [K in keyof typeof FIELDS]: ReturnType<(typeof FIELDS)[K]> };
@@ -348,6 +351,7 @@ function toConfig(env: Variables, issues: string[]): Config | null {
     workerMaxMessages: env.ASYA_WORKER_MAX_MESSAGES,
     workerMaxMemory: env.ASYA_WORKER_MAX_MEMORY,
     workers: env.ASYA_WORKERS as number,
+    preload: env.ASYA_PRELOAD,
     logMessages: env.ASYA_LOG_MESSAGES,
     metrics: env.ASYA_METRICS_ADDR,
   };

@@ -13,9 +13,11 @@ import { mark, markAt, startupMarks } from '../startup.js';
 import { VERSION } from '../version.js';
 import { resolveInterpreter } from '../worker/interpreter.js';
 import { policyFromConfig } from '../worker/policy.js';
+import type { WorkerStarter } from '../worker/pool.js';
 import { Pool } from '../worker/pool.js';
 import { shimLaunch } from '../worker/shim.js';
 import type { EarlyPython } from '../worker/spawn.js';
+import { Template } from '../worker/template.js';
 import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
 import { tuneSupervisorMemory } from './heap.js';
 import { collectWhenIdle } from './idle-gc.js';
@@ -99,6 +101,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
       worker_max_messages: config.workerMaxMessages ?? undefined,
       worker_max_memory: config.workerMaxMemory ?? undefined,
       workers: config.workers,
+      preload: config.preload || undefined,
     },
     'starting Asya runtime',
   );
@@ -233,10 +236,12 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
       supervisor = new Pool(
         config,
         policyFromConfig(config),
-        (worker) => {
-          const own = optionsOf(worker);
-          return () => PythonWorker.spawn(own);
-        },
+        config.preload
+          ? forkStarter(options, optionsOf, log)
+          : (worker) => {
+              const own = optionsOf(worker);
+              return () => PythonWorker.spawn(own);
+            },
         log,
         {
           onReady: (up) => {
@@ -295,4 +300,14 @@ function logStartup(log: Logger, loaded: ReadyInfo | null): void {
   mark('ready');
   const phases = startupMarks();
   log.info({ startup_ms: phases }, `started in ${Math.round(phases.ready ?? 0)} ms`);
+}
+
+/** ASYA_PRELOAD: one template loads the handler; every worker (and every replacement) is forked from it. */
+function forkStarter(options: WorkerOptions, optionsOf: (worker: number) => WorkerOptions, log: Logger): WorkerStarter {
+  const template = new Template(options, log);
+  return {
+    factory: (worker) => template.factory(optionsOf(worker)),
+    stop: (graceMs) => template.stop(graceMs),
+    reload: () => template.reload(),
+  };
 }

@@ -84,6 +84,10 @@ export interface ReadyInfo {
   module_file?: string | null;
   /** When the shim's phases ended, Unix time in seconds: its code started, waiting for init, init read, handler loaded. */
   startup?: Record<string, number>;
+  /** A template (ASYA_PRELOAD): the threads alive in it, which its forks do not have. */
+  threads?: string[];
+  /** Forked from the template (ASYA_PRELOAD): `load_ms` is then the fork's time, not a load. */
+  forked?: boolean;
 }
 
 export interface CallRequest {

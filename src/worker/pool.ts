@@ -13,6 +13,20 @@ import type { WorkerPolicy } from './policy.js';
 import { Supervisor, type SupervisorEvents, toFatal } from './supervisor.js';
 import type { ReadyInfo, WorkerFactory } from './worker.js';
 
+/**
+ * How the pool's workers come to be: each spawned and loading the handler (a factory per worker), or
+ * forked from a template that loaded it once (template.ts), which the pool stops after its workers and
+ * reloads before them.
+ */
+export interface WorkerStarter {
+  /** The factory of worker `index` (from 1); its Python output lines may name the worker. */
+  factory(index: number): WorkerFactory;
+  /** After every worker has stopped. */
+  stop?(graceMs: number): Promise<void>;
+  /** Before the workers reload; what it returns runs after them. */
+  reload?(): () => Promise<void>;
+}
+
 export interface PoolHooks {
   /** True while at least one worker can serve. Called on every worker's change; repeats are harmless. */
   onReady: (ready: boolean) => void;
@@ -20,22 +34,28 @@ export interface PoolHooks {
   onFatal: (err: FatalError) => void;
 }
 
+/** What a template has to exit once its workers are gone (it runs no close()). */
+const STARTER_STOP_MS = 2000;
+
 export class Pool {
   private readonly queue = new JobQueue();
   private readonly supervisors: Supervisor[];
   /** Readiness waits for every worker's first load (see start()); from then on one serving is enough. */
   private allLoaded = false;
+  private readonly starter: WorkerStarter;
 
   constructor(
     private readonly config: Config,
     policy: WorkerPolicy,
-    /** The factory of worker `index` (from 1); its Python output lines may name the worker. */
-    createWorker: (index: number) => WorkerFactory,
+    /** A starter, or just the factory of worker `index` (from 1). */
+    starter: WorkerStarter | ((index: number) => WorkerFactory),
+
     log: Logger,
     private readonly hooks: PoolHooks,
     events: SupervisorEvents | null = null,
     logEachMessage = true,
   ) {
+    this.starter = typeof starter === 'function' ? { factory: starter } : starter;
     const size = config.workers;
     const serving = new Array<boolean>(size).fill(false);
     this.supervisors = Array.from({ length: size }, (_, i) => {
@@ -51,7 +71,7 @@ export class Pool {
       return new Supervisor(
         config,
         policy,
-        createWorker(i + 1),
+        this.starter.factory(i + 1),
         log,
         { onReady, onFatal: hooks.onFatal },
         events,
@@ -154,6 +174,7 @@ export class Pool {
     this.queue.abortAll();
     const left = graceMs - (Date.now() - started);
     await Promise.all(this.supervisors.map((s, i) => s.close(wasServing[i]!, left)));
+    await this.starter.stop?.(Math.max(graceMs - (Date.now() - started), STARTER_STOP_MS));
     return { unfinished };
   }
 
@@ -162,11 +183,16 @@ export class Pool {
    * worker after another, so the others serve meanwhile.
    */
   async reload(reason: string): Promise<ReadyInfo> {
-    let first: ReadyInfo | null = null;
-    for (const supervisor of this.supervisors) {
-      const ready = await supervisor.reload(reason);
-      first ??= ready;
+    const finish = this.starter.reload?.();
+    try {
+      let first: ReadyInfo | null = null;
+      for (const supervisor of this.supervisors) {
+        const ready = await supervisor.reload(reason);
+        first ??= ready;
+      }
+      return first!;
+    } finally {
+      await finish?.();
     }
-    return first!;
   }
 }

@@ -8,13 +8,24 @@
  * or msgpackr behind it) because it runs before them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import { resolveInterpreter } from './interpreter.js';
 import { type ShimLaunch, shimLaunch } from './shim.js';
 
 /** The fd the shim's reaper watches for the supervisor's end, and the variable that tells it which. */
 export const LIFELINE_FD = 4;
 const LIFELINE_VARIABLE = 'ASYA_SHIM_LIFELINE_FD';
+/**
+ * ASYA_PRELOAD (see the template section of asya_shim.py). fd 5 of a shim that may become the template
+ * is its end of the socket porters send fork requests on; fd 5 of a porter is the supervisor's end of
+ * that socket, duplicated, through which it reaches the template.
+ */
+export const FORK_FD = 5;
+const FORK_VARIABLE = 'ASYA_SHIM_FORK_FD';
+const TEMPLATE_VARIABLE = 'ASYA_SHIM_TEMPLATE_FD';
+
+/** What fd 5 is: nothing, the fork-request socket of a shim that may become the template, or a porter's way to it. */
+export type ForkRole = null | 'template' | { template: Duplex };
 
 /**
  * glibc returns freed blocks above 128 KiB to the kernel at once, so every large message costs the
@@ -33,12 +44,17 @@ export function shimEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
  * the lifeline. Its own session: no terminal signal reaches it, and its group is the reaper's alone.
  * Throws for some failures; EMFILE, ENOENT and the like arrive as an 'error' event instead.
  */
-export function spawnShim(python: string, shim: ShimLaunch): ChildProcess {
-  return spawn(python, shim.args, {
-    stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-    env: { ...shimEnvironment(process.env), [LIFELINE_VARIABLE]: String(LIFELINE_FD) },
-    detached: true,
-  });
+export function spawnShim(python: string, shim: ShimLaunch, fork: ForkRole = null): ChildProcess {
+  const env: NodeJS.ProcessEnv = { ...shimEnvironment(process.env), [LIFELINE_VARIABLE]: String(LIFELINE_FD) };
+  const stdio: Array<'pipe' | Duplex> = ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'];
+  if (fork === 'template') {
+    env[FORK_VARIABLE] = String(FORK_FD);
+    stdio.push('pipe');
+  } else if (fork !== null) {
+    env[TEMPLATE_VARIABLE] = String(FORK_FD);
+    stdio.push(fork.template);
+  }
+  return spawn(python, shim.args, { stdio, env, detached: true });
 }
 
 /** A shim process started before the configuration was read, waiting for its `init`. */
@@ -70,7 +86,8 @@ export class EarlyPython {
     try {
       const python = resolveInterpreter(name, env.PATH, name !== 'python3');
       const shim = shimLaunch();
-      const child = spawnShim(python, shim);
+      // It may become the template (ASYA_PRELOAD): the configuration is not read yet.
+      const child = spawnShim(python, shim, 'template');
       if (child.pid === undefined) {
         child.once('error', () => undefined);
         return null;

@@ -238,6 +238,7 @@ export class Supervisor {
         executable: ready.executable,
         python_pid: ready.pid,
         load_ms: ready.load_ms,
+        forked: ready.forked || undefined,
       },
       'handler loaded',
     );

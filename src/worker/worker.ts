@@ -12,7 +12,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { HandlerMode, JsonCodec, LogLevel } from '../config.js';
 import { type MessageContext, type MessageLogFields, messageLogFields } from '../envelope/trace.js';
 import { LineSplitter, type Logger } from '../logger.js';
@@ -30,7 +30,7 @@ import {
   toOutcome,
 } from './channel.js';
 import type { ShimLaunch } from './shim.js';
-import { type EarlyPython, signalProcess, spawnShim } from './spawn.js';
+import { type EarlyPython, FORK_FD, type ForkRole, signalProcess, spawnShim } from './spawn.js';
 
 export type { CallOutcome, CallRequest, ReadyInfo } from './channel.js';
 
@@ -58,6 +58,11 @@ export interface WorkerOptions {
   logLevel?: LogLevel;
   /** A shim process started before the configuration was read: the first worker adopts it (spawn.ts). */
   early?: EarlyPython | null;
+  /**
+   * ASYA_PRELOAD: 'template' loads the handler and forks workers (it never handles a message);
+   * `{template}` starts a worker forked from it. null (default): a worker that loads the handler itself.
+   */
+  fork?: ForkRole;
 }
 
 /** `corrupt`: it wrote something on the channel that no shim writes, so it was killed. */
@@ -157,6 +162,8 @@ export type WorkerFactory = () => Worker;
 export class PythonWorker implements Worker {
   /** The reaper's pid (the process spawned). The handler's is in ReadyInfo. */
   readonly pid: number | undefined;
+  /** A template's fork-request socket (the supervisor's end): porters are spawned with it as their fd 5. */
+  forkRequests: Duplex | null = null;
   /** Resolves when the process is gone, with how it ended. */
   readonly exited: Promise<WorkerDied>;
   private readonly stdio: Stdio | null;
@@ -185,11 +192,14 @@ export class PythonWorker implements Worker {
 
   private constructor(private readonly opts: WorkerOptions) {
     const log = opts.log;
-    let child: ChildProcess | null = opts.early?.take(opts.python, opts.shim) ?? null;
+    const fork = opts.fork ?? null;
+    // The early process may become the template, or serve as a spawned worker; never as a porter.
+    let child: ChildProcess | null =
+      fork === null || fork === 'template' ? (opts.early?.take(opts.python, opts.shim) ?? null) : null;
     let thrown: NodeJS.ErrnoException | null = null;
     this.adopted = child !== null;
     try {
-      child ??= spawnShim(opts.python, opts.shim);
+      child ??= spawnShim(opts.python, opts.shim, fork);
     } catch (err) {
       thrown = err as NodeJS.ErrnoException;
     }
@@ -215,8 +225,15 @@ export class PythonWorker implements Worker {
     }
     const proc = child;
     this.pid = proc.pid;
-    const stdio = proc.stdio as unknown as Stdio;
+    const stdio = proc.stdio.slice(0, FORK_FD) as unknown as Stdio;
     this.stdio = stdio;
+    // The template's end of the fork-request socket: never read (the template never writes on it).
+    const requests = (proc.stdio as unknown as Array<Duplex | null>)[FORK_FD] ?? null;
+    if (requests) {
+      requests.on('error', () => undefined);
+      if (fork === 'template') this.forkRequests = requests;
+      else requests.destroy(); // the early process's, when it is not the template
+    }
     const [stdin, stdout, stderr, handlerOut, lifeline] = stdio;
     stdin.on('error', () => undefined); // EPIPE when the shim dies; the exit event reports it
     lifeline.on('error', () => undefined);
@@ -251,6 +268,7 @@ export class PythonWorker implements Worker {
           clearTimeout(timer);
           // Nothing more will be read: release the descriptors, whoever else still holds the other ends.
           for (const stream of stdio) stream.destroy();
+          this.forkRequests?.destroy();
           const death = new WorkerDied(this.pendingReason ?? 'crash', code, signal, this.stderrTail.join('\n'));
           this.death = death;
           const waiter = this.waiter;
@@ -289,6 +307,7 @@ export class PythonWorker implements Worker {
       args: opts.handlerArgs,
       timeout: opts.timeoutSeconds,
       log_level: opts.logLevel ?? 'info',
+      preload: opts.fork === 'template',
     });
     const msg = await reply;
     if (msg.t === 'ready') {

@@ -1,0 +1,212 @@
+/**
+ * ASYA_PRELOAD: workers forked from a loaded template instead of each loading the handler.
+ *
+ * The template is a shim that loads the handler once and then only forks (asya_shim.py, "template");
+ * it never handles a message. A forked worker is started the way a spawned one is, through a porter
+ * process with the same pipes, lifeline and exit report, so the supervisor cannot tell them apart:
+ * this module is a way of starting a worker, not a second supervisor. It keeps one template loaded,
+ * loads it again when it dies (the first worker that asks starts the load; every other waits for it),
+ * and hands each worker the template's fork-request socket.
+ */
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../logger.js';
+import {
+  type CallOutcome,
+  type CallRequest,
+  type DeathReason,
+  HandlerLoadFailed,
+  PythonWorker,
+  type ReadyInfo,
+  type Worker,
+  WorkerDied,
+  type WorkerFactory,
+  type WorkerOptions,
+} from './worker.js';
+
+/** The porter could not reach the template, or the template ended before forking (asya_shim.py). */
+const TEMPLATE_GONE = 'TemplateGone';
+
+/** A loaded template: the socket porters reach it through, and its end. */
+export interface LoadedTemplate {
+  requests: Duplex;
+  exited: Promise<WorkerDied>;
+  ready: ReadyInfo;
+}
+
+export class Template {
+  private current: { worker: PythonWorker; loaded: LoadedTemplate } | null = null;
+  private loading: Promise<LoadedTemplate> | null = null;
+  /** Templates replaced by a reload, still serving the workers forked from them. */
+  private retired: PythonWorker[] = [];
+  /** The template being loaded: a shutdown during its __init__ stops it. */
+  private starting: PythonWorker | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly options: WorkerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * The loaded template, loading it first when there is none (the first start, after its death, after a
+   * reload). Rejects as a worker's handshake would (HandlerLoadFailed, WorkerDied, SpawnFailed) when it
+   * cannot load; the next call tries again.
+   */
+  acquire(): Promise<LoadedTemplate> {
+    if (this.current) return Promise.resolve(this.current.loaded);
+    this.loading ??= this.load().finally(() => {
+      this.loading = null;
+    });
+    return this.loading;
+  }
+
+  private async load(): Promise<LoadedTemplate> {
+    if (this.stopping) throw new WorkerDied('stopped', null, null, '');
+    const started = Date.now();
+    const worker = PythonWorker.spawn({ ...this.options, fork: 'template' });
+    // Only the first template may adopt the process started early.
+    this.options.early = null;
+    this.starting = worker;
+    let ready: ReadyInfo;
+    try {
+      ready = await worker.handshake();
+    } finally {
+      this.starting = null;
+    }
+    const requests = worker.forkRequests;
+    if (this.stopping || requests === null) {
+      await worker.stop(0);
+      throw new WorkerDied('stopped', null, null, '');
+    }
+    const loaded: LoadedTemplate = { requests, exited: worker.exited, ready };
+    this.current = { worker, loaded };
+    this.log.info(
+      { python_pid: ready.pid, load_ms: ready.load_ms, ms: Date.now() - started },
+      'template loaded: workers are forked from it (ASYA_PRELOAD)',
+    );
+    if (ready.threads?.length) {
+      this.log.warn(
+        { threads: ready.threads, python_pid: ready.pid },
+        `threads running in the template when it forks (${ready.threads.join(', ')}): a fork copies only the ` +
+          'calling thread, so the workers do not have them, and a lock one of them holds stays locked there; ' +
+          'start threads in the first call rather than in __init__ or at import',
+      );
+    }
+    void worker.exited.then((death) => {
+      if (this.current?.worker !== worker) return;
+      this.current = null;
+      if (this.stopping) return;
+      this.log.error(
+        {
+          python_pid: ready.pid,
+          exit_code: death.exitCode,
+          signal: death.signal,
+          stderr_tail: death.stderrTail || undefined,
+        },
+        `the template process died (${death.message}); its workers went with it; loading it again`,
+      );
+    });
+    return loaded;
+  }
+
+  /** A worker that is forked from the template. */
+  factory(options: WorkerOptions): WorkerFactory {
+    return () => new ForkedWorker(this, { ...options, early: null });
+  }
+
+  /**
+   * `asya-runtime call --watch`: the next worker forks from a template loaded afresh. The one replaced
+   * keeps the workers forked from it until they are replaced too; the function returned stops it.
+   */
+  reload(): () => Promise<void> {
+    const old = this.current?.worker;
+    this.current = null;
+    if (old) this.retired.push(old);
+    return async () => {
+      if (!old) return;
+      await old.stop(0);
+      this.retired = this.retired.filter((w) => w !== old);
+    };
+  }
+
+  /** After every worker has stopped: the template exits (close() is the workers', never its own). */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.starting?.terminate('stopped');
+    await this.loading?.catch(() => undefined);
+    const all = [...this.retired, ...(this.current ? [this.current.worker] : [])];
+    this.current = null;
+    this.retired = [];
+    await Promise.all(all.map((w) => w.stop(graceMs)));
+  }
+}
+
+/**
+ * One worker forked from the template, through a porter the supervisor spawns (asya_shim.py,
+ * run_porter). Until the template is loaded it is a promise of one; then every call goes to the porter's
+ * PythonWorker, whose pipes the forked process holds.
+ */
+class ForkedWorker implements Worker {
+  readonly exited: Promise<WorkerDied>;
+  private settleExit!: (death: WorkerDied) => void;
+  private inner: PythonWorker | null = null;
+  private stopped: WorkerDied | null = null;
+
+  constructor(
+    private readonly template: Template,
+    private readonly options: WorkerOptions,
+  ) {
+    this.exited = new Promise((resolve) => (this.settleExit = resolve));
+  }
+
+  async handshake(): Promise<ReadyInfo> {
+    for (;;) {
+      const template = await this.template.acquire();
+      if (this.stopped) throw this.stopped;
+      const inner = PythonWorker.spawn({ ...this.options, fork: { template: template.requests } });
+      this.inner = inner;
+      void inner.exited.then((death) => {
+        if (this.inner === inner) this.settleExit(death);
+      });
+      try {
+        return await inner.handshake();
+      } catch (err) {
+        if (!(err instanceof HandlerLoadFailed && err.type === TEMPLATE_GONE) || this.stopped) throw err;
+        // The template died under this request: wait until its end is seen, then ask the next one.
+        this.inner = null;
+        await template.exited;
+      }
+    }
+  }
+
+  call(request: CallRequest): Promise<CallOutcome> {
+    return this.inner
+      ? this.inner.call(request)
+      : Promise.reject(this.stopped ?? new Error('ForkedWorker: not forked'));
+  }
+
+  interrupt(): void {
+    this.inner?.interrupt();
+  }
+
+  rss(): number | null {
+    return this.inner?.rss() ?? null;
+  }
+
+  async stop(graceMs: number): Promise<WorkerDied> {
+    if (this.inner) return this.inner.stop(graceMs);
+    return this.stopBeforeFork('stopped');
+  }
+
+  terminate(reason: DeathReason): void {
+    if (this.inner) this.inner.terminate(reason);
+    else void this.stopBeforeFork(reason);
+  }
+
+  /** Stopped while waiting for the template: there is no process to stop. */
+  private async stopBeforeFork(reason: DeathReason): Promise<WorkerDied> {
+    this.stopped ??= new WorkerDied(reason, null, null, '');
+    this.settleExit(this.stopped);
+    return this.stopped;
+  }
+}
