@@ -1,0 +1,258 @@
+/**
+ * ASYA_PRELOAD: the handler is loaded once, in a template, and every worker (every replacement too) is
+ * a fork of it. Loads counted, pids compared, replacement timed from the kill, the template killed,
+ * the supervisor killed, CUDA refused, threads named: real supervisor, real Python, real socket.
+ * Processes are found by a tag in their environment, wherever they sit in the tree.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import {
+  asError,
+  env,
+  HANDLERS,
+  type LogLine,
+  pyenvPython,
+  type Runtime,
+  runToExit,
+  sleep,
+  startRuntime,
+  TEST_VENV_PYTHON,
+} from './helpers.js';
+
+interface Served {
+  pid: number;
+  loaded_in: number;
+  n: number | null;
+  total: number | null;
+}
+
+/** Processes whose environment carries `tag` (every Python process of one runtime), not zombies. */
+function tagged(tag: string): Array<{ pid: number; comm: string; state: string }> {
+  const found: Array<{ pid: number; comm: string; state: string }> = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!fs.readFileSync(`/proc/${entry}/environ`, 'latin1').includes(`PRELOAD_TAG=${tag}\0`)) continue;
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'latin1');
+      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!;
+      if (state !== 'Z')
+        found.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), state });
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+async function until<T>(what: string, probe: () => T | null | undefined | false, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+function marks(file: string): string[] {
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+async function serve(rt: Runtime, payload: Record<string, unknown>): Promise<Served> {
+  const answer = (await rt.send(env(payload))) as Array<{ payload: Served }>;
+  assert.equal(answer.length, 1, JSON.stringify(answer));
+  return answer[0]!.payload;
+}
+
+const templateLines = (rt: Runtime): LogLine[] => rt.logs.filter((l) => String(l.msg).startsWith('template loaded'));
+
+async function preloaded(extra: Record<string, string> = {}, python?: string) {
+  const tag = randomUUID();
+  const dir = fs.mkdtempSync('/tmp/asya-preload-');
+  const files = { inits: path.join(dir, 'inits'), closes: path.join(dir, 'closes') };
+  const rt = await startRuntime({
+    handler: 'preload.Model.process',
+    env: {
+      ASYA_PRELOAD: 'true',
+      PRELOAD_TAG: tag,
+      PRELOAD_INIT_MARKS: files.inits,
+      PRELOAD_CLOSE_MARKS: files.closes,
+      ...(python ? { ASYA_PYTHONEXECUTABLE: python } : {}),
+      ...extra,
+    },
+  });
+  const template = (await rt.waitForLog((l) => String(l.msg).startsWith('template loaded'))).python_pid as number;
+  return { rt, tag, files, template, dir };
+}
+
+const versions = [
+  ['3.7', pyenvPython('3.7')],
+  ['3.13', pyenvPython('3.13')],
+  ['default', null],
+] as const;
+
+describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
+  for (const [name, python] of versions) {
+    it(`loads once and serves from forks, close() once per worker, nothing left after SIGTERM (Python ${name})`, async (t) => {
+      if (name !== 'default' && python === null) return t.skip(`Python ${name} not installed`);
+      const { rt, tag, files, template } = await preloaded({ ASYA_WORKERS: '2' }, python ?? undefined);
+      const served = await Promise.all([1, 2, 3, 4].map((n) => serve(rt, { n, sleep: 0.2 })));
+      const workers = new Set(served.map((s) => s.pid));
+      assert.equal(workers.size, 2, `two workers served: ${JSON.stringify(served)}`);
+      assert.ok(!workers.has(template), 'the template never handles a message');
+      for (const s of served) assert.equal(s.loaded_in, template, 'the model was built in the template');
+      assert.deepEqual(marks(files.inits), [`init ${template}`], '__init__ ran once, in the template');
+      const { code } = await rt.stop();
+      assert.equal(code, 0);
+      assert.deepEqual(
+        marks(files.closes).sort(),
+        [...workers].map((p) => `closed ${p}`).sort(),
+        'close() ran once in each worker and never in the template',
+      );
+      assert.deepEqual(tagged(tag), [], 'no Python process left');
+    });
+  }
+
+  it('replaces a worker killed while idle in well under a load, and the message that waited is answered', async () => {
+    const { rt, files, template } = await preloaded({ PRELOAD_INIT_SECONDS: '3' });
+    const before = await serve(rt, { n: 1 });
+    const killed = Date.now();
+    process.kill(before.pid, 'SIGKILL');
+    // Sent once the death is seen: a message sent before that may reach the dead process and is answered worker_crashed.
+    await rt.waitForLog((l) => String(l.msg).startsWith('Python process died'));
+    const after = await serve(rt, { n: 2 });
+    const ms = Date.now() - killed;
+    assert.notEqual(after.pid, before.pid);
+    assert.equal(after.loaded_in, template);
+    // The target is 0.3 s on a quiet machine (docs/performance.md); 5x for a loaded one, and still far below the 3 s load.
+    assert.ok(ms < 1500, `answered ${ms} ms after the kill`);
+    assert.equal(marks(files.inits).length, 1, '__init__ did not run again');
+    assert.equal(templateLines(rt).length, 1);
+    await rt.stop();
+  });
+
+  it('after a hard time-limit kill, the next message is served by a fresh fork at once', async () => {
+    const { rt, files } = await preloaded({
+      PRELOAD_INIT_SECONDS: '3',
+      ASYA_HANDLER_TIMEOUT: '0.3',
+      ASYA_HANDLER_KILL_GRACE: '0.2',
+    });
+    const stuck = rt.send(env({ stuck: true }));
+    const next = serve(rt, { n: 2 });
+    const error = asError(await stuck);
+    assert.equal(error.error, 'handler_timeout', JSON.stringify(error));
+    const answeredAt = Date.now();
+    const served = await next;
+    assert.ok(Date.now() - answeredAt < 1500, `the next message took ${Date.now() - answeredAt} ms after the kill`);
+    assert.equal(typeof served.pid, 'number');
+    assert.equal(marks(files.inits).length, 1);
+    await rt.stop();
+  });
+
+  it('recycling every 10 messages forks, never loads again', async () => {
+    const { rt, files, template } = await preloaded({ ASYA_WORKER_MAX_MESSAGES: '10' });
+    const pids = new Set<number>();
+    for (let n = 0; n < 60; n++) pids.add((await serve(rt, { n })).pid);
+    assert.ok(pids.size >= 6, `at least 6 workers served 60 messages: ${pids.size}`);
+    assert.deepEqual(marks(files.inits), [`init ${template}`]);
+    await rt.stop();
+    assert.equal(marks(files.closes).length, pids.size, 'close() once per retired worker');
+  });
+
+  it('the template killed: readiness withdrawn, loaded again, the waiting message answered, nothing orphaned', async () => {
+    const { rt, tag, files, template } = await preloaded({ PRELOAD_INIT_SECONDS: '1' });
+    const first = await serve(rt, { n: 1 });
+    process.kill(template, 'SIGKILL');
+    await until('the ready file to go', () => !rt.isReady());
+    const waiting = serve(rt, { n: 2 });
+    const served = await waiting;
+    assert.equal(templateLines(rt).length, 2, 'a second template loaded');
+    assert.notEqual(served.loaded_in, template);
+    assert.notEqual(served.pid, first.pid, 'the old worker went with its template');
+    assert.equal(marks(files.inits).length, 2);
+    await until('readiness back', () => rt.isReady());
+    assert.ok(rt.logs.some((l) => l.level === 'error' && String(l.msg).startsWith('the template process died')));
+    const alive = tagged(tag).map((p) => p.pid);
+    assert.ok(!alive.includes(first.pid) && !alive.includes(template), `old processes gone: ${alive}`);
+    const { code } = await rt.stop();
+    assert.equal(code, 0);
+    assert.deepEqual(tagged(tag), []);
+  });
+
+  it('a SIGKILLed supervisor leaves no Python process (template, porters, workers, reapers)', async () => {
+    const { rt, tag } = await preloaded({ ASYA_WORKERS: '3' });
+    await Promise.all([1, 2, 3].map((n) => serve(rt, { n, sleep: 0.1 })));
+    const before = tagged(tag);
+    assert.ok(
+      before.length >= 3 * 3 + 2,
+      `template, its reaper and per worker a porter, reaper and worker: ${JSON.stringify(before)}`,
+    );
+    rt.child.kill('SIGKILL');
+    await rt.exited;
+    await until('every Python process gone', () => tagged(tag).length === 0, 10_000);
+    fs.rmSync(rt.dir, { recursive: true, force: true });
+  });
+
+  it('refuses a template in which CUDA was initialised: one FATAL line with both ways out, no ready file', async () => {
+    const { code, logs, readyFileSeen } = await runToExit({
+      handler: 'preload.OnGpu.process',
+      env: { ASYA_PRELOAD: 'true' },
+      pythonPath: [path.join(HANDLERS, 'fake_cuda')],
+    });
+    const fatal = logs.filter((l) => l.level === 'fatal');
+    assert.equal(fatal.length, 1, JSON.stringify(fatal));
+    const text = String(fatal[0]!.msg);
+    assert.match(text, /CUDA was initialised/);
+    assert.match(text, /lazily, in the first call/);
+    assert.match(text, /unset ASYA_PRELOAD/);
+    assert.notEqual(code, 0);
+    assert.equal(readyFileSeen, false);
+  });
+
+  it('the same handler without ASYA_PRELOAD loads on the stand-in GPU as before', async () => {
+    const rt = await startRuntime({ handler: 'preload.OnGpu.process', pythonPath: [path.join(HANDLERS, 'fake_cuda')] });
+    const [answer] = (await rt.send(env({ a: 1 }))) as Array<{ payload: unknown }>;
+    assert.deepEqual(answer?.payload, { a: 1 });
+    await rt.stop();
+  });
+
+  it('names the threads alive in the template in one WARNING, and forks taken while one holds locks still serve', async () => {
+    const { rt, files } = await preloaded({ PRELOAD_THREAD: '1', ASYA_WORKER_MAX_MESSAGES: '1' });
+    const warnings = rt.logs.filter(
+      (l) => l.level === 'warn' && String(l.msg).includes('threads running in the template'),
+    );
+    assert.equal(warnings.length, 1);
+    assert.deepEqual(warnings[0]!.threads, ['model-prefetch']);
+    for (let n = 0; n < 15; n++) {
+      const served = await serve(rt, { n, talk: true });
+      await rt.waitForLog((l) => l.msg === `printed by ${served.pid}`);
+      await rt.waitForLog((l) => l.msg === `logged by ${served.pid}`);
+    }
+    assert.equal(marks(files.inits).length, 1);
+    await rt.stop();
+  });
+
+  it('shares the model: 3 workers and the template hold far less than 3 copies (PSS)', async (t) => {
+    if (!fs.existsSync(TEST_VENV_PYTHON)) return t.skip('no test venv with numpy');
+    const mb = 200;
+    const { rt, tag } = await preloaded({ PRELOAD_MODEL_MB: String(mb), ASYA_WORKERS: '3' }, TEST_VENV_PYTHON);
+    const served = await Promise.all([1, 2, 3].map((n) => serve(rt, { n, sleep: 0.2 })));
+    assert.equal(new Set(served.map((s) => s.pid)).size, 3);
+    const pss = tagged(tag).reduce((sum, p) => sum + pssKib(p.pid), 0) / 1024;
+    // One copy is ~200 MiB plus ~30 MiB of interpreter and numpy per spawned worker: 3 spawned would be ~700.
+    assert.ok(pss < mb * 1.5, `all Python processes together hold ${pss.toFixed(0)} MiB PSS`);
+    await rt.stop();
+  });
+});
+
+function pssKib(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
