@@ -1295,6 +1295,7 @@ def run_porter(template, lifeline):
         lifeline, keep = os.pipe()
     fds = [theirs.fileno(), 0, 1, 2, 3, lifeline]
     wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _ignore_signal)

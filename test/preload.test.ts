@@ -107,11 +107,12 @@ describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
       assert.deepEqual(marks(files.inits), [`init ${template}`], '__init__ ran once, in the template');
       const { code } = await rt.stop();
       assert.equal(code, 0);
-      assert.deepEqual(
-        marks(files.closes).sort(),
-        [...workers].map((p) => `closed ${p}`).sort(),
-        'close() ran once in each worker and never in the template',
-      );
+      // The workers that served, and the spare forked for the next replacement (a worker too).
+      const closed = marks(files.closes);
+      assert.equal(new Set(closed).size, closed.length, `close() ran once per process: ${closed}`);
+      for (const pid of workers) assert.ok(closed.includes(`closed ${pid}`), `close() ran in worker ${pid}: ${closed}`);
+      assert.ok(!closed.includes(`closed ${template}`), 'close() never ran in the template');
+      assert.ok(closed.length <= workers.size + 1, `close() ran in the workers and the spare only: ${closed}`);
       assert.deepEqual(tagged(tag), [], 'no Python process left');
     });
   }
@@ -242,8 +243,9 @@ describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
     const served = await Promise.all([1, 2, 3].map((n) => serve(rt, { n, sleep: 0.2 })));
     assert.equal(new Set(served.map((s) => s.pid)).size, 3);
     const pss = tagged(tag).reduce((sum, p) => sum + pssKib(p.pid), 0) / 1024;
-    // One copy is ~200 MiB plus ~30 MiB of interpreter and numpy per spawned worker: 3 spawned would be ~700.
-    assert.ok(pss < mb * 1.5, `all Python processes together hold ${pss.toFixed(0)} MiB PSS`);
+    // One spawned worker holds the model and ~30 MiB of interpreter and numpy; 3 spawned hold ~3x that.
+    // The issue's bound: all of them together at most 1.5x one spawned worker (the bench measures both).
+    assert.ok(pss < (mb + 30) * 1.5, `all Python processes together hold ${pss.toFixed(0)} MiB PSS`);
     await rt.stop();
   });
 });

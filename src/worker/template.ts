@@ -7,6 +7,10 @@
  * this module is a way of starting a worker, not a second supervisor. It keeps one template loaded,
  * loads it again when it dies (the first worker that asks starts the load; every other waits for it),
  * and hands each worker the template's fork-request socket.
+ *
+ * It also keeps one spare: a worker already forked and handshaken, idle, for the next slot that needs
+ * one. Starting a porter is a Python start (tens of milliseconds); with the spare, a crash, a hard time
+ * limit or a recycle is replaced at once and the next spare is forked while the new worker serves.
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../logger.js';
@@ -41,6 +45,11 @@ export class Template {
   /** The template being loaded: a shutdown during its __init__ stops it. */
   private starting: PythonWorker | null = null;
   private stopping = false;
+  /** A forked worker, handshaken and idle, for the next slot that asks (null while one is being forked). */
+  private spare: ForkedWorker | null = null;
+  private forkingSpare = false;
+  /** Bumped by a reload: a spare forked from the template before it is never handed out after. */
+  private generation = 0;
 
   constructor(
     private readonly options: WorkerOptions,
@@ -84,6 +93,7 @@ export class Template {
       { python_pid: ready.pid, load_ms: ready.load_ms, ms: Date.now() - started },
       'template loaded: workers are forked from it (ASYA_PRELOAD)',
     );
+    this.forkSpare();
     if (ready.threads?.length) {
       this.log.warn(
         { threads: ready.threads, python_pid: ready.pid },
@@ -109,9 +119,39 @@ export class Template {
     return loaded;
   }
 
-  /** A worker that is forked from the template. */
+  /** A worker that is forked from the template: the spare when there is one, else forked now. */
   factory(options: WorkerOptions): WorkerFactory {
-    return () => new ForkedWorker(this, { ...options, early: null });
+    return () => {
+      const spare = this.spare;
+      if (spare === null || !spare.alive) return new ForkedWorker(this, { ...options, early: null });
+      this.spare = null;
+      spare.relabel(options.log);
+      this.forkSpare();
+      return spare;
+    };
+  }
+
+  /** Fork the next spare in the background; a failure is left to the next worker that asks. */
+  private forkSpare(): void {
+    if (this.stopping || this.spare !== null || this.forkingSpare) return;
+    this.forkingSpare = true;
+    const generation = this.generation;
+    const worker = new ForkedWorker(this, { ...this.options, early: null });
+    worker.handshake().then(
+      (ready) => {
+        this.forkingSpare = false;
+        if (this.stopping || generation !== this.generation) return void worker.stop(0);
+        this.spare = worker;
+        this.log.debug({ python_pid: ready.pid, fork_ms: ready.load_ms }, 'spare worker forked');
+        void worker.exited.then(() => {
+          if (this.spare === worker) this.spare = null;
+        });
+      },
+      (err: unknown) => {
+        this.forkingSpare = false;
+        this.log.debug({ err }, 'no spare worker: the fork failed');
+      },
+    );
   }
 
   /**
@@ -121,6 +161,9 @@ export class Template {
   reload(): () => Promise<void> {
     const old = this.current?.worker;
     this.current = null;
+    this.generation++;
+    void this.spare?.stop(0);
+    this.spare = null;
     if (old) this.retired.push(old);
     return async () => {
       if (!old) return;
@@ -133,6 +176,9 @@ export class Template {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.starting?.terminate('stopped');
+    const spare = this.spare;
+    this.spare = null;
+    await spare?.stop(graceMs); // a worker like the others: its close() runs
     await this.loading?.catch(() => undefined);
     const all = [...this.retired, ...(this.current ? [this.current.worker] : [])];
     this.current = null;
@@ -151,15 +197,28 @@ class ForkedWorker implements Worker {
   private settleExit!: (death: WorkerDied) => void;
   private inner: PythonWorker | null = null;
   private stopped: WorkerDied | null = null;
+  /** Handshaken already (a spare): the supervisor's handshake gets this at once. */
+  private ready: ReadyInfo | null = null;
+  private dead = false;
 
   constructor(
     private readonly template: Template,
     private readonly options: WorkerOptions,
   ) {
     this.exited = new Promise((resolve) => (this.settleExit = resolve));
+    void this.exited.then(() => (this.dead = true));
+  }
+
+  get alive(): boolean {
+    return !this.dead && this.stopped === null;
+  }
+
+  relabel(log: Logger): void {
+    this.inner?.relabel(log);
   }
 
   async handshake(): Promise<ReadyInfo> {
+    if (this.ready) return this.ready;
     for (;;) {
       const template = await this.template.acquire();
       if (this.stopped) throw this.stopped;
@@ -169,7 +228,8 @@ class ForkedWorker implements Worker {
         if (this.inner === inner) this.settleExit(death);
       });
       try {
-        return await inner.handshake();
+        this.ready = await inner.handshake();
+        return this.ready;
       } catch (err) {
         if (!(err instanceof HandlerLoadFailed && err.type === TEMPLATE_GONE) || this.stopped) throw err;
         // The template died under this request: wait until its end is seen, then ask the next one.

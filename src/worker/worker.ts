@@ -190,7 +190,7 @@ export class PythonWorker implements Worker {
   private context: MessageContext | null = null;
   private contextFields: MessageLogFields | null = null;
 
-  private constructor(private readonly opts: WorkerOptions) {
+  private constructor(private opts: WorkerOptions) {
     const log = opts.log;
     const fork = opts.fork ?? null;
     // The early process may become the template, or serve as a spawned worker; never as a porter.
@@ -408,6 +408,11 @@ export class PythonWorker implements Worker {
     return death;
   }
 
+  /** Its lines name another worker from now on (a spare taken by a pool's slot, template.ts). */
+  relabel(log: Logger): void {
+    this.opts = { ...this.opts, log };
+  }
+
   /** Kill at once (used by the supervisor when it gives up on a message). */
   terminate(reason: DeathReason): void {
     this.pendingReason ??= reason;
@@ -475,12 +480,14 @@ export class PythonWorker implements Worker {
   }
 
   private pipeLines(stream: Readable, name: 'stdout' | 'stderr'): void {
-    const log = this.opts.log;
     const lines = new LineSplitter((line) => {
       if (name === 'stderr' && line.startsWith(PYTHON_LOG_MARK)) return this.logRecord(line);
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-      log.info({ src: 'handler', stream: name, python_pid: this.shimPid ?? this.pid, ...this.messageFields() }, line);
+      this.opts.log.info(
+        { src: 'handler', stream: name, python_pid: this.shimPid ?? this.pid, ...this.messageFields() },
+        line,
+      );
     });
     stream.on('data', (chunk: Buffer) => lines.push(chunk));
     stream.on('end', () => lines.flush());
