@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// `npm run bench`: the three benchmarks, one after the other, each side by side with the upstream
+// `npm run bench`: the four benchmarks, one after the other, each side by side with the upstream
 // runtime in its own interleaved rounds (run together they would compete for the same cores):
 //   bench/bench.mjs       message sizes 100 B to 10 MB: ours, the design floor, the peer
 //   bench/pool.mjs        ASYA_WORKERS: throughput with a CPU-bound handler, delay after a worker dies
 //   bench/cold-start.mjs  exec to ready file: the executable (if `npm run package` built it), node dist/cli.js, the peer
+//   bench/preload.mjs     ASYA_PRELOAD beside spawn mode: memory (PSS), replacement after a kill, recycling
 // `--quick` goes to all three; any other argument goes to bench/bench.mjs only (see its header).
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -16,6 +17,7 @@ const runs = [
   ['bench.mjs', args],
   ['pool.mjs', quick],
   ['cold-start.mjs', quick],
+  ['preload.mjs', quick],
 ];
 let failed = 0;
 for (const [script, scriptArgs] of runs) {
