@@ -70,76 +70,80 @@ describe('asya-runtime call: the REPORT line', () => {
 });
 
 describe('asya-runtime call --watch', () => {
-  it('reloads the handler when its .py file changes, sends the messages again; Ctrl-C exits 0 and leaves nothing running', async () => {
-    const dir = tempDir();
-    const marker = randomUUID();
-    const module = path.join(dir, 'live_model.py');
-    fs.mkdirSync(path.join(dir, 'lib'));
-    fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 1\n');
-    fs.writeFileSync(
-      module,
-      'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 1, "x": payload["x"] * FACTOR}\n',
-    );
-    const child = spawn(process.execPath, [CLI, 'call', '--handler', 'live_model.predict', '--watch', '{"x": 2}'], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/root',
-        ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '',
-        WATCH_TEST: marker,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const until = async (what: string, ok: () => boolean) => {
-      for (const deadline = Date.now() + 30_000; !ok(); await sleep(50)) {
-        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
-      }
-    };
-    const answers = () =>
-      jsonLines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
-    try {
-      await until(
-        'the watch line and the first answer',
-        () => /^WATCH {2}watching \. for \.py changes/m.test(stderr) && answers().length === 1,
-      );
-      assert.deepEqual(answers(), [{ version: 1, x: 2 }]);
-      assert.equal(reports(stderr)[0]?.init !== null, true);
-
+  for (const preload of [false, true]) {
+    it(`reloads the handler when its .py file changes, sends the messages again; Ctrl-C exits 0 and leaves nothing running${preload ? ' (ASYA_PRELOAD: a new template each time)' : ''}`, async () => {
+      const dir = tempDir();
+      const marker = randomUUID();
+      const module = path.join(dir, 'live_model.py');
+      fs.mkdirSync(path.join(dir, 'lib'));
+      fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 1\n');
       fs.writeFileSync(
         module,
-        'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 2, "x": payload["x"] * FACTOR}\n',
+        'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 1, "x": payload["x"] * FACTOR}\n',
       );
-      await until('the answer of the edited handler', () => answers().length === 2);
-      assert.deepEqual(answers()[1], { version: 2, x: 2 });
-      assert.match(stderr, /^RELOAD {2}live_model\.py changed: restarting the Python process$/m);
-      assert.match(stderr, /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
-      const got = reports(stderr);
-      assert.equal(got.length, 2);
-      assert.notEqual(got[1]?.init, null, 'a reloaded process reports its load time on its first call');
+      const child = spawn(process.execPath, [CLI, 'call', '--handler', 'live_model.predict', '--watch', '{"x": 2}'], {
+        cwd: dir,
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '/root',
+          ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '',
+          WATCH_TEST: marker,
+          ...(preload ? { ASYA_PRELOAD: 'true' } : {}),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const until = async (what: string, ok: () => boolean) => {
+        for (const deadline = Date.now() + 30_000; !ok(); await sleep(50)) {
+          if (Date.now() > deadline)
+            assert.fail(`timed out waiting for ${what}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+        }
+      };
+      const answers = () =>
+        jsonLines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
+      try {
+        await until(
+          'the watch line and the first answer',
+          () => /^WATCH {2}watching \. for \.py changes/m.test(stderr) && answers().length === 1,
+        );
+        assert.deepEqual(answers(), [{ version: 1, x: 2 }]);
+        assert.equal(reports(stderr)[0]?.init !== null, true);
 
-      // a module it imports, in a subdirectory: a reload too
-      fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 100\n');
-      await until('the answer with the edited helper', () => answers().length === 3);
-      assert.deepEqual(answers()[2], { version: 2, x: 200 });
+        fs.writeFileSync(
+          module,
+          'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 2, "x": payload["x"] * FACTOR}\n',
+        );
+        await until('the answer of the edited handler', () => answers().length === 2);
+        assert.deepEqual(answers()[1], { version: 2, x: 2 });
+        assert.match(stderr, /^RELOAD {2}live_model\.py changed: restarting the Python process$/m);
+        assert.match(stderr, /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
+        const got = reports(stderr);
+        assert.equal(got.length, 2);
+        assert.notEqual(got[1]?.init, null, 'a reloaded process reports its load time on its first call');
 
-      // a broken edit is reported, the watch goes on, the fix is picked up
-      fs.writeFileSync(module, 'def predict(payload):\n    return {"version": \n');
-      await until('the failed reload', () => /^RELOAD {2}waiting for the next change$/m.test(stderr));
-      assert.match(stderr, /^RELOAD {2}failed: cannot load handler "live_model\.predict".*SyntaxError/m);
-      fs.writeFileSync(module, 'def predict(payload):\n    return {"version": 3333}\n');
-      await until('the answer of the fixed handler', () => answers().length === 4);
-      assert.deepEqual(answers()[3], { version: 3333 });
-    } finally {
-      child.kill('SIGINT');
-    }
-    assert.equal(await exited, 0, stderr);
-    assert.deepEqual(survivors(marker), [], 'no Python (or any) process of this call is left');
-  });
+        // a module it imports, in a subdirectory: a reload too
+        fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 100\n');
+        await until('the answer with the edited helper', () => answers().length === 3);
+        assert.deepEqual(answers()[2], { version: 2, x: 200 });
+
+        // a broken edit is reported, the watch goes on, the fix is picked up
+        fs.writeFileSync(module, 'def predict(payload):\n    return {"version": \n');
+        await until('the failed reload', () => /^RELOAD {2}waiting for the next change$/m.test(stderr));
+        assert.match(stderr, /^RELOAD {2}failed: cannot load handler "live_model\.predict".*SyntaxError/m);
+        fs.writeFileSync(module, 'def predict(payload):\n    return {"version": 3333}\n');
+        await until('the answer of the fixed handler', () => answers().length === 4);
+        assert.deepEqual(answers()[3], { version: 3333 });
+      } finally {
+        child.kill('SIGINT');
+      }
+      assert.equal(await exited, 0, stderr);
+      assert.deepEqual(survivors(marker), [], 'no Python (or any) process of this call is left');
+    });
+  }
 });
 
 /** Processes (not zombies) whose environment carries `marker`. */

@@ -11,11 +11,13 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import {
   asError,
+  CLI,
   env,
   HANDLERS,
   type LogLine,
   pyenvPython,
   type Runtime,
+  runNode,
   runToExit,
   sleep,
   startRuntime,
@@ -211,6 +213,17 @@ describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
     assert.match(text, /unset ASYA_PRELOAD/);
     assert.notEqual(code, 0);
     assert.equal(readyFileSeen, false);
+  });
+
+  it('check with ASYA_PRELOAD=true refuses the CUDA template before deploying; without it, passes', async () => {
+    const env = { PYTHONPATH: [path.join(HANDLERS, 'fake_cuda'), HANDLERS].join(':') };
+    const refused = await runNode([CLI, 'check', '--handler', 'preload.OnGpu.process'], {
+      env: { ...env, ASYA_PRELOAD: 'true' },
+    });
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(refused.stderr, /CUDA was initialised/);
+    const passed = await runNode([CLI, 'check', '--handler', 'preload.OnGpu.process'], { env });
+    assert.equal(passed.code, 0, passed.stderr);
   });
 
   it('the same handler without ASYA_PRELOAD loads on the stand-in GPU as before', async () => {

@@ -35,7 +35,8 @@ export async function check(args: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   try {
     // No extra path (call adds the working directory): what imports here imports in the pod.
-    const worker = PythonWorker.spawn(workerOptions(config, env, log));
+    // With ASYA_PRELOAD it loads as the template does, so what a template refuses (CUDA) shows here too.
+    const worker = PythonWorker.spawn({ ...workerOptions(config, env, log), fork: config.preload ? 'template' : null });
     let ready: ReadyInfo;
     try {
       ready = await worker.handshake();
