@@ -34,6 +34,12 @@ export interface WorkerPolicy {
   };
   /** How long a worker stopped on purpose (shutdown, recycling) has to run close() and exit. */
   stopGraceMs: number;
+  /**
+   * Whether a recycled worker's replacement may start before it has exited. Not when each worker loads
+   * its own copy (two copies of a GPU model at once may not fit); yes when workers are forked from a
+   * template (ASYA_PRELOAD) and share it: the old one's close() and exit then cost the queue nothing.
+   */
+  replaceBeforeExit: boolean;
 }
 
 export const DEFAULT_POLICY: WorkerPolicy = {
@@ -41,6 +47,7 @@ export const DEFAULT_POLICY: WorkerPolicy = {
   timeLimit: { softMs: null, killGraceMs: 5_000 },
   recycle: { maxMessages: null, maxMemoryBytes: null, memoryErrors: 3 },
   stopGraceMs: 2_000,
+  replaceBeforeExit: false,
 };
 
 export function policyFromConfig(config: Config): WorkerPolicy {
@@ -53,6 +60,7 @@ export function policyFromConfig(config: Config): WorkerPolicy {
       maxMemoryBytes: config.workerMaxMemory,
     },
     stopGraceMs: config.shutdownTimeoutMs,
+    replaceBeforeExit: config.preload,
   };
 }
 

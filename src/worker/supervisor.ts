@@ -69,7 +69,7 @@ export class Supervisor {
   private worker: Worker | null = null;
   /** The same process once its handler is loaded: the only one calls go to. */
   private active: Worker | null = null;
-  /** A worker being replaced, until it has exited: never two loaded interpreters at once. */
+  /** Workers being replaced, until they have exited: never two loaded interpreters at once, unless they share one model (policy.replaceBeforeExit). */
   private retiring: Promise<unknown> | null = null;
   /** What the active worker has done since it was loaded, for the recycle rule. */
   private messages = 0;
@@ -315,9 +315,16 @@ export class Supervisor {
     this.setState('restarting');
     announce();
     if (old) {
-      this.retiring = old.stop(Math.max(this.policy.stopGraceMs, MIN_STOP_GRACE_MS));
-      await this.retiring;
-      this.retiring = null;
+      const stopping = old.stop(Math.max(this.policy.stopGraceMs, MIN_STOP_GRACE_MS));
+      // Waited for by close(), with any earlier one still exiting.
+      const stopped: Promise<unknown> = this.retiring ? Promise.all([this.retiring, stopping]) : stopping;
+      this.retiring = stopped;
+      const done = () => {
+        if (this.retiring === stopped) this.retiring = null;
+      };
+      if (this.policy.replaceBeforeExit) return void stopped.then(done);
+      await stopped;
+      done();
     }
   }
 

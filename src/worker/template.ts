@@ -136,7 +136,7 @@ export class Template {
     if (this.stopping || this.spare !== null || this.forkingSpare) return;
     this.forkingSpare = true;
     const generation = this.generation;
-    const worker = new ForkedWorker(this, { ...this.options, early: null });
+    const worker = new ForkedWorker(this, { ...this.options, early: null, background: true });
     worker.handshake().then(
       (ready) => {
         this.forkingSpare = false;

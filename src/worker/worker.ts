@@ -12,6 +12,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { HandlerMode, JsonCodec, LogLevel } from '../config.js';
 import { type MessageContext, type MessageLogFields, messageLogFields } from '../envelope/trace.js';
@@ -63,6 +64,11 @@ export interface WorkerOptions {
    * `{template}` starts a worker forked from it. null (default): a worker that loads the handler itself.
    */
   fork?: ForkRole;
+  /**
+   * Started ahead of need (a spare): its start runs at a lower CPU priority (nice 10), so on busy cores
+   * the workers serving messages go first.
+   */
+  background?: boolean;
 }
 
 /** `corrupt`: it wrote something on the channel that no shim writes, so it was killed. */
@@ -225,6 +231,7 @@ export class PythonWorker implements Worker {
     }
     const proc = child;
     this.pid = proc.pid;
+    if (opts.background && proc.pid !== undefined) lowerPriority(proc.pid);
     const stdio = proc.stdio.slice(0, FORK_FD) as unknown as Stdio;
     this.stdio = stdio;
     // The template's end of the fork-request socket: never read (the template never writes on it).
@@ -536,4 +543,13 @@ interface PythonLogRecord {
 /** Python's levels onto the runtime's: DEBUG, INFO, WARNING, ERROR and CRITICAL, custom levels by range. */
 function pythonLevel(levelno: number): 'debug' | 'info' | 'warn' | 'error' {
   return levelno < 20 ? 'debug' : levelno < 30 ? 'info' : levelno < 40 ? 'warn' : 'error';
+}
+
+/** Nice 10 for a process started ahead of need; where that is refused it just runs at the usual priority. */
+function lowerPriority(pid: number): void {
+  try {
+    setPriority(pid, 10);
+  } catch {
+    // not permitted, or already gone
+  }
 }
