@@ -160,16 +160,23 @@ def describe_callable(target, is_method):
 
 
 def check_one_argument(target, where):
-    """The runtime calls the handler with one positional argument; refuse one that cannot take it."""
+    """The runtime calls the handler with one positional argument, and `context=` when it has a
+    parameter of that name; refuse one that cannot take them. Returns whether it takes `context`."""
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
-        return  # no signature to read (some builtins): the first call will tell
+        return False  # no signature to read (some builtins): the first call will tell
+    param = signature.parameters.get("context")
+    takes_context = param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
     try:
-        signature.bind(None)
+        if takes_context:
+            signature.bind(None, context=None)
+        else:
+            signature.bind(None)
     except TypeError as exc:
-        raise LoadError("%s%s cannot be called with one argument (the payload or envelope): %s"
-                        % (where, signature, exc))
+        raise LoadError("%s%s cannot be called with one argument (the payload or envelope)%s: %s"
+                        % (where, signature, " and context=" if takes_context else "", exc))
+    return takes_context
 
 
 def load_handler(spec, kwargs=None):
@@ -193,7 +200,7 @@ def load_handler(spec, kwargs=None):
         if kwargs is not None:
             raise LoadError("ASYA_HANDLER_ARGS is set, but %s is a function: constructor arguments are for a "
                             "class handler (module.Class.method); unset it" % where)
-        check_one_argument(target, where)
+        LOADED.context = check_one_argument(target, where)
         return target, "function", describe_callable(target, False), None
     if not inspect.isclass(target):
         raise LoadError("%s is not a class (it is a %s), so %r cannot be its method"
@@ -204,7 +211,7 @@ def load_handler(spec, kwargs=None):
         raise LoadError("class %s has no method %r%s" % (where, rest[1], did_you_mean(rest[1], instance)))
     if not callable(method):
         raise LoadError("%s.%s is not callable" % (where, rest[1]))
-    check_one_argument(method, "%s.%s" % (where, rest[1]))
+    LOADED.context = check_one_argument(method, "%s.%s" % (where, rest[1]))
     return method, "class", describe_callable(method, True), instance
 
 
@@ -335,18 +342,26 @@ def handle_call(handler, envelope_mode, msg):
         return dict(error_reply("bad", exc), field=field)
     except BaseException as exc:  # MemoryError on a huge payload: an answer, not a dead process
         return error_reply("err", exc)
+    context = oom_reply = None
+    if LOADED.context:
+        try:
+            context = call_context(msg, arg if field == "envelope" else None)
+        except (ValueError, RecursionError) as exc:
+            return dict(error_reply("bad", exc), field="envelope")
     try:
         # Only between these two stores may the time limit interrupt: the handler's own code, its
         # generator's items and its coroutine, never the shim's decoding or encoding.
         call.interrupted = False
+        call.context = context
         call.active = True
         try:
-            result = handler(arg)
+            result = handler(arg) if context is None else handler(arg, context=context)
             resolve = RESOLVERS.get(type(result))
             if resolve is not None:
                 result = resolve(result)
         finally:
             call.active = False
+            call.context = None
         if call.interrupted:
             return timeout_reply(None)
     except BaseException as exc:
@@ -354,7 +369,16 @@ def handle_call(handler, envelope_mode, msg):
         # answer for this message; the process and the loaded model stay.
         if call.interrupted:
             return timeout_reply(exc)
-        return error_reply("err", exc)
+        reply = error_reply("err", exc)
+        if not is_cuda_oom(exc):
+            return reply
+        # The frames of the failed call still hold its tensors: clear them, then (out of this block,
+        # where the exception is no longer alive) collect and return the cache to the GPU.
+        _safe(lambda: traceback.clear_frames(exc.__traceback__), "")
+        oom_reply = reply
+    if oom_reply is not None:
+        release_after_oom()
+        return oom_reply
     try:
         items = as_list(result)
         if envelope_mode:
@@ -367,6 +391,157 @@ def handle_call(handler, envelope_mode, msg):
 
 
 SHIM_FILE = handle_call.__code__.co_filename
+
+
+# ---------------------------------------------------------------- context ---
+# A handler with a parameter named `context` gets one per call: what the message is, how long it has,
+# whether anyone still waits for its answer, its own logger and metrics. Every other handler is called
+# exactly as before and pays nothing for it.
+
+class Context(object):
+    """The message a handler is working on. Constructible in a test: Context(id="t-1", deadline=time.time() + 5)."""
+
+    def __init__(self, id=None, route=None, headers=None, deadline=None, log=None, metrics=None):
+        self.id = id
+        self.route = dict(route) if isinstance(route, dict) else {}
+        self.headers = dict(headers) if isinstance(headers, dict) else {}
+        self.deadline = deadline  # seconds since the epoch, or None
+        self.log = log if log is not None else handler_logger()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._cancelled = False
+
+    def remaining(self):
+        """Seconds left until `deadline` (negative once past), or None without one."""
+        return None if self.deadline is None else self.deadline - time.time()
+
+    def cancelled(self):
+        """True once nobody waits for the answer: the client left, or the deadline passed."""
+        return self._cancelled or (self.deadline is not None and time.time() >= self.deadline)
+
+    def cancel(self):
+        """What the runtime does when the client leaves (and what a test may do)."""
+        self._cancelled = True
+
+
+class LoadedState(object):
+    __slots__ = ("context",)
+
+    def __init__(self):
+        self.context = False  # the handler takes `context`
+
+
+LOADED = LoadedState()
+
+
+def call_context(msg, envelope):
+    meta = envelope
+    if meta is None:
+        raw = msg.get("m", msg.get("e"))
+        meta = decode_json_exact(raw) if raw is not None else {}
+    deadline = msg.get("d")
+    if CALL.timeout is not None:
+        limit = time.time() + CALL.timeout
+        deadline = limit if deadline is None else min(deadline, limit)
+    return Context(id=meta.get("id"), route=copy_json(meta.get("route")), headers=copy_json(meta.get("headers")),
+                   deadline=deadline, log=handler_logger(), metrics=METRICS)
+
+
+def copy_json(value):
+    import copy
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+
+_LOGGER = []
+
+
+def handler_logger():
+    """`context.log`: the logger "asya.handler", whose records carry the message's id (record.asya_id)."""
+    if not _LOGGER:
+        import logging
+
+        class MessageId(logging.Filter):
+            def filter(self, record):
+                context = CALL.context
+                record.asya_id = getattr(context, "id", None)
+                return True
+
+        logger = logging.getLogger("asya.handler")
+        logger.addFilter(MessageId())
+        _LOGGER.append(logger)
+    return _LOGGER[0]
+
+
+class Metrics(object):
+    """`context.metrics`: counters, gauges and histograms served at /metrics as asya_handler_<name>.
+
+    Each call is checked as Prometheus would check it, so a bad name is an error in the handler that
+    made it; `recorded` holds what is not yet sent (a test reads it).
+    """
+
+    _NAME = None
+
+    def __init__(self):
+        self.recorded = []
+        self.kinds = {}
+
+    def inc(self, name, value=1, **labels):
+        self._record("counter", name, value, labels)
+
+    def set(self, name, value, **labels):
+        self._record("gauge", name, value, labels)
+
+    def observe(self, name, value, **labels):
+        self._record("histogram", name, value, labels)
+
+    def _record(self, kind, name, value, labels):
+        import re
+        if not isinstance(name, str) or not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", name):
+            raise ValueError("metric name %r is not valid in Prometheus: letters, digits, _ and :, not starting "
+                             "with a digit" % (name,))
+        for label in labels:
+            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", label) or label.startswith("__"):
+                raise ValueError("label name %r of metric %r is not valid in Prometheus: letters, digits and _, "
+                                 "not starting with a digit or __" % (label, name))
+            if kind == "histogram" and label == "le":
+                raise ValueError("label name 'le' of histogram %r is reserved by Prometheus" % name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError("metric %r: the value must be a finite number, got %r" % (name, value))
+        if kind == "counter" and value < 0:
+            raise ValueError("counter %r can only go up: inc() by %r" % (name, value))
+        names = tuple(sorted(labels))
+        known = self.kinds.setdefault(name, (kind, names))
+        if known != (kind, names):
+            raise ValueError("metric %r is a %s with labels (%s); it cannot also be a %s with labels (%s)"
+                             % (name, known[0], ", ".join(known[1]), kind, ", ".join(names)))
+        self.recorded.append([kind, name, float(value), [[k, str(labels[k])] for k in names]])
+
+    def drain(self):
+        taken, self.recorded = self.recorded, []
+        return taken
+
+
+METRICS = Metrics()
+
+
+def is_cuda_oom(exc):
+    name = _safe(lambda: type(exc).__name__, "")
+    if name == "OutOfMemoryError" and "torch" in _safe(lambda: type(exc).__module__, ""):
+        return True
+    return isinstance(exc, RuntimeError) and _safe(lambda: str(exc), "").startswith("CUDA out of memory")
+
+
+def release_after_oom():
+    """After a CUDA out-of-memory error: let go of what the failed call held before the next message."""
+    for name in ("last_type", "last_value", "last_traceback"):
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    gc.collect()
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None:
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
 
 
 # ------------------------------------------------- generators, coroutines ---
@@ -449,7 +624,7 @@ class HandlerTimeout(TimeoutError):
 
 
 class CallState(object):
-    __slots__ = ("seq", "active", "interrupted", "where", "task", "loop", "timeout", "control")
+    __slots__ = ("seq", "active", "interrupted", "where", "task", "loop", "timeout", "control", "context")
 
     def __init__(self):
         self.seq = 0              # number of the current (or last) call, counted from 1
@@ -459,7 +634,8 @@ class CallState(object):
         self.task = None          # the asyncio task of an async handler's call
         self.loop = None
         self.timeout = None       # seconds, for messages
-        self.control = None       # read end of the control pipe (call numbers to interrupt)
+        self.control = None       # read end of the control pipe (call numbers to interrupt or cancel)
+        self.context = None       # the call's Context, when the handler takes one
 
 
 CALL = CallState()
@@ -494,9 +670,16 @@ def read_call_numbers(fd):
     return struct.unpack(">%dI" % whole, data[:whole * 4])
 
 
+CANCEL_BIT = 0x80000000  # on a call number: its client left (cancel), rather than its time is up
+
+
 def on_interrupt(signum, frame):
     call = CALL
     targets = read_call_numbers(call.control)
+    if call.active and (call.seq | CANCEL_BIT) in targets and call.context is not None:
+        call.context.cancel()
+        if call.task is not None:  # an async handler: CancelledError inside it
+            call.loop.call_soon_threadsafe(call.task.cancel)
     if not call.active or call.interrupted or call.seq not in targets:
         return  # late, early or foreign: nothing of the handler's to interrupt
     call.interrupted = True
@@ -509,8 +692,9 @@ def on_interrupt(signum, frame):
 
 
 def arm_time_limit(control, timeout):
+    """The control path: the time limit's interruptions and, for a handler with `context`, cancellations."""
     CALL.timeout = timeout
-    if control is None or timeout is None:
+    if control is None or (timeout is None and not LOADED.context):
         return False
     os.set_blocking(control, False)
     CALL.control = control
@@ -561,6 +745,8 @@ def setup_logging(level):
             try:
                 exc = record.exc_info[1] if record.exc_info else None
                 fields = {"l": record.levelno, "n": record.name, "m": record.getMessage()[:LOG_MESSAGE_LIMIT]}
+                if getattr(record, "asya_id", None) is not None:
+                    fields["i"] = record.asya_id  # context.log: the message's id, whenever the line is read
                 if exc is not None:
                     fields["e"] = _safe(lambda: format_user_exception(exc), "")[-LOG_TRACEBACK_LIMIT:]
                 line = LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n"
@@ -766,7 +952,7 @@ def main():
              "executable": sys.executable, "pid": os.getpid(),
              "load_ms": round((time.monotonic() - started) * 1000),
              "callable": described, "close": callable(getattr(instance, "close", None)),
-             "interruptible": False, "page_size": page_size,
+             "interruptible": False, "page_size": page_size, "context": LOADED.context,
              "module_file": handler_module_file(init["handler"]),
              "startup": {"started": STARTED, "waiting": waiting, "init": got_init, "loaded": time.time()}}
     if preload:
@@ -783,11 +969,19 @@ def main():
     ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
     write_message(chan_out, ready)
     envelope_mode = init.get("mode") == "envelope"
+    metrics = bool(init.get("metrics"))  # served at /metrics: else checked, then dropped
+    for name, (kind, labels) in (init.get("metric_kinds") or {}).items():
+        METRICS.kinds[name] = (kind, tuple(labels))  # what other processes registered it as
     while True:
         msg = read_message(chan_in)
         if msg is None:
             break
-        write_message(chan_out, handle_call(handler, envelope_mode, msg))
+        reply = handle_call(handler, envelope_mode, msg)
+        if METRICS.recorded:
+            taken = METRICS.drain()
+            if metrics:
+                reply["x"] = taken
+        write_message(chan_out, reply)
     # The supervisor closed the channel on purpose (shutdown, recycling): let the model let go.
     closed = close_handler(instance)
     if closed is not None:
@@ -1416,7 +1610,7 @@ def read_message(reader):
 
 def write_message(fd, obj):
     parts = [b""]
-    if obj.get("t") == "ok":
+    if obj.get("t") == "ok" and len(obj) == 2:
         pack_ok(obj["o"], parts)
     else:
         pack(obj, parts)

@@ -21,6 +21,8 @@ export const ErrorCode = {
   timeout: 'handler_timeout',
   /** The Python process died while handling the message (segfault, os._exit, OOM kill). */
   crashed: 'worker_crashed',
+  /** The envelope's `deadline` had passed when the message was to be handled: the handler was not called. */
+  deadline: 'deadline_exceeded',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -104,6 +106,13 @@ export const wireError = {
     }),
   processing: (message: string, type = 'ValueError', traceback = '') =>
     new WireError(ErrorCode.processing, { message, type, traceback }),
+  deadlineExceeded: (deadline: string, missedSeconds: number) =>
+    new WireError(ErrorCode.deadline, {
+      message: `the message's deadline ${deadline} had passed ${missedSeconds.toFixed(3)} s before its handler would have run; it was not called`,
+      type: 'DeadlineExceeded',
+      deadline,
+      missed_seconds: Number(missedSeconds.toFixed(3)),
+    }),
 };
 
 /** A reason the runtime cannot start or keep running. Logged as one FATAL line, then exit(code). */

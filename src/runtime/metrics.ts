@@ -14,6 +14,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsAddress } from '../config.js';
 import { ErrorCode, ExitCode, FatalError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { MetricUpdate } from '../worker/channel.js';
 import type { MessageOutcome, SupervisorEvents } from '../worker/supervisor.js';
 
 const PREFIX = 'asya_runtime_';
@@ -118,6 +119,84 @@ export class RuntimeMetrics {
   setReady(up: boolean): void {
     this.ready.set(up ? 1 : 0);
   }
+
+  /** The handlers' own metrics (context.metrics), by name: what each was first registered as. */
+  private readonly handlerMetrics = new Map<string, HandlerMetric>();
+  private readonly refusedNames = new Set<string>();
+
+  /**
+   * Updates from a handler's `context.metrics`, already checked by the shim (names, labels, values, one
+   * kind and one set of labels per name within a process). Across processes (a pool, recycling) the first
+   * registration of a name stands; a different one is dropped with one WARNING per name.
+   */
+  handler(updates: MetricUpdate[], log: Logger): void {
+    for (const [kind, name, value, pairs] of updates) {
+      const labelNames = pairs.map(([k]) => k);
+      let metric = this.handlerMetrics.get(name);
+      if (metric === undefined) {
+        try {
+          metric = createHandlerMetric(kind, name, labelNames, this.registry);
+        } catch (err) {
+          this.refuse(log, name, (err as Error).message);
+          continue;
+        }
+        this.handlerMetrics.set(name, metric);
+      }
+      if (metric.kind !== kind || metric.labels !== labelNames.join(',')) {
+        this.refuse(
+          log,
+          name,
+          `it is a ${metric.kind} with labels (${metric.labels}), not a ${kind} with labels (${labelNames.join(',')})`,
+        );
+        continue;
+      }
+      const labels = Object.fromEntries(pairs);
+      if (metric.kind === 'counter') metric.counter.inc(labels, value);
+      else if (metric.kind === 'gauge') metric.gauge.set(labels, value);
+      else metric.histogram.observe(labels, value);
+    }
+  }
+
+  /** Every handler metric registered so far: name → [kind, label names] (for a new worker's init). */
+  handlerKinds(): Record<string, [string, string[]]> {
+    const kinds: Record<string, [string, string[]]> = {};
+    for (const [name, metric] of this.handlerMetrics)
+      kinds[name] = [metric.kind, metric.labels ? metric.labels.split(',') : []];
+    return kinds;
+  }
+
+  private refuse(log: Logger, name: string, why: string): void {
+    if (this.refusedNames.has(name)) return;
+    this.refusedNames.add(name);
+    log.warn({ metric: name }, `handler metric ${JSON.stringify(name)} dropped: ${why}`);
+  }
+}
+
+type HandlerMetric = { labels: string } & (
+  | { kind: 'counter'; counter: Counter<string> }
+  | { kind: 'gauge'; gauge: Gauge<string> }
+  | { kind: 'histogram'; histogram: Histogram<string> }
+);
+
+const HANDLER_PREFIX = 'asya_handler_';
+
+function createHandlerMetric(
+  kind: MetricUpdate[0],
+  name: string,
+  labelNames: string[],
+  registry: Registry,
+): HandlerMetric {
+  const registers = [registry];
+  const help = `From the handler: context.metrics.${kind === 'counter' ? 'inc' : kind === 'gauge' ? 'set' : 'observe'}(${JSON.stringify(name)})`;
+  const labels = labelNames.join(',');
+  if (kind === 'counter') {
+    const full = `${HANDLER_PREFIX}${name.replace(/_total$/, '')}_total`;
+    return { kind, labels, counter: new Counter({ name: full, help, labelNames, registers }) };
+  }
+  if (kind === 'gauge')
+    return { kind, labels, gauge: new Gauge({ name: `${HANDLER_PREFIX}${name}`, help, labelNames, registers }) };
+  // Prometheus's default buckets (prom-client's defaults are the same).
+  return { kind, labels, histogram: new Histogram({ name: `${HANDLER_PREFIX}${name}`, help, labelNames, registers }) };
 }
 
 /** VmRSS from /proc (Linux); null when there is no process or no /proc. */

@@ -232,6 +232,8 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
         });
         metrics = created;
         server.onRefused = (code) => created.refused(code);
+        options.onMetrics = (updates) => created.handler(updates, log);
+        options.metricKinds = () => created.handlerKinds();
       }
       supervisor = new Pool(
         config,

@@ -23,6 +23,8 @@ export interface Exchange {
   abort(): void;
   /** The client closed its connection: nobody will read an answer (see probeClientGone). */
   clientGone(): boolean;
+  /** Told once if the connection closes before it is answered (null: no longer). */
+  onGone?(listener: (() => void) | null): void;
 }
 
 export type FrameHandler = (frame: Buffer, exchange: Exchange) => void;
@@ -56,6 +58,7 @@ export class Connection implements Exchange, Reader {
   /** The request is complete (or was refused): nothing more is read into it. */
   private complete = false;
   private answered = false;
+  private goneListener: (() => void) | null = null;
   /** The read timeout while the request arrives; the reaper's after a refusal. */
   private deadline: Deadline | null = null;
   /** Bytes read on this connection, and how many of them the request was: the rest is logged at close. */
@@ -134,6 +137,10 @@ export class Connection implements Exchange, Reader {
     return this.socket.destroyed;
   }
 
+  onGone(listener: (() => void) | null): void {
+    this.goneListener = listener;
+  }
+
   // ---------------------------------------------------------------- Reader (intake)
 
   /** Paused by the intake: the wait is ours, so the client's read timeout starts again afterwards. */
@@ -199,6 +206,9 @@ export class Connection implements Exchange, Reader {
 
   closed(): void {
     this.stopClock();
+    const gone = this.goneListener;
+    this.goneListener = null;
+    if (gone && !this.answered) gone();
     const { ctx } = this;
     ctx.open.delete(this.socket);
     ctx.pending.release(this);

@@ -88,6 +88,8 @@ export interface ReadyInfo {
   threads?: string[];
   /** Forked from the template (ASYA_PRELOAD): `load_ms` is then the fork's time, not a load. */
   forked?: boolean;
+  /** The handler has a parameter named `context`: calls carry what it holds (id, route, headers, deadline). */
+  context?: boolean;
 }
 
 export interface CallRequest {
@@ -99,6 +101,10 @@ export interface CallRequest {
   wideIntegers?: boolean;
   /** The message, named on every line the handler writes while (and after) handling it. */
   context?: MessageContext;
+  /** For a handler's `context`: the envelope without its payload, when `meta` is not sent anyway. */
+  contextMeta?: Buffer;
+  /** For a handler's `context`: the envelope's deadline, seconds since the epoch. */
+  deadline?: number;
 }
 
 export type CallOutcome =
@@ -131,6 +137,9 @@ export type ShimMessage =
   | { t: 'ok'; o: Buffer[] }
   | { t: 'env'; o: EnvelopeOutput[] };
 
+/** A handler's metric update (context.metrics): kind, name, value, labels as [name, value] pairs. */
+export type MetricUpdate = ['counter' | 'gauge' | 'histogram', string, number, Array<[string, string]>];
+
 /** Below this, a call is one buffer (one write); above, chunks, so the payload is never copied. */
 const SMALL_CALL = 64 * 1024;
 
@@ -149,8 +158,8 @@ function binHeader(key: string, length: number): Buffer {
  * by hand: msgpackr copies a 10 MB buffer into its own (measured ~27 ms); these chunks reference the
  * request frame.
  */
-export function encodeCall({ payload, meta, wideIntegers }: CallRequest): Buffer[] {
-  const size = 2 + (meta ? 1 : 0) + (wideIntegers ? 1 : 0);
+export function encodeCall({ payload, meta, wideIntegers, contextMeta, deadline }: CallRequest): Buffer[] {
+  const size = 2 + (meta ? 1 : 0) + (wideIntegers ? 1 : 0) + (contextMeta ? 1 : 0) + (deadline !== undefined ? 1 : 0);
   const parts = [
     Buffer.from([0x80 | size, 0xa1, 0x74, 0xa4, 0x63, 0x61, 0x6c, 0x6c]),
     binHeader('p', payload.length),
@@ -158,6 +167,15 @@ export function encodeCall({ payload, meta, wideIntegers }: CallRequest): Buffer
   ];
   if (meta) parts.push(binHeader('m', meta.length), meta);
   if (wideIntegers) parts.push(WIDE_INTEGERS);
+  if (contextMeta) parts.push(binHeader('e', contextMeta.length), contextMeta);
+  if (deadline !== undefined) {
+    const d = Buffer.allocUnsafe(11);
+    d[0] = 0xa1; // "d": float64
+    d[1] = 0x64;
+    d[2] = 0xcb;
+    d.writeDoubleBE(deadline, 3);
+    parts.push(d);
+  }
   let length = 0;
   for (const part of parts) length += part.length;
   if (length < SMALL_CALL) return [Buffer.concat([lengthPrefix(length), ...parts], 4 + length)];

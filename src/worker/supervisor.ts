@@ -7,6 +7,7 @@
  * replaced between messages. The thresholds are data (policy.ts); the worker comes from a factory.
  */
 import type { Config } from '../config.js';
+import { deadlineOf } from '../envelope/deadline.js';
 import { envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
 import { messageLogFields, traceIdOf } from '../envelope/trace.js';
 import { type ErrorCode, ExitCode, FatalError, WireError, wireError } from '../errors.js';
@@ -17,6 +18,7 @@ import { type Job, JobQueue } from './job-queue.js';
 import { type RecycleReason, recycleReason, restartDelay, type WorkerPolicy } from './policy.js';
 import {
   type CallOutcome,
+  type CallRequest,
   type DeathReason,
   HandlerLoadFailed,
   type ReadyInfo,
@@ -443,6 +445,15 @@ export class Supervisor {
 
   private async run(worker: Worker, job: Job): Promise<void> {
     const { envelope } = job;
+    const deadline = deadlineOf(envelope);
+    if (deadline !== null && 'invalid' in deadline) {
+      warnInvalidDeadline(this.log, envelope.id, deadline.invalid);
+    } else if (deadline !== null && deadline.at * 1000 <= Date.now()) {
+      const answer = wireError.deadlineExceeded(deadline.text, Date.now() / 1000 - deadline.at);
+      this.log.warn({ ...messageLogFields(envelope), outcome: answer.code, ms: msSince(job.received) }, answer.message);
+      this.events?.message?.(answer.code, 0);
+      return job.exchange.respond(errorResponse(answer));
+    }
     const { softMs, killGraceMs } = this.policy.timeLimit;
     let killTimer: NodeJS.Timeout | null = null;
     if (softMs !== null) {
@@ -465,9 +476,20 @@ export class Supervisor {
     let outcome: CallOutcome;
     const context = { id: envelope.id, headers: envelope.headers };
     const started = this.events?.message ? process.hrtime.bigint() : 0n;
+    // A handler with a `context` parameter: what it holds, and its client's leaving on the control path.
+    const takesContext = this.loadedInfo?.context === true && worker === this.active;
     try {
       const meta = this.config.mode === 'envelope' || this.config.includeMetadata ? handlerMeta(envelope) : undefined;
-      outcome = await worker.call({ payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers, context });
+      const request: CallRequest = { payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers, context };
+      if (takesContext) {
+        if (meta === undefined) request.contextMeta = handlerMeta(envelope);
+        if (deadline !== null && 'at' in deadline) request.deadline = deadline.at;
+        job.exchange.onGone?.(() => {
+          this.log.info({ ...messageLogFields(context) }, 'the client closed its connection: cancelling the call');
+          worker.cancel?.();
+        });
+      }
+      outcome = await worker.call(request);
     } catch (err) {
       if (!(err instanceof WorkerDied)) throw err;
       if (err.reason === 'stopped') return job.exchange.abort();
@@ -481,6 +503,13 @@ export class Supervisor {
     } finally {
       this.clock.stop();
       if (killTimer) clearTimeout(killTimer);
+      if (takesContext) job.exchange.onGone?.(null);
+    }
+    if (takesContext && job.exchange.clientGone()) {
+      this.log.info(
+        { ...messageLogFields(context), ms: msSince(job.received), outcome: outcome.kind },
+        'the client left before the answer: it was dropped',
+      );
     }
     this.messages++;
     this.memoryErrors = outcome.kind === 'raised' && outcome.type === 'MemoryError' ? this.memoryErrors + 1 : 0;
@@ -607,4 +636,18 @@ export function toFatal(err: unknown, handler: string): FatalError {
     );
   }
   return new FatalError(ExitCode.handler, `cannot start the Python process: ${(err as Error).message}`);
+}
+
+/** An unreadable `deadline` is ignored, with one WARNING a minute at most (for the whole runtime). */
+const INVALID_DEADLINE_WARNING_MS = 60_000;
+let lastInvalidDeadlineWarning = -Infinity;
+
+function warnInvalidDeadline(log: Logger, id: string | undefined, text: string): void {
+  const now = Date.now();
+  if (now - lastInvalidDeadlineWarning < INVALID_DEADLINE_WARNING_MS) return;
+  lastInvalidDeadlineWarning = now;
+  log.warn(
+    { id, deadline: text.slice(0, 200) },
+    "the envelope's deadline is not an RFC 3339 time (e.g. 2026-12-03T07:00:00+00:00): ignored (this warning: at most once a minute)",
+  );
 }

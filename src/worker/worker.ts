@@ -25,6 +25,7 @@ import {
   decodeMessage,
   encodeCall,
   encodeMessage,
+  type MetricUpdate,
   type ReadyInfo,
   SHIM_MESSAGE_HEAD,
   type ShimMessage,
@@ -36,6 +37,8 @@ import { type EarlyPython, FORK_FD, type ForkRole, signalProcess, spawnShim } fr
 export type { CallOutcome, CallRequest, ReadyInfo } from './channel.js';
 
 const STDERR_TAIL_LINES = 40;
+/** Set on a call number sent on the control path: a cancellation (the client left), not an interruption. */
+const CANCEL_BIT = 0x80000000;
 /** How long the reaper has to take the tree down after SIGTERM before its group and the shim's are SIGKILLed. */
 const REAPER_GRACE_MS = 1000;
 /** After the process exits, how long its pipes may take to deliver what it wrote last. */
@@ -69,6 +72,10 @@ export interface WorkerOptions {
    * the workers serving messages go first.
    */
   background?: boolean;
+  /** Where the handler's own metrics (context.metrics) go; unset: the shim checks them and drops them. */
+  onMetrics?: (updates: MetricUpdate[]) => void;
+  /** What each handler metric name already is (kind, label names): a new process refuses the same conflicts. */
+  metricKinds?: () => Record<string, [string, string[]]>;
 }
 
 /** `corrupt`: it wrote something on the channel that no shim writes, so it was killed. */
@@ -155,6 +162,8 @@ export interface Worker {
   call(request: CallRequest): Promise<CallOutcome>;
   /** The soft time limit: ask for the call in progress to be interrupted inside Python. */
   interrupt(): void;
+  /** Its client left: a handler with `context` sees cancelled(), an async one is cancelled (optional). */
+  cancel?(): void;
   /** Resident memory of the handler's process in bytes, or null when it cannot be read. */
   rss(): number | null;
   /** Close the channel (the handler's close() runs); kill the tree if it has not exited after `graceMs`. */
@@ -315,6 +324,8 @@ export class PythonWorker implements Worker {
       timeout: opts.timeoutSeconds,
       log_level: opts.logLevel ?? 'info',
       preload: opts.fork === 'template',
+      metrics: opts.onMetrics !== undefined,
+      metric_kinds: opts.metricKinds?.() ?? {},
     });
     const msg = await reply;
     if (msg.t === 'ready') {
@@ -362,9 +373,18 @@ export class PythonWorker implements Worker {
    * reaper signals only a shim it has not reaped, so a recycled pid is never hit.
    */
   interrupt(): void {
+    this.control(this.calls >>> 0);
+  }
+
+  /** The same path, the call's number with the top bit set: its client left. */
+  cancel(): void {
+    this.control((this.calls | CANCEL_BIT) >>> 0);
+  }
+
+  private control(word: number): void {
     if (!this.ready?.interruptible || this.death || !this.stdio) return;
     const n = Buffer.allocUnsafe(4);
-    n.writeUInt32BE(this.calls >>> 0);
+    n.writeUInt32BE(word);
     (this.stdio[4] as unknown as Writable).write(n);
   }
 
@@ -476,6 +496,8 @@ export class PythonWorker implements Worker {
       return;
     }
     this.waiter = null;
+    const updates = (msg as { x?: MetricUpdate[] }).x;
+    if (updates !== undefined) this.opts.onMetrics?.(updates);
     waiter.resolve(msg);
   }
 
@@ -519,7 +541,7 @@ export class PythonWorker implements Worker {
         src: 'handler',
         logger: String(record.n),
         python_pid: this.shimPid ?? this.pid,
-        ...this.messageFields(),
+        ...(record.i === undefined ? this.messageFields() : { id: String(record.i) }),
         traceback: record.e || undefined,
       },
       String(record.m),
@@ -538,6 +560,8 @@ interface PythonLogRecord {
   m: string;
   /** formatted exception, the user's frames only */
   e?: string;
+  /** the message's id (context.log's records) */
+  i?: unknown;
 }
 
 /** Python's levels onto the runtime's: DEBUG, INFO, WARNING, ERROR and CRITICAL, custom levels by range. */

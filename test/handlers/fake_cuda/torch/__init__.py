@@ -1,9 +1,16 @@
-"""A stand-in for torch (no GPU here): just what the runtime asks of it."""
+"""A stand-in for torch (no GPU here): just what the runtime asks of it, and what a test reads back."""
+
+
+class OutOfMemoryError(RuntimeError):
+    pass
 
 
 class _Cuda(object):
+    OutOfMemoryError = OutOfMemoryError
+
     def __init__(self):
         self._initialized = False
+        self.cache_emptied = 0
 
     def init(self):
         self._initialized = True
@@ -12,7 +19,7 @@ class _Cuda(object):
         return self._initialized
 
     def empty_cache(self):
-        pass
+        self.cache_emptied += 1
 
 
 cuda = _Cuda()
