@@ -958,14 +958,12 @@ def main():
     if preload:
         # The template: it never handles a message. serve_template() returns only in a worker forked
         # from it, with that worker's channel; the handler is already loaded there.
-        ready["threads"] = template_threads()
-        write_message(chan_out, ready)
+        write_message(chan_out, dict(ready, threads=template_threads(), close=False))  # close() is the workers'
         chan_in, chan_out, control, forked = serve_template(fork_requests, chan_in, chan_out, control)
         init = read_message(chan_in)
         if init is None:
             return 0
         ready.update(pid=os.getpid(), load_ms=round((time.monotonic() - forked) * 1000), forked=True)
-        ready.pop("threads")
     ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
     write_message(chan_out, ready)
     envelope_mode = init.get("mode") == "envelope"
@@ -989,6 +987,8 @@ def main():
             write_message(chan_out, closed)
         except OSError:
             pass  # the supervisor no longer listens
+    if preload:
+        end_process()  # a fork: the template's exit functions are not its own
     return 0
 
 
@@ -1078,7 +1078,7 @@ def _ignore_signal(signum, frame):
     pass  # the wakeup descriptor carries the signal to the reaper's loop
 
 
-def start_reaper(lifeline, private=(), out=3, reply=None):
+def start_reaper(lifeline, private=(), out=3, reply=None, inherited=False):
     """Fork the reaper off. Returns in the shim (the control pipe's read end, or None); the reaper
     never returns. `private`: descriptors only the shim keeps; `out`: the handler's stdout pipe;
     `reply`: in a worker forked from the template, the socket to its porter (see run_porter)."""
@@ -1151,6 +1151,15 @@ def start_reaper(lifeline, private=(), out=3, reply=None):
                 os.close(fd)  # the handler's stdout pipe, and what else is the shim's alone
             except OSError:
                 pass
+    if inherited:
+        # A fork of the template holds what the handler's loading opened (files, sockets): only the
+        # worker may keep them open.
+        keep = set((wake_r, wake_w, lifeline, reply, control_w))
+        try:
+            held = [int(fd) for fd in os.listdir("/proc/self/fd")]
+        except OSError:
+            held = range(3, 1024)
+        close_all(fd for fd in held if fd > 2 and fd not in keep)
     if prctl is not None:
         try:
             prctl(PR_SET_NAME, b"asya-reaper")  # what ps -e and top show
@@ -1367,14 +1376,16 @@ def serve_template(requests, chan_in, chan_out, control):
     sock = socket.socket(fileno=requests)
     channel = chan_in.fileno()
     prctl_name(b"asya-template")
+    TEMPLATE_PID[0] = os.getpid()
     while True:
         readable = select.select([channel, sock], [], [])[0]
         if channel in readable:
             try:
-                if not os.read(channel, 65536):
-                    os._exit(0)  # threads the handler started must not keep the template alive
+                data = os.read(channel, 65536)
             except OSError:
-                os._exit(0)
+                data = b""
+            if not data:
+                end_process()
         if sock not in readable:
             continue
         try:
@@ -1382,10 +1393,10 @@ def serve_template(requests, chan_in, chan_out, control):
         except OSError:
             continue
         if not data:
-            os._exit(0)  # nobody can ask for a worker any more
+            end_process()  # nobody can ask for a worker any more
         fds = received_fds(ancillary, socket)
-        started = fork_worker(fds) if len(fds) == FORK_FDS else None  # else: not a porter's request
-        if started is None:
+        forked = fork_worker(fds) if len(fds) == FORK_FDS else None  # else: not a porter's request
+        if forked is None:
             close_all(fds)
             continue
         try:
@@ -1394,9 +1405,25 @@ def serve_template(requests, chan_in, chan_out, control):
             sock.close()
             chan_in.close()
             close_all([chan_out] + ([control] if control is not None else []))
-            return become_worker(fds, started)
+            return become_worker(fds, *forked)
         except BaseException:
             os._exit(1)  # never back into the template's loop
+
+
+def end_process(status=0):
+    """The template's end, and a forked worker's after close(): what the handler registered to run at
+    exit (atexit, finalizers such as TemporaryDirectory's) runs in the template only, once, after its
+    workers are gone; a fork ends without running the template's again (as multiprocessing's forks do).
+    Either way, threads the handler started never hold the process up."""
+    if os.getpid() == TEMPLATE_PID[0]:
+        import atexit
+        _safe(lambda: atexit._run_exitfuncs() or "", "")
+    for stream in (sys.stdout, sys.stderr):
+        _safe(lambda: stream.flush() or "", "")
+    os._exit(status)
+
+
+TEMPLATE_PID = [None]
 
 
 def received_fds(ancillary, socket):
@@ -1418,35 +1445,54 @@ def close_all(fds):
 
 def fork_worker(fds):
     """Fork twice. None in the template (at once: the middle process exits as soon as it has forked);
-    in the grandchild, the worker's reaper-to-be, when the fork started."""
+    in the grandchild, the worker's reaper-to-be: when the fork started, and the handler's SIGCHLD."""
     import warnings
     started = time.monotonic()
+    reaper = os.getppid()  # the template's reaper, the worker's reaper's parent-to-be
+    # The handler may ignore SIGCHLD (then the middle process is reaped by the kernel, and waitpid
+    # fails): the default while forking; the handler's own setting is given back to the worker.
+    handler_sigchld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: the start warned about threads once
             middle = os.fork()
     except OSError as exc:
+        signal.signal(signal.SIGCHLD, handler_sigchld)
         send_all(fds[0], b"E" + ("the template could not fork: %s" % exc).encode("utf-8", "replace"))
         return None
     if middle:
-        os.waitpid(middle, 0)
+        try:
+            os.waitpid(middle, 0)
+        except ChildProcessError:
+            pass
+        signal.signal(signal.SIGCHLD, handler_sigchld)
         return None
     try:
         # The grandchild is re-parented to the template's reaper (a subreaper), which reaps it.
         if os.fork():
             os._exit(0)
+        # Once it is, the worker's reaper dies with it (as the workers die with the template).
+        for _ in range(2000):
+            if os.getppid() == reaper:
+                break
+            time.sleep(0.0005)
+        prctl, _ = load_prctl()
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != reaper:
+            os._exit(1)
     except BaseException as exc:
         send_all(fds[0], b"E" + ("the template could not fork: %s" % exc).encode("utf-8", "replace"))
         os._exit(1)
-    return started
+    return started, handler_sigchld
 
 
-def become_worker(fds, started):
-    """Take the porter's descriptors and fork the worker under a reaper of its own, as a spawned shim has."""
+def become_worker(fds, started, handler_sigchld):
+    """Take the porter's descriptors and fork the worker under a reaper of its own, as a spawned shim has.
+    The handler's signal settings from its loading stay the worker's (the reaper sets its own)."""
     import fcntl
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, INTERRUPT_SIGNAL):
-        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, handler_sigchld)
     # Above the descriptors the handler's __init__ may hold (never 0-2): those stay the worker's.
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
     close_all(fds)
@@ -1454,7 +1500,7 @@ def become_worker(fds, started):
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(fd, target)
         os.close(fd)
-    control = start_reaper(lifeline, out=out, reply=reply)  # the worker's reaper never returns
+    control = start_reaper(lifeline, out=out, reply=reply, inherited=True)  # the worker's reaper never returns
     prctl_name(os.path.basename(sys.executable or "python3").encode()[:15])  # as a spawned worker is named
     chan_in, chan_out = claim_channel(out)
     return chan_in, chan_out, control, started
@@ -1510,7 +1556,7 @@ def run_porter(template, lifeline):
         os.close(3)
     except OSError:
         pass
-    status, forked, received = None, False, b""
+    status, forked, received, worker = None, False, b"", None
     while True:
         readable = select.select([mine, wake_r], [], [])[0]
         if wake_r in readable and set(drain(wake_r)) & {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}:
@@ -1530,6 +1576,7 @@ def run_porter(template, lifeline):
         while len(received) >= 5 and received[:1] in (b"P", b"S"):
             if received[:1] == b"P" and not forked:
                 forked = True
+                worker = struct.unpack(">I", received[1:5])[0]
                 devnull = os.open(os.devnull, os.O_RDWR)
                 os.dup2(devnull, 1)  # the worker alone holds the channel now
                 os.close(devnull)
@@ -1540,6 +1587,13 @@ def run_porter(template, lifeline):
         if received[:1] == b"E":
             return porter_failed(FORK_FAILED, received[1:].decode("utf-8", "replace"))
         return porter_failed(TEMPLATE_GONE, "the template ended before it forked this worker")
+    if status is None and worker is not None:
+        # Its reaper died without a word (SIGKILL): the worker follows it, but may not have yet, and
+        # must not see the channel close (it would run close() at a random moment) before it does.
+        try:
+            os.killpg(worker, signal.SIGKILL)
+        except OSError:
+            pass
     exit_like(None if status is None or status < 0 else status, None)
 
 

@@ -249,6 +249,71 @@ describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
     await rt.stop();
   });
 
+  it("loading that ignores SIGCHLD, handles SIGTERM and keeps files: forks serve, keep the handler's settings, and the template's exit functions run once, in it", async () => {
+    const dir = fs.mkdtempSync('/tmp/asya-preload-');
+    const inits = path.join(dir, 'inits');
+    const rt = await startRuntime({
+      handler: 'preload.Particular.process',
+      env: { ASYA_PRELOAD: 'true', ASYA_WORKER_MAX_MESSAGES: '3', PRELOAD_INIT_MARKS: inits },
+    });
+    const served: Array<Record<string, unknown>> = [];
+    for (let n = 0; n < 12; n++)
+      served.push(((await rt.send(env({ n }))) as Array<{ payload: Record<string, unknown> }>)[0]!.payload);
+    for (const s of served) {
+      assert.equal(s.size, 100, `the template's temporary directory outlives recycled workers: ${JSON.stringify(s)}`);
+      assert.equal(s.sigchld_ignored, true, "the handler's SIGCHLD setting is the worker's");
+      assert.equal(s.sigterm_handler, 'on_term', "the handler's SIGTERM handler is the worker's");
+    }
+    assert.ok(new Set(served.map((s) => s.pid)).size >= 4, 'recycled');
+    const lines = marks(inits);
+    assert.equal(lines.length, 1, `one load: ${lines}`);
+    // The worker's reaper holds none of what loading opened; the worker does.
+    const worker = served.at(-1)!.pid as number;
+    const reaper = Number(fs.readFileSync(`/proc/${worker}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+    const held = (pid: number) =>
+      fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          return '';
+        }
+      });
+    assert.ok(
+      held(worker).some((f) => f.endsWith('weights.bin')),
+      'the worker has the file loading opened',
+    );
+    assert.ok(!held(reaper).some((f) => f.endsWith('weights.bin')), `its reaper does not: ${held(reaper)}`);
+    const { code } = await rt.stop();
+    assert.equal(code, 0);
+    const scratch = lines[0]!.split(' ')[2]!;
+    assert.equal(fs.existsSync(scratch), false, "the template's TemporaryDirectory was cleaned up at its exit");
+    assert.ok(!rt.logs.some((l) => /corrupted channel|Python process died/.test(String(l.msg))), 'no crash');
+  });
+
+  it('the template killed again and again: its workers never run close() or report a corrupted channel; a killed spare is replaced', async () => {
+    const { rt, files, tag } = await preloaded({ ASYA_WORKERS: '2' });
+    for (let round = 1; round <= 4; round++) {
+      const template = templateLines(rt).at(-1)!.python_pid as number;
+      await Promise.all([serve(rt, { n: 1 }), serve(rt, { n: 2 })]);
+      process.kill(template, 'SIGKILL');
+      await until(`template ${round + 1}`, () => templateLines(rt).length === round + 1);
+      await Promise.all([serve(rt, { n: 1 }), serve(rt, { n: 2 })]);
+    }
+    assert.deepEqual(marks(files.closes), [], 'close() never ran in a worker killed with its template');
+    assert.ok(!rt.logs.some((l) => String(l.msg).includes('corrupted channel')));
+    const spares = () => rt.logs.filter((l) => l.msg === 'spare worker forked');
+    // The spare of the last template (the ones before died with theirs).
+    const since = rt.logs.lastIndexOf(templateLines(rt).at(-1)!);
+    const spare = (await until('a spare', () => rt.logs.slice(since).find((l) => l.msg === 'spare worker forked')))
+      .python_pid as number;
+    const count = spares().length;
+    process.kill(spare, 'SIGKILL');
+    await rt.waitForLog((l) => String(l.msg).startsWith('the spare worker died'));
+    await until('another spare', () => spares().length > count);
+    await rt.stop();
+    assert.deepEqual(tagged(tag), []);
+  });
+
   it('shares the model: 3 workers and the template hold far less than 3 copies (PSS)', async (t) => {
     if (!fs.existsSync(TEST_VENV_PYTHON)) return t.skip('no test venv with numpy');
     const mb = 200;

@@ -29,6 +29,14 @@ import {
 
 /** The porter could not reach the template, or the template ended before forking (asya_shim.py). */
 const TEMPLATE_GONE = 'TemplateGone';
+/**
+ * A fork takes milliseconds (a page-table copy: ~1 s for the largest models). A template that has not
+ * forked a worker in this long is stuck (stopped, or a thread of the handler holds the interpreter in
+ * a C call) and is replaced: nothing else would ever end the wait.
+ */
+const FORK_TIMEOUT_MS = 30_000;
+/** What a worker stopped by a reload has to run close() (the supervisor's minimum). */
+const RELOAD_STOP_GRACE_MS = 2000;
 
 /** A loaded template: the socket porters reach it through, and its end. */
 export interface LoadedTemplate {
@@ -48,6 +56,8 @@ export class Template {
   /** A forked worker, handshaken and idle, for the next slot that asks (null while one is being forked). */
   private spare: ForkedWorker | null = null;
   private forkingSpare = false;
+  /** The last spare died before any slot took it: a dying spare is not replaced twice in a row. */
+  private spareDiedUnused = false;
   /** Bumped by a reload: a spare forked from the template before it is never handed out after. */
   private generation = 0;
 
@@ -93,6 +103,7 @@ export class Template {
       { python_pid: ready.pid, load_ms: ready.load_ms, ms: Date.now() - started },
       'template loaded: workers are forked from it (ASYA_PRELOAD)',
     );
+    this.spareDiedUnused = false;
     this.forkSpare();
     if (ready.threads?.length) {
       this.log.warn(
@@ -119,12 +130,23 @@ export class Template {
     return loaded;
   }
 
+  /** `template` has not forked a worker within FORK_TIMEOUT_MS: kill it; the next worker loads another. */
+  stuck(template: LoadedTemplate): void {
+    if (this.current?.loaded !== template || this.stopping) return;
+    this.log.error(
+      { python_pid: template.ready.pid, timeout_s: FORK_TIMEOUT_MS / 1000 },
+      `the template did not fork a worker within ${FORK_TIMEOUT_MS / 1000} s (stopped, or a thread of the handler holds the interpreter); killing it`,
+    );
+    this.current.worker.terminate('timeout');
+  }
+
   /** A worker that is forked from the template: the spare when there is one, else forked now. */
   factory(options: WorkerOptions): WorkerFactory {
     return () => {
       const spare = this.spare;
       if (spare === null || !spare.alive) return new ForkedWorker(this, { ...options, early: null });
       this.spare = null;
+      this.spareDiedUnused = false;
       spare.relabel(options.log);
       this.forkSpare();
       return spare;
@@ -140,11 +162,22 @@ export class Template {
     worker.handshake().then(
       (ready) => {
         this.forkingSpare = false;
-        if (this.stopping || generation !== this.generation) return void worker.stop(0);
+        if (this.stopping || generation !== this.generation) return void worker.stop(RELOAD_STOP_GRACE_MS);
         this.spare = worker;
         this.log.debug({ python_pid: ready.pid, fork_ms: ready.load_ms }, 'spare worker forked');
-        void worker.exited.then(() => {
-          if (this.spare === worker) this.spare = null;
+        const from = this.current;
+        void worker.exited.then((death) => {
+          if (this.spare !== worker) return;
+          this.spare = null;
+          // Gone with its template (which logs that), stopping, or replaced by a reload: nothing to add.
+          if (this.stopping || generation !== this.generation || this.current !== from) return;
+          this.log.warn(
+            { python_pid: ready.pid, exit_code: death.exitCode, signal: death.signal },
+            `the spare worker died (${death.message})`,
+          );
+          // Forked again at once, unless the one before also died unused: then at the next need.
+          if (!this.spareDiedUnused) this.forkSpare();
+          this.spareDiedUnused = true;
         });
       },
       (err: unknown) => {
@@ -162,12 +195,12 @@ export class Template {
     const old = this.current?.worker;
     this.current = null;
     this.generation++;
-    void this.spare?.stop(0);
+    void this.spare?.stop(RELOAD_STOP_GRACE_MS);
     this.spare = null;
     if (old) this.retired.push(old);
     return async () => {
       if (!old) return;
-      await old.stop(0);
+      await old.stop(RELOAD_STOP_GRACE_MS);
       this.retired = this.retired.filter((w) => w !== old);
     };
   }
@@ -210,7 +243,7 @@ class ForkedWorker implements Worker {
   }
 
   get alive(): boolean {
-    return !this.dead && this.stopped === null;
+    return !this.dead && this.stopped === null && !this.inner?.doomed;
   }
 
   relabel(log: Logger): void {
@@ -227,6 +260,7 @@ class ForkedWorker implements Worker {
       void inner.exited.then((death) => {
         if (this.inner === inner) this.settleExit(death);
       });
+      const stuck = setTimeout(() => this.template.stuck(template), FORK_TIMEOUT_MS);
       try {
         this.ready = await inner.handshake();
         return this.ready;
@@ -235,6 +269,8 @@ class ForkedWorker implements Worker {
         // The template died under this request: wait until its end is seen, then ask the next one.
         this.inner = null;
         await template.exited;
+      } finally {
+        clearTimeout(stuck);
       }
     }
   }

@@ -342,6 +342,11 @@ export class PythonWorker implements Worker {
     return this.death === null;
   }
 
+  /** Dead, or being killed or stopped: never to be handed a message again. */
+  get doomed(): boolean {
+    return this.death !== null || this.pendingReason !== null;
+  }
+
   /**
    * Run the handler on one message. Rejects with WorkerDied if the process dies or is killed. Not an
    * async function: the reply resolves the caller's promise directly (one microtask, not three).

@@ -68,3 +68,31 @@ class OnGpu:
 
     def process(self, payload):
         return payload
+
+
+class Particular:
+    """Loading does what real models do: ignores SIGCHLD, handles SIGTERM, keeps a file and a temporary
+    directory open (its finalizer registered at exit)."""
+
+    def __init__(self):
+        import signal
+        import tempfile
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self.on_term)
+        self.scratch = tempfile.TemporaryDirectory(prefix="asya-preload-test-")
+        with open(os.path.join(self.scratch.name, "weights.bin"), "w") as f:
+            f.write("w" * 100)
+        self.weights = open(os.path.join(self.scratch.name, "weights.bin"))
+        _mark("PRELOAD_INIT_MARKS", "init %d %s" % (os.getpid(), self.scratch.name))
+
+    def on_term(self, signum, frame):
+        pass
+
+    def process(self, payload):
+        import signal
+        with open(os.path.join(self.scratch.name, "weights.bin")) as f:
+            size = len(f.read())
+        return {"pid": os.getpid(), "size": size,
+                "sigchld_ignored": signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN,
+                "sigterm_handler": getattr(signal.getsignal(signal.SIGTERM), "__name__", None),
+                "weights_fd": self.weights.fileno()}

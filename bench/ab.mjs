@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// An A/B of the per-message path: this build beside other checkouts (their dist/cli.js, built), small
+// messages, the same echo handler, rounds alternated so the machine's noise hits every build alike.
+//
+//   node bench/ab.mjs --baseline /path/to/checkout [--baseline ...] [--size 100] [--messages 3000] [--rounds 6]
+//
+// Uses bench/client.c (one connection per message, as the sidecar); prints p50/p99 per build and the
+// ratio of each to this build, median over rounds.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { values: opt } = parseArgs({
+  options: {
+    baseline: { type: 'string', multiple: true, default: [] },
+    size: { type: 'string', default: '100' },
+    messages: { type: 'string', default: '3000' },
+    rounds: { type: 'string', default: '6' },
+    level: { type: 'string', default: 'INFO' },
+  },
+});
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-ab-'));
+process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
+const client = path.join(work, 'client');
+execFileSync('cc', ['-O2', '-pthread', '-o', client, path.join(root, 'bench', 'client.c')]);
+fs.writeFileSync(path.join(work, 'ab_echo.py'), 'def echo(payload):\n    return payload\n');
+const body = Buffer.from(
+  JSON.stringify({ id: 'ab', route: { actors: ['a', 'b'], current: 0 }, payload: { text: 'x'.repeat(Math.max(0, Number(opt.size) - 40)) } }),
+);
+const head = Buffer.alloc(4);
+head.writeUInt32BE(body.length);
+fs.writeFileSync(path.join(work, 'frame'), Buffer.concat([head, body]));
+const builds = [['this', root], ...opt.baseline.map((dir) => [path.basename(dir), path.resolve(dir)])];
+
+async function measure(dir) {
+  const sockDir = fs.mkdtempSync(path.join(work, 'rt-'));
+  const child = spawn(process.execPath, [path.join(dir, 'dist', 'cli.js')], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      PYTHONPATH: work,
+      ASYA_HANDLER: 'ab_echo.echo',
+      ASYA_SOCKET_DIR: sockDir,
+      ASYA_LOG_LEVEL: opt.level,
+    },
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  const exited = new Promise((r) => child.on('exit', r));
+  while (!fs.existsSync(path.join(sockDir, 'runtime-ready'))) await new Promise((r) => setTimeout(r, 20));
+  const sock = path.join(sockDir, 'asya-runtime.sock');
+  execFileSync(client, [sock, '1000', path.join(work, 'frame')]); // warm-up
+  const out = execFileSync(client, [sock, opt.messages, path.join(work, 'frame')], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  child.kill('SIGTERM');
+  await exited;
+  const lat = out.split('\n').filter((l) => /^\d/.test(l)).map(Number).sort((a, b) => a - b);
+  return { p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] };
+}
+
+const results = Object.fromEntries(builds.map(([name]) => [name, []]));
+for (let round = 0; round < Number(opt.rounds); round++) {
+  const order = builds.map((_, i) => builds[(i + round) % builds.length]);
+  for (const [name, dir] of order) results[name].push(await measure(dir));
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ours = { p50: median(results.this.map((r) => r.p50)), p99: median(results.this.map((r) => r.p99)) };
+console.log(`${opt.size} B, ${opt.messages} messages x ${opt.rounds} rounds, ASYA_LOG_LEVEL=${opt.level} (µs, median of rounds)`);
+for (const [name] of builds) {
+  const p50 = median(results[name].map((r) => r.p50));
+  const p99 = median(results[name].map((r) => r.p99));
+  console.log(`  ${name.padEnd(24)} p50 ${p50.toFixed(0)}  p99 ${p99.toFixed(0)}   this/it: p50 ${(ours.p50 / p50).toFixed(3)}  p99 ${(ours.p99 / p99).toFixed(3)}`);
+}
