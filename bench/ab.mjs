@@ -29,7 +29,11 @@ const client = path.join(work, 'client');
 execFileSync('cc', ['-O2', '-pthread', '-o', client, path.join(root, 'bench', 'client.c')]);
 fs.writeFileSync(path.join(work, 'ab_echo.py'), 'def echo(payload):\n    return payload\n');
 const body = Buffer.from(
-  JSON.stringify({ id: 'ab', route: { actors: ['a', 'b'], current: 0 }, payload: { text: 'x'.repeat(Math.max(0, Number(opt.size) - 40)) } }),
+  JSON.stringify({
+    id: 'ab',
+    route: { actors: ['a', 'b'], current: 0 },
+    payload: { text: 'x'.repeat(Math.max(0, Number(opt.size) - 40)) },
+  }),
 );
 const head = Buffer.alloc(4);
 head.writeUInt32BE(body.length);
@@ -53,10 +57,17 @@ async function measure(dir) {
   while (!fs.existsSync(path.join(sockDir, 'runtime-ready'))) await new Promise((r) => setTimeout(r, 20));
   const sock = path.join(sockDir, 'asya-runtime.sock');
   execFileSync(client, [sock, '1000', path.join(work, 'frame')]); // warm-up
-  const out = execFileSync(client, [sock, opt.messages, path.join(work, 'frame')], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const out = execFileSync(client, [sock, opt.messages, path.join(work, 'frame')], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  });
   child.kill('SIGTERM');
   await exited;
-  const lat = out.split('\n').filter((l) => /^\d/.test(l)).map(Number).sort((a, b) => a - b);
+  const lat = out
+    .split('\n')
+    .filter((l) => /^\d/.test(l))
+    .map(Number)
+    .sort((a, b) => a - b);
   return { p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] };
 }
 
@@ -67,9 +78,13 @@ for (let round = 0; round < Number(opt.rounds); round++) {
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ours = { p50: median(results.this.map((r) => r.p50)), p99: median(results.this.map((r) => r.p99)) };
-console.log(`${opt.size} B, ${opt.messages} messages x ${opt.rounds} rounds, ASYA_LOG_LEVEL=${opt.level} (µs, median of rounds)`);
+console.log(
+  `${opt.size} B, ${opt.messages} messages x ${opt.rounds} rounds, ASYA_LOG_LEVEL=${opt.level} (µs, median of rounds)`,
+);
 for (const [name] of builds) {
   const p50 = median(results[name].map((r) => r.p50));
   const p99 = median(results[name].map((r) => r.p99));
-  console.log(`  ${name.padEnd(24)} p50 ${p50.toFixed(0)}  p99 ${p99.toFixed(0)}   this/it: p50 ${(ours.p50 / p50).toFixed(3)}  p99 ${(ours.p99 / p99).toFixed(3)}`);
+  console.log(
+    `  ${name.padEnd(24)} p50 ${p50.toFixed(0)}  p99 ${p99.toFixed(0)}   this/it: p50 ${(ours.p50 / p50).toFixed(3)}  p99 ${(ours.p99 / p99).toFixed(3)}`,
+  );
 }
