@@ -383,7 +383,7 @@ describe('check tells the truth', () => {
     });
     const two = await check(['--handler', 'keep.two_arguments']);
     assert.equal(two.code, 4);
-    assert.match(two.stderr, /keep\.two_arguments\(payload, context\) cannot be called with one argument/);
+    assert.match(two.stderr, /keep\.two_arguments\(payload, extra\) cannot be called with one argument/);
   });
 });
 

@@ -93,5 +93,5 @@ class Closable:
             raise RuntimeError("the model would not let go")
 
 
-def two_arguments(payload, context):
+def two_arguments(payload, extra):
     return payload
