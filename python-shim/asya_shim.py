@@ -18,9 +18,10 @@ On Linux the process the supervisor starts splits in two before loading your cod
 small "reaper" that adopts and reaps every process your handler leaves behind, and
 kills all of them when the shim ends or the supervisor goes away.
 
-The file reads in that order: loading your handler, calling it (generators, coroutines,
-time limits), your logging, JSON, the main loop, then the plumbing: the reaper, the
-channel and its MessagePack codec.
+The file reads in that order: loading your handler, calling it (its context, generators,
+coroutines, time limits), your logging and the main loop. Then comes the plumbing, each part
+kept in a source file of its own under python-shim/src/ and joined into this one: JSON, the
+reaper, the template (ASYA_PRELOAD), the channel and its MessagePack codec.
 """
 
 import time
@@ -279,7 +280,8 @@ def _find_unencodable(value, path, ancestors):
         for key, item in value.items():
             if key is not None and not isinstance(key, _JSON_KEYS):
                 return "%s: a key of type %s (%s)" % (path, type(key).__name__, _safe(lambda: repr(key)[:80], "?"))
-            found = _find_unencodable(item, "%s[%s]" % (path, json.dumps(key) if isinstance(key, str) else repr(key)), ancestors)
+            where = "%s[%s]" % (path, json.dumps(key) if isinstance(key, str) else repr(key))
+            found = _find_unencodable(item, where, ancestors)
             if found:
                 return found
     else:
@@ -763,6 +765,126 @@ def setup_logging(level):
     root.setLevel(LOG_LEVELS.get(level, logging.INFO))
 
 
+# -------------------------------------------------------------- main loop ---
+
+def main():
+    lifeline = take_fd(LIFELINE_VARIABLE)
+    template = take_fd(TEMPLATE_VARIABLE)
+    if template is not None and sys.version_info >= MIN_PYTHON:
+        return run_porter(template, lifeline)  # ASYA_PRELOAD: this worker is forked from the template
+    fork_requests = take_fd(FORK_VARIABLE)
+    control = None
+    if sys.version_info >= MIN_PYTHON:
+        # only the shim returns; the reaper exits with the shim's status
+        control = start_reaper(lifeline, private=(fork_requests,))
+    elif lifeline is not None:
+        os.close(lifeline)
+    chan_in, chan_out = claim_channel()
+    if sys.version_info < MIN_PYTHON:
+        write_message(chan_out, {"t": "fatal", "type": "UnsupportedPython", "traceback": "",
+                                 "message": "Python %s is too old: the runtime needs 3.7 or newer"
+                                            % sys.version.split()[0]})
+        return 3
+    # The shim's own directory (or, run with -c by the single executable, the working directory)
+    # is not part of the user's import path.
+    here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else ""
+    if sys.path and (sys.path[0] == here or (here and os.path.abspath(sys.path[0]) == here)):
+        del sys.path[0]
+    waiting = time.time()
+    init = read_message(chan_in)
+    if init is None:
+        return 0
+    got_init = time.time()
+    for path in reversed(init.get("path") or []):
+        sys.path.insert(0, path)
+    started = time.monotonic()
+    preload = bool(init.get("preload")) and fork_requests is not None
+    if fork_requests is not None and not preload:
+        os.close(fork_requests)
+    if init.get("log_level"):
+        setup_logging(init["log_level"])
+    try:
+        codec = use_orjson(init.get("codec", "auto"))
+        kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
+        handler, kind, described, instance = load_handler(init["handler"], kwargs)
+        if preload:
+            refuse_cuda()
+    except LoadError as exc:
+        write_message(chan_out, {"t": "fatal", "type": exc.kind, "message": str(exc),
+                                 "traceback": _cause_traceback(exc)})
+        return 3
+    except Exception as exc:
+        write_message(chan_out, dict(error_reply("fatal", exc)))
+        return 3
+    settle_heap()
+    try:
+        page_size = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        page_size = 4096
+    ready = {"t": "ready", "kind": kind, "python": sys.version.split()[0], "codec": codec,
+             "executable": sys.executable, "pid": os.getpid(),
+             "load_ms": round((time.monotonic() - started) * 1000),
+             "callable": described, "close": callable(getattr(instance, "close", None)),
+             "interruptible": False, "page_size": page_size, "context": LOADED.context,
+             "module_file": handler_module_file(init["handler"]),
+             "startup": {"started": STARTED, "waiting": waiting, "init": got_init, "loaded": time.time()}}
+    if preload:
+        # The template: it never handles a message. serve_template() returns only in a worker forked
+        # from it, with that worker's channel; the handler is already loaded there.
+        write_message(chan_out, dict(ready, threads=template_threads(), close=False))  # close() is the workers'
+        chan_in, chan_out, control, forked = serve_template(fork_requests, chan_in, chan_out, control)
+        init = read_message(chan_in)
+        if init is None:
+            return 0
+        ready.update(pid=os.getpid(), load_ms=round((time.monotonic() - forked) * 1000), forked=True)
+    ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
+    write_message(chan_out, ready)
+    envelope_mode = init.get("mode") == "envelope"
+    metrics = bool(init.get("metrics"))  # served at /metrics: else checked, then dropped
+    for name, (kind, labels) in (init.get("metric_kinds") or {}).items():
+        METRICS.kinds[name] = (kind, tuple(labels))  # what other processes registered it as
+    while True:
+        msg = read_message(chan_in)
+        if msg is None:
+            break
+        reply = handle_call(handler, envelope_mode, msg)
+        if METRICS.recorded:
+            taken = METRICS.drain()
+            if metrics:
+                reply["x"] = taken
+        write_message(chan_out, reply)
+    # The supervisor closed the channel on purpose (shutdown, recycling): let the model let go.
+    closed = close_handler(instance)
+    if closed is not None:
+        try:
+            write_message(chan_out, closed)
+        except OSError:
+            pass  # the supervisor no longer listens
+    if preload:
+        end_process()  # a fork: the template's exit functions are not its own
+    return 0
+
+
+def settle_heap():
+    """Move everything loading created (modules, the model) out of the garbage collector's sight.
+
+    A full collection walks every tracked object, and Python starts one, on a message's time,
+    whenever enough objects have survived since the last: with a scikit-learn model loaded that
+    walk took tens of milliseconds on the benchmark VM. Frozen objects are never walked again;
+    what messages allocate is collected as before.
+    """
+    gc.collect()
+    if hasattr(gc, "freeze"):  # 3.7+
+        gc.freeze()
+
+
+def _cause_traceback(exc):
+    cause = exc.__context__
+    if cause is None:
+        return ""
+    return _safe(lambda: format_user_exception(cause), "")
+
+
 # ------------------------------------------------------------------- JSON ---
 
 def _reject_constant(name):
@@ -892,125 +1014,6 @@ def use_orjson(choice):
 
     decode_json, encode_json = fast_decode, fast_encode
     return "orjson " + orjson.__version__
-
-
-def main():
-    lifeline = take_fd(LIFELINE_VARIABLE)
-    template = take_fd(TEMPLATE_VARIABLE)
-    if template is not None and sys.version_info >= MIN_PYTHON:
-        return run_porter(template, lifeline)  # ASYA_PRELOAD: this worker is forked from the template
-    fork_requests = take_fd(FORK_VARIABLE)
-    control = None
-    if sys.version_info >= MIN_PYTHON:
-        # only the shim returns; the reaper exits with the shim's status
-        control = start_reaper(lifeline, private=(fork_requests,))
-    elif lifeline is not None:
-        os.close(lifeline)
-    chan_in, chan_out = claim_channel()
-    if sys.version_info < MIN_PYTHON:
-        write_message(chan_out, {"t": "fatal", "type": "UnsupportedPython", "traceback": "",
-                                 "message": "Python %s is too old: the runtime needs 3.7 or newer"
-                                            % sys.version.split()[0]})
-        return 3
-    # The shim's own directory (or, run with -c by the single executable, the working directory)
-    # is not part of the user's import path.
-    here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else ""
-    if sys.path and (sys.path[0] == here or (here and os.path.abspath(sys.path[0]) == here)):
-        del sys.path[0]
-    waiting = time.time()
-    init = read_message(chan_in)
-    if init is None:
-        return 0
-    got_init = time.time()
-    for path in reversed(init.get("path") or []):
-        sys.path.insert(0, path)
-    started = time.monotonic()
-    preload = bool(init.get("preload")) and fork_requests is not None
-    if fork_requests is not None and not preload:
-        os.close(fork_requests)
-    if init.get("log_level"):
-        setup_logging(init["log_level"])
-    try:
-        codec = use_orjson(init.get("codec", "auto"))
-        kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
-        handler, kind, described, instance = load_handler(init["handler"], kwargs)
-        if preload:
-            refuse_cuda()
-    except LoadError as exc:
-        write_message(chan_out, {"t": "fatal", "type": exc.kind, "message": str(exc),
-                                 "traceback": _cause_traceback(exc)})
-        return 3
-    except Exception as exc:
-        write_message(chan_out, dict(error_reply("fatal", exc)))
-        return 3
-    settle_heap()
-    try:
-        page_size = os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        page_size = 4096
-    ready = {"t": "ready", "kind": kind, "python": sys.version.split()[0], "codec": codec,
-             "executable": sys.executable, "pid": os.getpid(),
-             "load_ms": round((time.monotonic() - started) * 1000),
-             "callable": described, "close": callable(getattr(instance, "close", None)),
-             "interruptible": False, "page_size": page_size, "context": LOADED.context,
-             "module_file": handler_module_file(init["handler"]),
-             "startup": {"started": STARTED, "waiting": waiting, "init": got_init, "loaded": time.time()}}
-    if preload:
-        # The template: it never handles a message. serve_template() returns only in a worker forked
-        # from it, with that worker's channel; the handler is already loaded there.
-        write_message(chan_out, dict(ready, threads=template_threads(), close=False))  # close() is the workers'
-        chan_in, chan_out, control, forked = serve_template(fork_requests, chan_in, chan_out, control)
-        init = read_message(chan_in)
-        if init is None:
-            return 0
-        ready.update(pid=os.getpid(), load_ms=round((time.monotonic() - forked) * 1000), forked=True)
-    ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
-    write_message(chan_out, ready)
-    envelope_mode = init.get("mode") == "envelope"
-    metrics = bool(init.get("metrics"))  # served at /metrics: else checked, then dropped
-    for name, (kind, labels) in (init.get("metric_kinds") or {}).items():
-        METRICS.kinds[name] = (kind, tuple(labels))  # what other processes registered it as
-    while True:
-        msg = read_message(chan_in)
-        if msg is None:
-            break
-        reply = handle_call(handler, envelope_mode, msg)
-        if METRICS.recorded:
-            taken = METRICS.drain()
-            if metrics:
-                reply["x"] = taken
-        write_message(chan_out, reply)
-    # The supervisor closed the channel on purpose (shutdown, recycling): let the model let go.
-    closed = close_handler(instance)
-    if closed is not None:
-        try:
-            write_message(chan_out, closed)
-        except OSError:
-            pass  # the supervisor no longer listens
-    if preload:
-        end_process()  # a fork: the template's exit functions are not its own
-    return 0
-
-
-def settle_heap():
-    """Move everything loading created (modules, the model) out of the garbage collector's sight.
-
-    A full collection walks every tracked object, and Python starts one, on a message's time,
-    whenever enough objects have survived since the last: with a scikit-learn model loaded that
-    walk took tens of milliseconds on the benchmark VM. Frozen objects are never walked again;
-    what messages allocate is collected as before.
-    """
-    gc.collect()
-    if hasattr(gc, "freeze"):  # 3.7+
-        gc.freeze()
-
-
-def _cause_traceback(exc):
-    cause = exc.__context__
-    if cause is None:
-        return ""
-    return _safe(lambda: format_user_exception(cause), "")
-
 
 
 # ----------------------------------------------------------------- reaper ---
@@ -1326,6 +1329,7 @@ def exit_like(status, prctl):
         pass  # SIGKILL and SIGSTOP cannot be caught anyway
     os.kill(os.getpid(), sig)
     os._exit(128 + sig)
+
 
 # --------------------------------------------------- template (ASYA_PRELOAD) ---
 # Plumbing again. With ASYA_PRELOAD the shim that loads the handler becomes the "template": it

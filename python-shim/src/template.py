@@ -1,0 +1,277 @@
+# --------------------------------------------------- template (ASYA_PRELOAD) ---
+# Plumbing again. With ASYA_PRELOAD the shim that loads the handler becomes the "template": it
+# never handles a message; every worker is a fork of it, sharing the loaded model's memory
+# copy-on-write. The supervisor still spawns a small process per worker, the "porter", with the
+# worker's pipes (channel, stderr, handler stdout, lifeline). The porter hands those descriptors
+# to the template over the template's fork-request socket (SCM_RIGHTS, one byte per request); the
+# template forks twice, so the worker's own reaper is re-parented to the template's reaper and the
+# template has no children to wait for; that reaper forks the worker onto the porter's pipes,
+# reports the worker's pid and, when it is over, its wait status to the porter, which exits the
+# same way. To the supervisor a forked worker looks exactly like a spawned one.
+#
+#   supervisor ── template's reaper ── template          supervisor ── porter (per worker)
+#                        └── worker's reaper ── worker       (pipes) ────────────┘ handed over
+
+FORK_FDS = 6  # reply socket, channel in, channel out, stderr, handler stdout, lifeline
+TEMPLATE_GONE, FORK_FAILED = "TemplateGone", "ForkFailed"
+
+
+def refuse_cuda():
+    """A CUDA context does not survive fork(): workers forked from it fail at their first GPU call."""
+    torch = sys.modules.get("torch")
+    try:
+        initialised = torch is not None and bool(torch.cuda.is_initialized())
+    except Exception:
+        initialised = False
+    if initialised:
+        error = LoadError("CUDA was initialised while the handler loaded (torch.cuda.is_initialized() is True in "
+                          "the template), and processes forked from it cannot use the GPU: initialise the GPU "
+                          "lazily, in the first call (move the model to the device there), or unset ASYA_PRELOAD "
+                          "to load the handler in every worker")
+        error.kind = "CudaInitialized"
+        raise error
+
+
+def template_threads():
+    """Names of the threads besides this one: a fork copies only the calling thread."""
+    import threading
+    me = threading.current_thread()
+    return sorted(t.name for t in threading.enumerate() if t is not me and t.is_alive())
+
+
+def serve_template(requests, chan_in, chan_out, control):
+    """Fork a worker for every request until the supervisor closes the channel (then exit: close()
+    belongs to the workers, never to the template). Returns only in a forked worker: its channel,
+    its control pipe and when it was forked."""
+    import socket
+    sock = socket.socket(fileno=requests)
+    channel = chan_in.fileno()
+    prctl_name(b"asya-template")
+    TEMPLATE_PID[0] = os.getpid()
+    while True:
+        readable = select.select([channel, sock], [], [])[0]
+        if channel in readable:
+            try:
+                data = os.read(channel, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                end_process()
+        if sock not in readable:
+            continue
+        try:
+            data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(FORK_FDS * 4), socket.MSG_CMSG_CLOEXEC)
+        except OSError:
+            continue
+        if not data:
+            end_process()  # nobody can ask for a worker any more
+        fds = received_fds(ancillary, socket)
+        forked = fork_worker(fds) if len(fds) == FORK_FDS else None  # else: not a porter's request
+        if forked is None:
+            close_all(fds)
+            continue
+        try:
+            # The template's own descriptors, through their objects (a file object left behind would
+            # close its number again when collected, by then one of the worker's).
+            sock.close()
+            chan_in.close()
+            close_all([chan_out] + ([control] if control is not None else []))
+            return become_worker(fds, *forked)
+        except BaseException:
+            os._exit(1)  # never back into the template's loop
+
+
+def end_process(status=0):
+    """The template's end, and a forked worker's after close(): what the handler registered to run at
+    exit (atexit, finalizers such as TemporaryDirectory's) runs in the template only, once, after its
+    workers are gone; a fork ends without running the template's again (as multiprocessing's forks do).
+    Either way, threads the handler started never hold the process up."""
+    if os.getpid() == TEMPLATE_PID[0]:
+        import atexit
+        _safe(lambda: atexit._run_exitfuncs() or "", "")
+    for stream in (sys.stdout, sys.stderr):
+        _safe(lambda: stream.flush() or "", "")
+    os._exit(status)
+
+
+TEMPLATE_PID = [None]
+
+
+def received_fds(ancillary, socket):
+    import array
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    return list(fds)
+
+
+def close_all(fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def fork_worker(fds):
+    """Fork twice. None in the template (at once: the middle process exits as soon as it has forked);
+    in the grandchild, the worker's reaper-to-be: when the fork started, and the handler's SIGCHLD."""
+    import warnings
+    started = time.monotonic()
+    reaper = os.getppid()  # the template's reaper, the worker's reaper's parent-to-be
+    # The handler may ignore SIGCHLD (then the middle process is reaped by the kernel, and waitpid
+    # fails): the default while forking; the handler's own setting is given back to the worker.
+    handler_sigchld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: the start warned about threads once
+            middle = os.fork()
+    except OSError as exc:
+        signal.signal(signal.SIGCHLD, handler_sigchld)
+        send_all(fds[0], b"E" + ("the template could not fork: %s" % exc).encode("utf-8", "replace"))
+        return None
+    if middle:
+        try:
+            os.waitpid(middle, 0)
+        except ChildProcessError:
+            pass
+        signal.signal(signal.SIGCHLD, handler_sigchld)
+        return None
+    try:
+        # The grandchild is re-parented to the template's reaper (a subreaper), which reaps it.
+        if os.fork():
+            os._exit(0)
+        # Once it is, the worker's reaper dies with it (as the workers die with the template).
+        for _ in range(2000):
+            if os.getppid() == reaper:
+                break
+            time.sleep(0.0005)
+        prctl, _ = load_prctl()
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != reaper:
+            os._exit(1)
+    except BaseException as exc:
+        send_all(fds[0], b"E" + ("the template could not fork: %s" % exc).encode("utf-8", "replace"))
+        os._exit(1)
+    return started, handler_sigchld
+
+
+def become_worker(fds, started, handler_sigchld):
+    """Take the porter's descriptors and fork the worker under a reaper of its own, as a spawned shim has.
+    The handler's signal settings from its loading stay the worker's (the reaper sets its own)."""
+    import fcntl
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, handler_sigchld)
+    # Above the descriptors the handler's __init__ may hold (never 0-2): those stay the worker's.
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
+    close_all(fds)
+    reply, stdin, stdout, stderr, out, lifeline = moved
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    control = start_reaper(lifeline, out=out, reply=reply, inherited=True)  # the worker's reaper never returns
+    prctl_name(os.path.basename(sys.executable or "python3").encode()[:15])  # as a spawned worker is named
+    chan_in, chan_out = claim_channel(out)
+    return chan_in, chan_out, control, started
+
+
+def send_all(fd, data):
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
+        pass  # the other side is gone: it learns nothing more from us
+
+
+def prctl_name(name):
+    prctl, _ = load_prctl()
+    try:
+        if prctl is not None:
+            prctl(PR_SET_NAME, name)  # what ps -e and top show
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def run_porter(template, lifeline):
+    """A worker's process as the supervisor spawned it, when the worker is forked from the template:
+    hand this process's pipes over, then wait for the worker's end and exit the same way."""
+    import socket
+    prctl_name(b"asya-porter")
+    mine, theirs = socket.socketpair()
+    if lifeline is None:  # the supervisor always passes one; without it, this process stands in
+        lifeline, keep = os.pipe()
+    fds = [theirs.fileno(), 0, 1, 2, 3, lifeline]
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _ignore_signal)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    try:
+        sock = socket.socket(fileno=template)
+        import array
+        sock.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+        sock.close()
+    except OSError as exc:
+        return porter_failed(TEMPLATE_GONE, "the template is gone (%s)" % exc)
+    theirs.close()
+    os.close(lifeline)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        os.close(3)
+    except OSError:
+        pass
+    status, forked, received, worker = None, False, b"", None
+    while True:
+        readable = select.select([mine, wake_r], [], [])[0]
+        if wake_r in readable and set(drain(wake_r)) & {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}:
+            try:
+                mine.shutdown(socket.SHUT_WR)  # the worker's reaper takes the worker down and reports
+            except OSError:
+                pass
+        if mine not in readable:
+            continue
+        try:
+            chunk = mine.recv(4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        received += chunk
+        while len(received) >= 5 and received[:1] in (b"P", b"S"):
+            if received[:1] == b"P" and not forked:
+                forked = True
+                worker = struct.unpack(">I", received[1:5])[0]
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 1)  # the worker alone holds the channel now
+                os.close(devnull)
+            elif received[:1] == b"S":
+                status = struct.unpack(">i", received[1:5])[0]
+            received = received[5:]
+    if not forked:
+        if received[:1] == b"E":
+            return porter_failed(FORK_FAILED, received[1:].decode("utf-8", "replace"))
+        return porter_failed(TEMPLATE_GONE, "the template ended before it forked this worker")
+    if status is None and worker is not None:
+        # Its reaper died without a word (SIGKILL): the worker follows it, but may not have yet, and
+        # must not see the channel close (it would run close() at a random moment) before it does.
+        try:
+            os.killpg(worker, signal.SIGKILL)
+        except OSError:
+            pass
+    exit_like(None if status is None or status < 0 else status, None)
+
+
+def porter_failed(kind, message):
+    """No worker came of it: tell the supervisor on the channel, as a shim that cannot load would."""
+    try:
+        write_message(1, {"t": "fatal", "type": kind, "message": message, "traceback": ""})
+    except OSError:
+        pass
+    return 3
