@@ -18,6 +18,8 @@ SOURCES = os.path.join(ROOT, "python-shim", "src")
 DELIVERED = os.path.join(ROOT, "python-shim", "asya_shim.py")
 ORDER_FILE = os.path.join(SOURCES, "ORDER")
 MAX_LINE = 120
+PORTER_BEGIN, PORTER_END = "# >>> porter\n", "# <<< porter\n"
+PORTER_ENTRY = "\nsys.exit(porter_main())\n"  # what src/worker/shim.ts appends
 
 
 def bound_names(tree):
@@ -97,6 +99,14 @@ def main():
     with open(DELIVERED) as f:
         delivered = f.read()
     problems += check(DELIVERED, delivered, whole=True)
+    # The porter section runs on its own (src/worker/shim.ts, porterLaunch): it must need nothing else.
+    begin, end = delivered.find(PORTER_BEGIN), delivered.find(PORTER_END)
+    if begin < 0 or end < begin:
+        problems.append("python-shim/asya_shim.py: no porter section (%r ... %r)" % (PORTER_BEGIN, PORTER_END))
+    else:
+        porter = delivered[begin:end] + PORTER_ENTRY
+        problems += [p.replace("asya_shim.py", "asya_shim.py (porter section, alone)", 1)
+                     for p in check(DELIVERED, porter, whole=True)]
     if delivered != joined(parts):
         problems.append("python-shim/asya_shim.py is not its sources joined: run npm run build:shim")
     for problem in problems:

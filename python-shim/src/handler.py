@@ -769,9 +769,6 @@ def setup_logging(level):
 
 def main():
     lifeline = take_fd(LIFELINE_VARIABLE)
-    template = take_fd(TEMPLATE_VARIABLE)
-    if template is not None and sys.version_info >= MIN_PYTHON:
-        return run_porter(template, lifeline)  # ASYA_PRELOAD: this worker is forked from the template
     fork_requests = take_fd(FORK_VARIABLE)
     control = None
     if sys.version_info >= MIN_PYTHON:

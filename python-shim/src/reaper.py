@@ -9,27 +9,9 @@
 # chance to clean up), the reaper kills the shim's process group and every process left
 # under it, reaps them all, and exits the way the shim did (same exit code, or same signal).
 
-LIFELINE_VARIABLE = "ASYA_SHIM_LIFELINE_FD"
-FORK_VARIABLE = "ASYA_SHIM_FORK_FD"  # a possible template's end of its fork-request socket
-TEMPLATE_VARIABLE = "ASYA_SHIM_TEMPLATE_FD"  # a porter's way to the template (ASYA_PRELOAD)
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_NAME = 15
-PR_SET_CHILD_SUBREAPER = 36
 # Killed processes normally vanish in milliseconds; one stuck in the kernel (a GPU driver, a
 # dead NFS mount) is waited for this long before the reaper exits without it.
 TEARDOWN_LIMIT_S = 5.0
-
-
-def take_fd(variable):
-    """A descriptor the supervisor passed and named in `variable`, or None."""
-    value = os.environ.pop(variable, None)  # not for the handler's eyes
-    try:
-        fd = int(value)
-        os.fstat(fd)
-    except (TypeError, ValueError, OSError):
-        return None
-    return fd
 
 
 def reaper_note(text):
@@ -38,29 +20,6 @@ def reaper_note(text):
         os.write(2, ("asya-reaper: %s\n" % text).encode("utf-8", "replace"))
     except OSError:
         pass
-
-
-def load_prctl():
-    """prctl(2) through ctypes, or None with the reason (not Linux, no ctypes, no libc)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        raw = libc.prctl
-    except (ImportError, OSError, AttributeError) as exc:
-        return None, exc
-
-    def prctl(option, arg):
-        value = ctypes.c_char_p(arg) if isinstance(arg, bytes) else ctypes.c_ulong(arg)
-        zero = ctypes.c_ulong(0)
-        if raw(ctypes.c_int(option), value, zero, zero, zero) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-
-    return prctl, None
-
-
-def _ignore_signal(signum, frame):
-    pass  # the wakeup descriptor carries the signal to the reaper's loop
 
 
 def start_reaper(lifeline, private=(), out=3, reply=None, inherited=False):
@@ -217,18 +176,6 @@ def forward_interrupt(shim, control, numbers):
         pass  # the shim is exiting: the supervisor will see it
 
 
-def drain(fd):
-    got = b""
-    while True:
-        try:
-            chunk = os.read(fd, 512)
-        except BlockingIOError:
-            return set(got)
-        if not chunk:
-            return set(got)
-        got += chunk
-
-
 def teardown(shim, status, wake):
     """SIGKILL the shim's group and every process re-parented to the reaper, until none is left."""
     try:
@@ -285,29 +232,3 @@ def children():
         if len(fields) > 1 and int(fields[1]) == me:
             found.append(int(entry))
     return found
-
-
-def exit_like(status, prctl):
-    """Exit as the shim did, so the supervisor reports the shim's exit code or signal."""
-    if status is None:  # the shim was not reaped within the limit: it was SIGKILLed
-        sig = signal.SIGKILL
-    elif os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-    else:
-        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
-    import faulthandler
-    import resource
-    faulthandler.disable()  # its own report would be about the reaper, which did not crash
-    signal.set_wakeup_fd(-1)
-    try:  # the shim already left its core dump, if any
-        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-        if prctl is not None:
-            prctl(PR_SET_DUMPABLE, 0)
-    except (OSError, ValueError):
-        pass
-    try:
-        signal.signal(sig, signal.SIG_DFL)
-    except (OSError, ValueError):
-        pass  # SIGKILL and SIGSTOP cannot be caught anyway
-    os.kill(os.getpid(), sig)
-    os._exit(128 + sig)

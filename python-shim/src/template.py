@@ -13,7 +13,6 @@
 #                        └── worker's reaper ── worker       (pipes) ────────────┘ handed over
 
 FORK_FDS = 6  # reply socket, channel in, channel out, stderr, handler stdout, lifeline
-TEMPLATE_GONE, FORK_FAILED = "TemplateGone", "ForkFailed"
 
 
 def refuse_cuda():
@@ -183,95 +182,3 @@ def send_all(fd, data):
             data = data[os.write(fd, data):]
     except OSError:
         pass  # the other side is gone: it learns nothing more from us
-
-
-def prctl_name(name):
-    prctl, _ = load_prctl()
-    try:
-        if prctl is not None:
-            prctl(PR_SET_NAME, name)  # what ps -e and top show
-            return True
-    except OSError:
-        pass
-    return False
-
-
-def run_porter(template, lifeline):
-    """A worker's process as the supervisor spawned it, when the worker is forked from the template:
-    hand this process's pipes over, then wait for the worker's end and exit the same way."""
-    import socket
-    prctl_name(b"asya-porter")
-    mine, theirs = socket.socketpair()
-    if lifeline is None:  # the supervisor always passes one; without it, this process stands in
-        lifeline, keep = os.pipe()
-    fds = [theirs.fileno(), 0, 1, 2, 3, lifeline]
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _ignore_signal)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    try:
-        sock = socket.socket(fileno=template)
-        import array
-        sock.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
-        sock.close()
-    except OSError as exc:
-        return porter_failed(TEMPLATE_GONE, "the template is gone (%s)" % exc)
-    theirs.close()
-    os.close(lifeline)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    try:
-        os.close(3)
-    except OSError:
-        pass
-    status, forked, received, worker = None, False, b"", None
-    while True:
-        readable = select.select([mine, wake_r], [], [])[0]
-        if wake_r in readable and set(drain(wake_r)) & {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}:
-            try:
-                mine.shutdown(socket.SHUT_WR)  # the worker's reaper takes the worker down and reports
-            except OSError:
-                pass
-        if mine not in readable:
-            continue
-        try:
-            chunk = mine.recv(4096)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            break
-        received += chunk
-        while len(received) >= 5 and received[:1] in (b"P", b"S"):
-            if received[:1] == b"P" and not forked:
-                forked = True
-                worker = struct.unpack(">I", received[1:5])[0]
-                devnull = os.open(os.devnull, os.O_RDWR)
-                os.dup2(devnull, 1)  # the worker alone holds the channel now
-                os.close(devnull)
-            elif received[:1] == b"S":
-                status = struct.unpack(">i", received[1:5])[0]
-            received = received[5:]
-    if not forked:
-        if received[:1] == b"E":
-            return porter_failed(FORK_FAILED, received[1:].decode("utf-8", "replace"))
-        return porter_failed(TEMPLATE_GONE, "the template ended before it forked this worker")
-    if status is None and worker is not None:
-        # Its reaper died without a word (SIGKILL): the worker follows it, but may not have yet, and
-        # must not see the channel close (it would run close() at a random moment) before it does.
-        try:
-            os.killpg(worker, signal.SIGKILL)
-        except OSError:
-            pass
-    exit_like(None if status is None or status < 0 else status, None)
-
-
-def porter_failed(kind, message):
-    """No worker came of it: tell the supervisor on the channel, as a shim that cannot load would."""
-    try:
-        write_message(1, {"t": "fatal", "type": kind, "message": message, "traceback": ""})
-    except OSError:
-        pass
-    return 3

@@ -54,9 +54,7 @@ export function spawnShim(python: string, shim: ShimLaunch, fork: ForkRole = nul
     env[TEMPLATE_VARIABLE] = String(FORK_FD);
     stdio.push(fork.template);
   }
-  // A porter runs no user code and imports nothing from site-packages: -S spares it the site scan.
-  const args = fork !== null && fork !== 'template' ? ['-S', ...shim.args] : shim.args;
-  return spawn(python, args, { stdio, env, detached: true });
+  return spawn(python, shim.args, { stdio, env, detached: true });
 }
 
 /** A shim process started before the configuration was read, waiting for its `init`. */

@@ -14,21 +14,23 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../logger.js';
+import { porterLaunch } from './shim.js';
 import {
   type CallOutcome,
   type CallRequest,
   type DeathReason,
-  HandlerLoadFailed,
   PythonWorker,
   type ReadyInfo,
+  SpawnFailed,
   type Worker,
   WorkerDied,
   type WorkerFactory,
   type WorkerOptions,
 } from './worker.js';
 
-/** The porter could not reach the template, or the template ended before forking (asya_shim.py). */
-const TEMPLATE_GONE = 'TemplateGone';
+/** How a porter that forked no worker exits (python-shim/src/porter.py): the template is gone, or could not fork. */
+const TEMPLATE_GONE_EXIT = 75;
+const FORK_FAILED_EXIT = 71;
 /**
  * A fork takes milliseconds (a page-table copy: ~1 s for the largest models). A template that has not
  * forked a worker in this long is stuck (stopped, or a thread of the handler holds the interpreter in
@@ -255,7 +257,11 @@ class ForkedWorker implements Worker {
     for (;;) {
       const template = await this.template.acquire();
       if (this.stopped) throw this.stopped;
-      const inner = PythonWorker.spawn({ ...this.options, fork: { template: template.requests } });
+      const inner = PythonWorker.spawn({
+        ...this.options,
+        shim: porterLaunch(),
+        fork: { template: template.requests },
+      });
       this.inner = inner;
       void inner.exited.then((death) => {
         if (this.inner === inner) this.settleExit(death);
@@ -265,7 +271,15 @@ class ForkedWorker implements Worker {
         this.ready = await inner.handshake();
         return this.ready;
       } catch (err) {
-        if (!(err instanceof HandlerLoadFailed && err.type === TEMPLATE_GONE) || this.stopped) throw err;
+        if (err instanceof WorkerDied && err.exitCode === FORK_FAILED_EXIT && !this.stopped) {
+          // Out of memory or processes in the template: the environment's state, retried with backoff.
+          throw new SpawnFailed(
+            'EAGAIN',
+            'a worker from the template',
+            err.stderrTail || 'the template could not fork',
+          );
+        }
+        if (!(err instanceof WorkerDied && err.exitCode === TEMPLATE_GONE_EXIT) || this.stopped) throw err;
         // The template died under this request: wait until its end is seen, then ask the next one.
         this.inner = null;
         await template.exited;
