@@ -117,6 +117,22 @@ describe('the executable, with only a python3 on PATH', () => {
     rt = await startRuntime({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython } });
   });
 
+  it('ASYA_PRELOAD: the template and its porters take their source from the executable too', async () => {
+    const own = await startRuntime({
+      executable: EXE,
+      handler: 'basic.echo',
+      env: { PATH: onlyPython, ASYA_PRELOAD: 'true', ASYA_WORKERS: '2', ASYA_WORKER_MAX_MESSAGES: '2' },
+    });
+    for (let n = 0; n < 6; n++)
+      assert.deepEqual(((await own.send(env({ n }))) as Array<{ payload: unknown }>)[0]?.payload, { n });
+    assert.equal(own.logs.filter((l) => String(l.msg).startsWith('template loaded')).length, 1);
+    assert.ok(
+      own.logs.filter((l) => l.msg === 'handler loaded' && l.forked === true).length >= 3,
+      'forked workers served',
+    );
+    assert.equal((await own.stop()).code, 0);
+  });
+
   it('SIGUSR1 opens no debugger in the executable either; SIGQUIT shuts it down cleanly', async () => {
     const own = await startRuntime({ executable: EXE, handler: 'basic.echo', env: { PATH: onlyPython } });
     try {
