@@ -314,6 +314,37 @@ describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
     assert.deepEqual(tagged(tag), []);
   });
 
+  it('a scikit-learn estimator fitted in the template answers from recycled forks exactly as a spawned worker does', async (t) => {
+    if (!fs.existsSync(TEST_VENV_PYTHON)) return t.skip('no test venv with scikit-learn');
+    const sklearn = path.join(HANDLERS, '..', '..', 'examples', 'sklearn');
+    const texts = [
+      'great service, loved it',
+      'rude staff and slow delivery',
+      'the order was really it',
+      'amazing refund',
+    ];
+    const answers = async (extra: Record<string, string>) => {
+      const rt = await startRuntime({
+        handler: 'sentiment.SentimentClassifier.process',
+        pythonPath: [sklearn],
+        env: { ASYA_PYTHONEXECUTABLE: TEST_VENV_PYTHON, ...extra },
+      });
+      const got: unknown[] = [];
+      for (let round = 0; round < 3; round++) {
+        for (const text of texts) got.push(((await rt.send(env({ text }))) as Array<{ payload: unknown }>)[0]?.payload);
+      }
+      const trained = rt.logs.filter((l) => String(l.msg).startsWith('trained on')).length;
+      const forked = rt.logs.filter((l) => l.msg === 'handler loaded' && l.forked === true).length;
+      assert.equal((await rt.stop()).code, 0);
+      return { got, trained, forked };
+    };
+    const spawned = await answers({});
+    const forks = await answers({ ASYA_PRELOAD: 'true', ASYA_WORKERS: '2', ASYA_WORKER_MAX_MESSAGES: '3' });
+    assert.deepEqual(forks.got, spawned.got, 'the same predictions, to the last digit');
+    assert.equal(forks.trained, 1, 'fitted once, in the template');
+    assert.ok(forks.forked >= 3, `served by forks, recycled ones among them: ${forks.forked}`);
+  });
+
   it('shares the model: 3 workers and the template hold far less than 3 copies (PSS)', async (t) => {
     if (!fs.existsSync(TEST_VENV_PYTHON)) return t.skip('no test venv with numpy');
     const mb = 200;
