@@ -857,9 +857,21 @@ def main():
             write_message(chan_out, closed)
         except OSError:
             pass  # the supervisor no longer listens
-    if preload:
-        end_process()  # a fork: the template's exit functions are not its own
-    return 0
+    end_process(own_exit_functions=not preload)  # a fork's are the template's
+
+
+def end_process(own_exit_functions):
+    """How the shim ends once it has nothing more to do (its close() has run): the exit functions the
+    handler registered (atexit, finalizers such as a TemporaryDirectory's) run when they are this
+    process's own, never those a fork inherited from the template (as multiprocessing's forks do); then
+    it exits at once, whatever threads the handler left running, daemon or not: nobody will stop them,
+    and the pod's termination grace is not theirs to spend."""
+    if own_exit_functions:
+        import atexit
+        _safe(lambda: atexit._run_exitfuncs() or "", "")
+    for stream in (sys.stdout, sys.stderr):
+        _safe(lambda: stream.flush() or "", "")
+    os._exit(0)
 
 
 def settle_heap():
@@ -1495,7 +1507,6 @@ def serve_template(requests, chan_in, chan_out, control):
     sock = socket.socket(fileno=requests)
     channel = chan_in.fileno()
     prctl_name(b"asya-template")
-    TEMPLATE_PID[0] = os.getpid()
     while True:
         readable = select.select([channel, sock], [], [])[0]
         if channel in readable:
@@ -1504,7 +1515,7 @@ def serve_template(requests, chan_in, chan_out, control):
             except OSError:
                 data = b""
             if not data:
-                end_process()
+                end_process(own_exit_functions=True)
         if sock not in readable:
             continue
         try:
@@ -1512,7 +1523,7 @@ def serve_template(requests, chan_in, chan_out, control):
         except OSError:
             continue
         if not data:
-            end_process()  # nobody can ask for a worker any more
+            end_process(own_exit_functions=True)  # nobody can ask for a worker any more
         fds = received_fds(ancillary, socket)
         forked = fork_worker(fds) if len(fds) == FORK_FDS else None  # else: not a porter's request
         if forked is None:
@@ -1527,22 +1538,6 @@ def serve_template(requests, chan_in, chan_out, control):
             return become_worker(fds, *forked)
         except BaseException:
             os._exit(1)  # never back into the template's loop
-
-
-def end_process(status=0):
-    """The template's end, and a forked worker's after close(): what the handler registered to run at
-    exit (atexit, finalizers such as TemporaryDirectory's) runs in the template only, once, after its
-    workers are gone; a fork ends without running the template's again (as multiprocessing's forks do).
-    Either way, threads the handler started never hold the process up."""
-    if os.getpid() == TEMPLATE_PID[0]:
-        import atexit
-        _safe(lambda: atexit._run_exitfuncs() or "", "")
-    for stream in (sys.stdout, sys.stderr):
-        _safe(lambda: stream.flush() or "", "")
-    os._exit(status)
-
-
-TEMPLATE_PID = [None]
 
 
 def received_fds(ancillary, socket):

@@ -359,3 +359,20 @@ export const jsonLines = (text: string): unknown[] =>
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as unknown);
+
+/** Processes (not zombies) whose environment has `name=value`: every process a runtime started, wherever it sits. */
+export function processesWithEnv(name: string, value: string): Array<{ pid: number; comm: string }> {
+  const found: Array<{ pid: number; comm: string }> = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!fs.readFileSync(`/proc/${entry}/environ`, 'latin1').includes(`${name}=${value}\0`)) continue;
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'latin1');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
+      found.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}

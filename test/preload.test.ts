@@ -15,6 +15,7 @@ import {
   env,
   HANDLERS,
   type LogLine,
+  processesWithEnv,
   pyenvPython,
   type Runtime,
   runNode,
@@ -31,23 +32,8 @@ interface Served {
   total: number | null;
 }
 
-/** Processes whose environment carries `tag` (every Python process of one runtime), not zombies. */
-function tagged(tag: string): Array<{ pid: number; comm: string; state: string }> {
-  const found: Array<{ pid: number; comm: string; state: string }> = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (!fs.readFileSync(`/proc/${entry}/environ`, 'latin1').includes(`PRELOAD_TAG=${tag}\0`)) continue;
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'latin1');
-      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!;
-      if (state !== 'Z')
-        found.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), state });
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return found;
-}
+/** Processes whose environment carries `tag` (every Python process of one runtime). */
+const tagged = (tag: string) => processesWithEnv('PRELOAD_TAG', tag);
 
 async function until<T>(what: string, probe: () => T | null | undefined | false, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

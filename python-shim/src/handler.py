@@ -857,9 +857,21 @@ def main():
             write_message(chan_out, closed)
         except OSError:
             pass  # the supervisor no longer listens
-    if preload:
-        end_process()  # a fork: the template's exit functions are not its own
-    return 0
+    end_process(own_exit_functions=not preload)  # a fork's are the template's
+
+
+def end_process(own_exit_functions):
+    """How the shim ends once it has nothing more to do (its close() has run): the exit functions the
+    handler registered (atexit, finalizers such as a TemporaryDirectory's) run when they are this
+    process's own, never those a fork inherited from the template (as multiprocessing's forks do); then
+    it exits at once, whatever threads the handler left running, daemon or not: nobody will stop them,
+    and the pod's termination grace is not theirs to spend."""
+    if own_exit_functions:
+        import atexit
+        _safe(lambda: atexit._run_exitfuncs() or "", "")
+    for stream in (sys.stdout, sys.stderr):
+        _safe(lambda: stream.flush() or "", "")
+    os._exit(0)
 
 
 def settle_heap():

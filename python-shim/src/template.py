@@ -46,7 +46,6 @@ def serve_template(requests, chan_in, chan_out, control):
     sock = socket.socket(fileno=requests)
     channel = chan_in.fileno()
     prctl_name(b"asya-template")
-    TEMPLATE_PID[0] = os.getpid()
     while True:
         readable = select.select([channel, sock], [], [])[0]
         if channel in readable:
@@ -55,7 +54,7 @@ def serve_template(requests, chan_in, chan_out, control):
             except OSError:
                 data = b""
             if not data:
-                end_process()
+                end_process(own_exit_functions=True)
         if sock not in readable:
             continue
         try:
@@ -63,7 +62,7 @@ def serve_template(requests, chan_in, chan_out, control):
         except OSError:
             continue
         if not data:
-            end_process()  # nobody can ask for a worker any more
+            end_process(own_exit_functions=True)  # nobody can ask for a worker any more
         fds = received_fds(ancillary, socket)
         forked = fork_worker(fds) if len(fds) == FORK_FDS else None  # else: not a porter's request
         if forked is None:
@@ -78,22 +77,6 @@ def serve_template(requests, chan_in, chan_out, control):
             return become_worker(fds, *forked)
         except BaseException:
             os._exit(1)  # never back into the template's loop
-
-
-def end_process(status=0):
-    """The template's end, and a forked worker's after close(): what the handler registered to run at
-    exit (atexit, finalizers such as TemporaryDirectory's) runs in the template only, once, after its
-    workers are gone; a fork ends without running the template's again (as multiprocessing's forks do).
-    Either way, threads the handler started never hold the process up."""
-    if os.getpid() == TEMPLATE_PID[0]:
-        import atexit
-        _safe(lambda: atexit._run_exitfuncs() or "", "")
-    for stream in (sys.stdout, sys.stderr):
-        _safe(lambda: stream.flush() or "", "")
-    os._exit(status)
-
-
-TEMPLATE_PID = [None]
 
 
 def received_fds(ancillary, socket):
