@@ -247,10 +247,17 @@ const FIELDS = {
   ASYA_SOCKET_CHMOD: (raw: string | undefined, issues: string[]): number | null => {
     const v = (raw ?? DEFAULTS.socketChmod).trim();
     if (v === '') return null;
+    // Permission bits only: setuid, setgid and sticky mean nothing on a socket (0o7777 made it srwsrwsrwt).
     const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
-    return m?.[1] !== undefined
-      ? parseInt(m[1], 8)
-      : reject(issues, 'ASYA_SOCKET_CHMOD', v, 'an octal mode such as 0o660, 0660 or 660, or empty to skip');
+    const mode = m?.[1] === undefined ? NaN : parseInt(m[1], 8);
+    return mode <= 0o777
+      ? mode
+      : reject(
+          issues,
+          'ASYA_SOCKET_CHMOD',
+          v,
+          'an octal mode of permission bits such as 0o660, 0660 or 660 (at most 0o777), or empty to skip',
+        );
   },
   ASYA_ENABLE_VALIDATION: boolean('ASYA_ENABLE_VALIDATION', true),
   ASYA_INCLUDE_METADATA: boolean('ASYA_INCLUDE_METADATA', false),

@@ -149,6 +149,11 @@ describe('handler load failures: FATAL line naming the cause, non-zero exit, no 
     const cases: Array<[Record<string, string>, RegExp]> = [
       [{ ASYA_SOCKET_CHMOD: 'rw-rw-rw-' }, /ASYA_SOCKET_CHMOD="rw-rw-rw-" is not valid/],
       [{ ASYA_SOCKET_CHMOD: '0o999' }, /ASYA_SOCKET_CHMOD="0o999"/],
+      [
+        { ASYA_SOCKET_CHMOD: '0o7777' },
+        /ASYA_SOCKET_CHMOD="0o7777" is not valid: expected an octal mode of permission bits/,
+      ],
+      [{ ASYA_SOCKET_CHMOD: '4666' }, /ASYA_SOCKET_CHMOD="4666"/],
       [{ ASYA_MAX_MESSAGE_SIZE: '10MB' }, /ASYA_MAX_MESSAGE_SIZE="10MB" is not valid: expected an integer/],
       [{ ASYA_CHUNK_SIZE: '-1' }, /ASYA_CHUNK_SIZE="-1"/],
       [{ ASYA_ENABLE_VALIDATION: 'maybe' }, /ASYA_ENABLE_VALIDATION="maybe"/],

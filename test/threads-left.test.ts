@@ -42,8 +42,15 @@ describe(`threads left behind do not hold up a stop (seed ${seed})`, () => {
       assert.equal(code, 0, `seed ${seed}`);
       // Once in the worker that served (with ASYA_PRELOAD, once in the spare too).
       const closed = fs.readFileSync(mark, 'utf8').split('\n').filter(Boolean);
-      assert.equal(closed.filter((l) => l === `closed ${answer?.payload.pid}`).length, 1, `close() ran once: ${closed}`);
+      assert.equal(
+        closed.filter((l) => l === `closed ${answer?.payload.pid}`).length,
+        1,
+        `close() ran once: ${closed}`,
+      );
       assert.equal(new Set(closed).size, closed.length);
+      const printed = rt.logs.find((l) => l.msg === `closing ${answer?.payload.pid}`);
+      assert.ok(printed, 'what close() printed is logged');
+      assert.equal(printed.id, undefined, "and names no message (it was the last message's id)");
       assert.deepEqual(processesWithEnv('THREADS_TAG', tag), [], `seed ${seed}: nothing left`);
       fs.rmSync(rt.dir, { recursive: true, force: true });
       fs.rmSync(dir, { recursive: true, force: true });

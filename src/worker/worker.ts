@@ -408,6 +408,9 @@ export class PythonWorker implements Worker {
   async stop(graceMs: number): Promise<WorkerDied> {
     if (this.death) return this.death;
     this.pendingReason ??= 'stopped';
+    // What close() prints belongs to no message.
+    this.context = null;
+    this.contextFields = null;
     const log = this.opts.log;
     const hasClose = this.ready?.close === true;
     if (!this.waiter) {
