@@ -266,6 +266,14 @@ def find_unencodable(result):
     return _find_unencodable(result, "result", set())
 
 
+def _item_key(key):
+    """A numpy integer or bool key: written as the int or bool its .item() gives (json_codec)."""
+    try:
+        return isinstance(key.item(), _JSON_KEYS)
+    except Exception:
+        return False
+
+
 def _find_unencodable(value, path, ancestors):
     if value is None or isinstance(value, (str, int, float, bool)):
         return None
@@ -278,7 +286,7 @@ def _find_unencodable(value, path, ancestors):
     ancestors.add(id(value))
     if isinstance(value, dict):
         for key, item in value.items():
-            if key is not None and not isinstance(key, _JSON_KEYS):
+            if key is not None and not isinstance(key, _JSON_KEYS) and not _item_key(key):
                 return "%s: a key of type %s (%s)" % (path, type(key).__name__, _safe(lambda: repr(key)[:80], "?"))
             where = "%s[%s]" % (path, json.dumps(key) if isinstance(key, str) else repr(key))
             found = _find_unencodable(item, where, ancestors)
@@ -942,7 +950,39 @@ def encode_json(obj):
         if "Out of range float" not in str(exc):
             raise
         text = _encoder.encode(_finite(obj))
+    except TypeError:
+        # numpy integer and bool keys (dict(zip(clf.classes_, proba)), the scikit-learn idiom) are
+        # written as int and bool keys are; anything else still fails as json fails.
+        plain = _plain_keys(obj)
+        if plain is obj:
+            raise
+        return encode_json(plain)
     return text.encode("utf-8")
+
+
+_KEYS = (str, int, float, bool)
+
+
+def _plain_keys(obj):
+    """`obj` with every dict key that has .item() giving a JSON key type replaced by it; `obj` itself
+    when there is none."""
+    if isinstance(obj, dict):
+        changed = False
+        out = {}
+        for key, value in obj.items():
+            if key is not None and not isinstance(key, _KEYS):
+                item = getattr(key, "item", None)
+                plain = item() if callable(item) else key
+                if plain is not key and isinstance(plain, _KEYS):
+                    key, changed = plain, True
+            new = _plain_keys(value)
+            changed = changed or new is not value
+            out[key] = new
+        return out if changed else obj
+    if isinstance(obj, (list, tuple)):
+        items = [_plain_keys(v) for v in obj]
+        return items if any(a is not b for a, b in zip(items, obj)) else obj
+    return obj
 
 
 MAX_ORJSON_DEPTH = 500  # well below the default recursion limit of 1000

@@ -79,6 +79,25 @@ describe('numpy results (virtualenv with numpy, handler dependency installed onl
     assert.deepEqual(await payload('numpy_handlers.top_array'), [1, 2, 3]);
   });
 
+  for (const codec of ['json', 'orjson']) {
+    it(`numpy integer and bool keys are written as int and bool keys are (ASYA_JSON_CODEC=${codec})`, async () => {
+      const rt = await startRuntime({
+        handler: 'numpy_handlers.keyed',
+        env: { ASYA_PYTHONEXECUTABLE: TEST_VENV_PYTHON, ASYA_JSON_CODEC: codec },
+      });
+      try {
+        const answer = (await rt.send(env({ codec }))) as Array<{ payload: unknown }>;
+        assert.deepEqual(answer[0]?.payload, {
+          by_class: { '3': 0.25, '1': 0.75 },
+          flags: { true: [{ '7': 1 }] },
+          codec,
+        });
+      } finally {
+        await rt.stop();
+      }
+    });
+  }
+
   it('NaN and Infinity inside arrays become null', async () => {
     assert.deepEqual(await payload('numpy_handlers.nan_array'), { v: [1, null, null] });
   });

@@ -266,6 +266,14 @@ def find_unencodable(result):
     return _find_unencodable(result, "result", set())
 
 
+def _item_key(key):
+    """A numpy integer or bool key: written as the int or bool its .item() gives (json_codec)."""
+    try:
+        return isinstance(key.item(), _JSON_KEYS)
+    except Exception:
+        return False
+
+
 def _find_unencodable(value, path, ancestors):
     if value is None or isinstance(value, (str, int, float, bool)):
         return None
@@ -278,7 +286,7 @@ def _find_unencodable(value, path, ancestors):
     ancestors.add(id(value))
     if isinstance(value, dict):
         for key, item in value.items():
-            if key is not None and not isinstance(key, _JSON_KEYS):
+            if key is not None and not isinstance(key, _JSON_KEYS) and not _item_key(key):
                 return "%s: a key of type %s (%s)" % (path, type(key).__name__, _safe(lambda: repr(key)[:80], "?"))
             where = "%s[%s]" % (path, json.dumps(key) if isinstance(key, str) else repr(key))
             found = _find_unencodable(item, where, ancestors)

@@ -46,7 +46,39 @@ def encode_json(obj):
         if "Out of range float" not in str(exc):
             raise
         text = _encoder.encode(_finite(obj))
+    except TypeError:
+        # numpy integer and bool keys (dict(zip(clf.classes_, proba)), the scikit-learn idiom) are
+        # written as int and bool keys are; anything else still fails as json fails.
+        plain = _plain_keys(obj)
+        if plain is obj:
+            raise
+        return encode_json(plain)
     return text.encode("utf-8")
+
+
+_KEYS = (str, int, float, bool)
+
+
+def _plain_keys(obj):
+    """`obj` with every dict key that has .item() giving a JSON key type replaced by it; `obj` itself
+    when there is none."""
+    if isinstance(obj, dict):
+        changed = False
+        out = {}
+        for key, value in obj.items():
+            if key is not None and not isinstance(key, _KEYS):
+                item = getattr(key, "item", None)
+                plain = item() if callable(item) else key
+                if plain is not key and isinstance(plain, _KEYS):
+                    key, changed = plain, True
+            new = _plain_keys(value)
+            changed = changed or new is not value
+            out[key] = new
+        return out if changed else obj
+    if isinstance(obj, (list, tuple)):
+        items = [_plain_keys(v) for v in obj]
+        return items if any(a is not b for a, b in zip(items, obj)) else obj
+    return obj
 
 
 MAX_ORJSON_DEPTH = 500  # well below the default recursion limit of 1000

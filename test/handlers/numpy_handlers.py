@@ -15,3 +15,10 @@ def nan_array(payload):
 
 def top_array(payload):
     return np.array([1, 2, 3])
+
+
+def keyed(payload):
+    """dict(zip(clf.classes_, proba)), the scikit-learn idiom: numpy keys, nested too."""
+    classes = np.array([3, 1])
+    return {"by_class": dict(zip(classes, np.array([0.25, 0.75]))), "flags": {np.bool_(True): [{np.int32(7): 1}]},
+            "codec": payload.get("codec")}
