@@ -8,11 +8,18 @@
  */
 import type { Config } from '../config.js';
 import { deadlineOf } from '../envelope/deadline.js';
-import { envelopeModeResponse, handlerMeta, payloadModeResponse } from '../envelope/envelope.js';
+import { handlerMeta } from '../envelope/envelope.js';
 import { messageLogFields, traceIdOf } from '../envelope/trace.js';
-import { type ErrorCode, ExitCode, FatalError, WireError, wireError } from '../errors.js';
+import { ExitCode, FatalError } from '../errors.js';
 import { batched, type Logger } from '../logger.js';
-import { errorResponse, frameChunks } from '../socket/framing.js';
+import {
+  type Answer,
+  type AnswerContext,
+  answerFromDeath,
+  answerFromOutcome,
+  answerPastDeadline,
+  type MessageOutcome,
+} from './answer.js';
 import { CallClock } from './call-clock.js';
 import { type Job, JobQueue } from './job-queue.js';
 import { type RecycleReason, recycleReason, restartDelay, type WorkerPolicy } from './policy.js';
@@ -28,8 +35,7 @@ import {
   type WorkerFactory,
 } from './worker.js';
 
-/** How a message ended: 'ok', or the wire error code it was answered with. */
-export type MessageOutcome = 'ok' | ErrorCode;
+export type { MessageOutcome } from './answer.js';
 
 /**
  * What the supervisor reports as it works, for whoever observes it (the runtime's metrics). Every
@@ -449,10 +455,7 @@ export class Supervisor {
     if (deadline !== null && 'invalid' in deadline) {
       warnInvalidDeadline(this.log, envelope.id, deadline.invalid);
     } else if (deadline !== null && deadline.at * 1000 <= Date.now()) {
-      const answer = wireError.deadlineExceeded(deadline.text, Date.now() / 1000 - deadline.at);
-      this.log.warn({ ...messageLogFields(envelope), outcome: answer.code, ms: msSince(job.received) }, answer.message);
-      this.events?.message?.(answer.code, 0);
-      return job.exchange.respond(errorResponse(answer));
+      return this.deliver(job, answerPastDeadline(deadline.text, Date.now() / 1000 - deadline.at, this.at(job)), 0);
     }
     const { softMs, killGraceMs } = this.policy.timeLimit;
     let killTimer: NodeJS.Timeout | null = null;
@@ -493,13 +496,7 @@ export class Supervisor {
     } catch (err) {
       if (!(err instanceof WorkerDied)) throw err;
       if (err.reason === 'stopped') return job.exchange.abort();
-      const answer =
-        err.reason === 'timeout'
-          ? wireError.timeout((softMs ?? 0) / 1000, killGraceMs / 1000)
-          : wireError.crashed(err.exitCode, err.signal, err.stderrTail);
-      this.log.error({ ...messageLogFields(context), outcome: answer.code, ms: msSince(job.received) }, answer.message);
-      this.events?.message?.(answer.code, secondsSince(started));
-      return job.exchange.respond(errorResponse(answer));
+      return this.deliver(job, answerFromDeath(err, this.at(job)), secondsSince(started));
     } finally {
       this.clock.stop();
       if (killTimer) clearTimeout(killTimer);
@@ -522,11 +519,24 @@ export class Supervisor {
       this.inFlight = null;
       this.pump();
     }
-    const { chunks, outcome: result, outputs } = this.answer(job, outcome);
-    job.exchange.respond(chunks);
-    this.events?.message?.(result, secondsSince(started));
-    // After the answer is on its way: the line (a write to stderr) is not on the sidecar's clock.
-    if (outputs !== undefined) this.logHandled(job, outputs);
+    // Python answered: the process is healthy, whatever the answer says.
+    this.streak = 0;
+    this.deliver(job, answerFromOutcome(outcome, this.at(job)), secondsSince(started));
+  }
+
+  /** What an answer needs to know of the message and the rules. */
+  private at(job: Job): AnswerContext {
+    const { mode, validate } = this.config;
+    return { envelope: job.envelope, ms: msSince(job.received), mode, validate, timeLimit: this.policy.timeLimit };
+  }
+
+  /** Write the answer, count it, log it: a failure's line first, a success's after the bytes are on their way. */
+  private deliver(job: Job, answer: Answer, pythonSeconds: number): void {
+    if (answer.line) this.log[answer.line.level](answer.line.fields, answer.line.msg);
+    job.exchange.respond(answer.chunks);
+    this.events?.message?.(answer.outcome, pythonSeconds);
+    // The line (a write to stderr) is not on the sidecar's clock.
+    if (answer.outputs !== undefined) this.logHandled(job, answer.outputs);
   }
 
   private logHandled(job: Job, outputs: number): void {
@@ -537,72 +547,6 @@ export class Supervisor {
       { id: envelope.id, ...traceField(envelope.headers), ms: msSince(job.received), outcome: 'ok', outputs },
       'message handled',
     );
-  }
-
-  /** The answer's frame; `outputs` when it is a success, whose line logHandled writes. */
-  private answer(job: Job, outcome: CallOutcome): { chunks: Buffer[]; outcome: MessageOutcome; outputs?: number } {
-    const { envelope } = job;
-    // Python answered: the process is healthy, whatever the answer says.
-    this.streak = 0;
-    let failure: WireError;
-    let fields: Record<string, unknown> | undefined;
-    try {
-      switch (outcome.kind) {
-        case 'payloads':
-        case 'envelopes': {
-          const body =
-            outcome.kind === 'payloads'
-              ? payloadModeResponse(envelope, outcome.payloads)
-              : envelopeModeResponse(envelope, outcome.outputs, this.config.validate);
-          const outputs = outcome.kind === 'payloads' ? outcome.payloads.length : outcome.outputs.length;
-          return { chunks: frameChunks(body), outcome: 'ok', outputs };
-        }
-        case 'raised':
-          failure = wireError.processing(outcome.message, outcome.type, outcome.traceback);
-          fields = { type: outcome.type, traceback: outcome.traceback || undefined };
-          this.log.error(this.errorFields(job, failure, fields), `handler raised ${outcome.type}: ${outcome.message}`);
-          return { chunks: errorResponse(failure), outcome: failure.code };
-        case 'unencodable':
-          failure = wireError.processing(outcome.message, outcome.type);
-          this.log.error(this.errorFields(job, failure, { type: outcome.type }), outcome.message);
-          return { chunks: errorResponse(failure), outcome: failure.code };
-        case 'bad_input':
-          failure = wireError.parsing(
-            outcome.field === 'payload'
-              ? `invalid JSON in field 'payload': ${outcome.message}`
-              : `the envelope cannot be read by Python's json: ${outcome.message}`,
-            outcome.type,
-          );
-          this.log.warn(this.errorFields(job, failure, { type: outcome.type }), failure.message);
-          return { chunks: errorResponse(failure), outcome: failure.code };
-        case 'timed_out': {
-          const { softMs, killGraceMs } = this.policy.timeLimit;
-          const answer = wireError.interrupted((softMs ?? 0) / 1000, killGraceMs / 1000, outcome);
-          this.log.error(
-            this.errorFields(job, answer, { type: outcome.type, traceback: outcome.traceback }),
-            answer.message,
-          );
-          return { chunks: errorResponse(answer), outcome: answer.code };
-        }
-      }
-    } catch (err) {
-      failure =
-        err instanceof WireError
-          ? err
-          : wireError.processing(`could not build the response: ${(err as Error).message}`, 'RuntimeError');
-      this.log.error(this.errorFields(job, failure), failure.message);
-      return { chunks: errorResponse(failure), outcome: failure.code };
-    }
-  }
-
-  private errorFields(job: Job, failure: WireError, extra?: Record<string, unknown>): Record<string, unknown> {
-    const { envelope } = job;
-    return {
-      ...messageLogFields({ id: envelope.id, headers: envelope.headers }),
-      outcome: failure.code,
-      ms: msSince(job.received),
-      ...extra,
-    };
   }
 }
 
