@@ -363,6 +363,9 @@ def handle_call(handler, envelope_mode, msg):
         # generator's items and its coroutine, never the shim's decoding or encoding.
         call.interrupted = False
         call.context = context
+        call.cancels = set(n for n in call.cancels if n >= call.seq)
+        if context is not None and call.seq in call.cancels:
+            context.cancel()  # its client left before it started
         call.active = True
         try:
             result = handler(arg) if context is None else handler(arg, context=context)
@@ -492,7 +495,8 @@ class Metrics(object):
 
     def __init__(self):
         self.recorded = []
-        self.kinds = {}
+        self.kinds = {}  # name -> (kind, label names)
+        self.series = {}  # what /metrics shows -> the name that has it
 
     def inc(self, name, value=1, **labels):
         self._record("counter", name, value, labels)
@@ -505,25 +509,51 @@ class Metrics(object):
 
     def _record(self, kind, name, value, labels):
         import re
-        if not isinstance(name, str) or not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
             raise ValueError("metric name %r is not valid in Prometheus: letters, digits, _ and :, not starting "
                              "with a digit" % (name,))
         for label in labels:
-            if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", label) or label.startswith("__"):
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__"):
                 raise ValueError("label name %r of metric %r is not valid in Prometheus: letters, digits and _, "
                                  "not starting with a digit or __" % (label, name))
             if kind == "histogram" and label == "le":
                 raise ValueError("label name 'le' of histogram %r is reserved by Prometheus" % name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError("metric %r: the value must be a finite number, got %r" % (name, value))
+        try:
+            finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        except OverflowError:  # an int beyond any float
+            finite = False
+        if not finite:
+            raise ValueError("metric %r: the value must be a finite number, got %.80r" % (name, value))
         if kind == "counter" and value < 0:
             raise ValueError("counter %r can only go up: inc() by %r" % (name, value))
         names = tuple(sorted(labels))
-        known = self.kinds.setdefault(name, (kind, names))
-        if known != (kind, names):
+        known = self.kinds.get(name)
+        if known is None:
+            self._claim(kind, name, names)
+        elif known != (kind, names):
             raise ValueError("metric %r is a %s with labels (%s); it cannot also be a %s with labels (%s)"
                              % (name, known[0], ", ".join(known[1]), kind, ", ".join(names)))
         self.recorded.append([kind, name, float(value), [[k, str(labels[k])] for k in names]])
+
+    def _claim(self, kind, name, labels):
+        """Register `name`, unless a series it would be served as is another metric's already."""
+        for series in self.served_as(kind, name):
+            owner = self.series.get(series)
+            if owner is not None and owner != name:
+                raise ValueError("metric %r would be served as %s, which metric %r is already (%s)"
+                                 % (name, "asya_handler_" + series, owner, self.kinds[owner][0]))
+        self.kinds[name] = (kind, labels)
+        for series in self.served_as(kind, name):
+            self.series[series] = name
+
+    @staticmethod
+    def served_as(kind, name):
+        """The series names /metrics shows for it (without asya_handler_), as the supervisor names them."""
+        if kind == "counter":
+            return [(name[:-6] if name.endswith("_total") else name) + "_total"]
+        if kind == "histogram":
+            return [name, name + "_bucket", name + "_sum", name + "_count"]
+        return [name]
 
     def drain(self):
         taken, self.recorded = self.recorded, []
@@ -534,10 +564,18 @@ METRICS = Metrics()
 
 
 def is_cuda_oom(exc):
-    name = _safe(lambda: type(exc).__name__, "")
-    if name == "OutOfMemoryError" and "torch" in _safe(lambda: type(exc).__module__, ""):
-        return True
-    return isinstance(exc, RuntimeError) and _safe(lambda: str(exc), "").startswith("CUDA out of memory")
+    """torch.cuda.OutOfMemoryError or a RuntimeError saying "CUDA out of memory", also as the cause or
+    context of what the handler raised (an OOM wrapped in an error of its own)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen and len(seen) < 20:
+        seen.add(id(exc))
+        name = _safe(lambda: type(exc).__name__, "")
+        if name == "OutOfMemoryError" and "torch" in _safe(lambda: type(exc).__module__, ""):
+            return True
+        if isinstance(exc, RuntimeError) and _safe(lambda: str(exc), "").startswith("CUDA out of memory"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def release_after_oom():
@@ -584,6 +622,8 @@ def run_coroutine(awaitable):
     loop = event_loop()
     task = loop.create_task(_interruptible(awaitable))
     CALL.task = task  # the time limit cancels it, so the handler's `finally` and `async with` run
+    if CALL.context is not None and CALL.context._cancelled:
+        task.cancel()  # its client left before the coroutine started
     try:
         return loop.run_until_complete(task)
     finally:
@@ -634,7 +674,7 @@ class HandlerTimeout(TimeoutError):
 
 
 class CallState(object):
-    __slots__ = ("seq", "active", "interrupted", "where", "task", "loop", "timeout", "control", "context")
+    __slots__ = ("seq", "active", "interrupted", "where", "task", "loop", "timeout", "control", "context", "cancels")
 
     def __init__(self):
         self.seq = 0              # number of the current (or last) call, counted from 1
@@ -646,6 +686,7 @@ class CallState(object):
         self.timeout = None       # seconds, for messages
         self.control = None       # read end of the control pipe (call numbers to interrupt or cancel)
         self.context = None       # the call's Context, when the handler takes one
+        self.cancels = set()      # numbers of calls whose client left, this one's or the next
 
 
 CALL = CallState()
@@ -686,10 +727,13 @@ CANCEL_BIT = 0x80000000  # on a call number: its client left (cancel), rather th
 def on_interrupt(signum, frame):
     call = CALL
     targets = read_call_numbers(call.control)
-    if call.active and (call.seq | CANCEL_BIT) in targets and call.context is not None:
-        call.context.cancel()
-        if call.task is not None:  # an async handler: CancelledError inside it
-            call.loop.call_soon_threadsafe(call.task.cancel)
+    for number in targets:
+        # A cancellation may arrive before its call has started here (still being read or decoded):
+        # kept until that call's context exists (call_context), never applied to another call.
+        if number & CANCEL_BIT and (number & ~CANCEL_BIT) >= call.seq:
+            call.cancels.add(number & ~CANCEL_BIT)
+    if call.context is not None and call.seq in call.cancels:
+        cancel_call(call)
     if not call.active or call.interrupted or call.seq not in targets:
         return  # late, early or foreign: nothing of the handler's to interrupt
     call.interrupted = True
@@ -699,6 +743,13 @@ def on_interrupt(signum, frame):
         call.loop.call_soon_threadsafe(call.task.cancel)
         return
     raise HandlerTimeout(timeout_message())
+
+
+def cancel_call(call):
+    """Its client left: context.cancelled() is True from now on, and an async handler is cancelled."""
+    call.context.cancel()
+    if call.task is not None:  # an async handler: CancelledError inside it
+        call.loop.call_soon_threadsafe(call.task.cancel)
 
 
 def arm_time_limit(control, timeout):
@@ -847,7 +898,7 @@ def main():
     envelope_mode = init.get("mode") == "envelope"
     metrics = bool(init.get("metrics"))  # served at /metrics: else checked, then dropped
     for name, (kind, labels) in (init.get("metric_kinds") or {}).items():
-        METRICS.kinds[name] = (kind, tuple(labels))  # what other processes registered it as
+        _safe(lambda: METRICS._claim(kind, name, tuple(labels)) or "", "")  # what other processes registered
     while True:
         msg = read_message(chan_in)
         if msg is None:

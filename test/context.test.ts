@@ -32,12 +32,15 @@ function sendAndLeave(socketPath: string, message: unknown, ms: number): Promise
     const body = Buffer.from(JSON.stringify(message));
     const head = Buffer.alloc(4);
     head.writeUInt32BE(body.length);
-    const sock = net.connect(socketPath, () => sock.write(Buffer.concat([head, body])));
+    const sock = net.connect(socketPath, () =>
+      sock.write(Buffer.concat([head, body]), () =>
+        setTimeout(() => {
+          sock.destroy();
+          resolve(Date.now() / 1000);
+        }, ms),
+      ),
+    );
     sock.on('error', () => undefined);
-    setTimeout(() => {
-      sock.destroy();
-      resolve(Date.now() / 1000);
-    }, ms);
   });
 }
 
@@ -159,6 +162,11 @@ describe('deadline: a message already past it', () => {
       '',
     ])
       assert.equal(parseRfc3339(bad), null, bad);
+    // Years 0-99 are years 0-99 (Date.UTC alone reads them as 1900-1999), with their own leap days.
+    assert.equal(parseRfc3339('0000-01-01T00:00:00Z'), -62167219200);
+    assert.equal(parseRfc3339('0099-12-31T23:59:59Z'), -59011459201);
+    assert.equal(parseRfc3339('0000-02-29T00:00:00Z'), -62167219200 + 59 * 86400);
+    assert.equal(parseRfc3339('1900-02-29T00:00:00Z'), null);
   });
 });
 
@@ -179,6 +187,28 @@ describe('context: cancellation', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('a client that leaves while its large message is still being read and decoded: cancelled() is True from the start', async () => {
+    const dir = tempDir();
+    const rt = await startRuntime({ handler: 'context_handlers.watch' });
+    for (let i = 0; i < 3; i++) {
+      const mark = path.join(dir, `mark-${i}`);
+      const pad = Array.from({ length: 200_000 }, (_, n) => ({ n }));
+      const left = await sendAndLeave(rt.socketPath, envelope({ mark, pad }), 0);
+      const noticed = Number(await fileText(mark));
+      assert.ok(
+        noticed - left < 1,
+        `round ${i}: noticed ${((noticed - left) * 1000).toFixed(0)} ms after the client left`,
+      );
+    }
+    // A cancellation never reaches the next call.
+    const next = path.join(dir, 'next');
+    const deadline = iso(Date.now() / 1000 + 0.5);
+    const [answer] = (await rt.send(envelope({ mark: next }, { deadline }))) as Array<{ payload: unknown }>;
+    assert.equal(answer?.payload, 'cancelled', "by its deadline, not by an earlier call's client");
+    await rt.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('an async handler is cancelled (CancelledError inside it) when its client leaves', async () => {
     const dir = tempDir();
     const rt = await startRuntime({ handler: 'context_handlers.wait_async' });
@@ -188,6 +218,7 @@ describe('context: cancellation', () => {
     assert.match(text, /cancelled=True/);
     assert.ok(Number(text.split(' ')[0]) - left < 0.5);
     await rt.waitForLog((l) => l.msg === 'the client left before the answer: it was dropped');
+    assert.ok(!rt.logs.some((l) => l.level === 'error'), 'a cancelled call nobody waits for is no error');
     await rt.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -231,6 +262,11 @@ describe('context: log and metrics', () => {
       { inc: [{ name: 'widgets', value: -1, labels: { color: 'red' } }] },
       { set: [{ name: 'widgets', value: 1, labels: { color: 'red' } }] },
       { observe: [{ name: 'h', value: 1, labels: { le: '1' } }] },
+      { inc: [{ name: 'ends_in_newline\n' }] },
+      { inc: [{ name: 'label_newline', labels: { 'l\n': '1' } }] },
+      { set: [{ name: 'widgets_total', value: 1, labels: { color: 'red' } }] },
+      { set: [{ name: 'batch_seconds_count', value: 1, labels: { model: 'm' } }] },
+      { inc: [{ name: 'huge', value: 1e400 }] },
     ]) {
       const error = asError(await rt.send(envelope(bad)));
       assert.equal(error.error, 'processing_error', JSON.stringify(error));
@@ -244,15 +280,16 @@ describe('context: log and metrics', () => {
 });
 
 describe('CUDA out of memory', () => {
-  for (const variant of ['torch.cuda.OutOfMemoryError', 'RuntimeError("CUDA out of memory...")']) {
+  for (const variant of ['torch.cuda.OutOfMemoryError', 'RuntimeError("CUDA out of memory...")', 'wrapped']) {
     it(`${variant}: processing_error, then what the failed call held is freed and the cache emptied before the next message`, async () => {
       const rt = await startRuntime({
         handler: 'context_handlers.oom',
         pythonPath: [path.join(HANDLERS, 'fake_cuda')],
       });
-      const error = asError(await rt.send(envelope({ runtime_error: variant.startsWith('RuntimeError') })));
+      const wrapped = variant === 'wrapped';
+      const error = asError(await rt.send(envelope({ runtime_error: variant.startsWith('RuntimeError'), wrapped })));
       assert.equal(error.error, 'processing_error');
-      assert.match(error.details.message, /CUDA out of memory/);
+      assert.match(error.details.message, wrapped ? /inference failed/ : /CUDA out of memory/);
       const check = await first(rt, envelope({ check: true }));
       assert.equal(check.tensor_alive, false, 'the failed call no longer holds its tensors');
       assert.equal(check.cache_emptied, 1, 'torch.cuda.empty_cache() ran once');

@@ -172,6 +172,8 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
   if (process.env.ASYA_TEST_RUN) env.ASYA_TEST_RUN = process.env.ASYA_TEST_RUN;
   Object.assign(env, coverageEnv());
   if (opts.handler !== undefined) env.ASYA_HANDLER = opts.handler;
+  // ASYA_TEST_PRELOAD=1 runs every runtime a test starts with workers forked from a template.
+  if (process.env.ASYA_TEST_PRELOAD === '1') env.ASYA_PRELOAD = 'true';
   for (const [k, v] of Object.entries(opts.env ?? {})) {
     if (v === undefined) delete env[k];
     else env[k] = v;

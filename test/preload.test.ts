@@ -286,6 +286,12 @@ describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
       await Promise.all([serve(rt, { n: 1 }), serve(rt, { n: 2 })]);
     }
     assert.deepEqual(marks(files.closes), [], 'close() never ran in a worker killed with its template');
+    // Two workers and the spare: a porter each, no more (a worker forked after a template died under its
+    // request once ran on beside its replacement).
+    const porters = () => tagged(tag).filter((p) => p.comm === 'asya-porter').length;
+    await until('two workers and a spare', () => porters() === 3);
+    await Promise.all([1, 2, 3, 4].map((n) => serve(rt, { n })));
+    assert.equal(porters(), 3);
     assert.ok(!rt.logs.some((l) => String(l.msg).includes('corrupted channel')));
     const spares = () => rt.logs.filter((l) => l.msg === 'spare worker forked');
     // The spare of the last template (the ones before died with theirs).

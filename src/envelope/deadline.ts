@@ -43,7 +43,8 @@ export function parseRfc3339(text: string): number | null {
     number,
     number,
   ];
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const daysInMonth = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
   // RFC 3339 allows a leap second (60); the moment is the same as :59 plus one.
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 60) return null;
   let offsetMinutes = 0;
@@ -53,7 +54,10 @@ export function parseRfc3339(text: string): number | null {
     if (oh > 23 || om > 59) return null;
     offsetMinutes = (m[9] === '-' ? -1 : 1) * (oh * 60 + om);
   }
-  const whole = Date.UTC(year, month - 1, day, hour, minute, second) / 1000;
+  // Date.UTC reads years 0-99 as 1900-1999: the year is set on its own.
+  const moment = new Date(Date.UTC(2000, month - 1, day, hour, minute, second));
+  moment.setUTCFullYear(year, month - 1, day);
+  const whole = moment.getTime() / 1000;
   const fraction = m[7] ? Number(`0${m[7]}`) : 0;
   return whole + fraction - offsetMinutes * 60;
 }

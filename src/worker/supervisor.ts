@@ -502,7 +502,8 @@ export class Supervisor {
       if (killTimer) clearTimeout(killTimer);
       if (takesContext) job.exchange.onGone?.(null);
     }
-    if (takesContext && job.exchange.clientGone()) {
+    const gone = takesContext && job.exchange.clientGone();
+    if (gone) {
       this.log.info(
         { ...messageLogFields(context), ms: msSince(job.received), outcome: outcome.kind },
         'the client left before the answer: it was dropped',
@@ -521,7 +522,10 @@ export class Supervisor {
     }
     // Python answered: the process is healthy, whatever the answer says.
     this.streak = 0;
-    this.deliver(job, answerFromOutcome(outcome, this.at(job)), secondsSince(started));
+    const answer = answerFromOutcome(outcome, this.at(job));
+    // Nobody reads it: its failure (a cancelled coroutine's CancelledError, typically) is no error to log.
+    if (gone) answer.line = undefined;
+    this.deliver(job, answer, secondsSince(started));
   }
 
   /** What an answer needs to know of the message and the rules. */

@@ -263,14 +263,18 @@ class ForkedWorker implements Worker {
         fork: { template: template.requests },
       });
       this.inner = inner;
-      void inner.exited.then((death) => {
-        if (this.inner === inner) this.settleExit(death);
-      });
+      // This worker's end is its porter's, once the porter has one: not that of a porter whose template
+      // died before forking (the next one takes its place; its end was settled too early here once,
+      // and the worker forked next ran on, unaccounted for).
+      const linkExit = () => void inner.exited.then((death) => this.settleExit(death));
       const stuck = setTimeout(() => this.template.stuck(template), FORK_TIMEOUT_MS);
       try {
         this.ready = await inner.handshake();
+        linkExit();
         return this.ready;
       } catch (err) {
+        const retry = err instanceof WorkerDied && err.exitCode === TEMPLATE_GONE_EXIT && !this.stopped;
+        if (!retry) linkExit();
         if (err instanceof WorkerDied && err.exitCode === FORK_FAILED_EXIT && !this.stopped) {
           // Out of memory or processes in the template: the environment's state, retried with backoff.
           throw new SpawnFailed(

@@ -67,6 +67,11 @@ def oom(payload, context=None):
     _HELD[:] = [weakref.ref(activations)]
     if payload.get("runtime_error"):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    if payload.get("wrapped"):
+        try:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (stand-in)")
+        except RuntimeError as oom:
+            raise ValueError("inference failed") from oom
     raise torch.cuda.OutOfMemoryError("CUDA out of memory (stand-in)")
 
 
