@@ -706,17 +706,7 @@ def timeout_reply(exc):
 
 
 def read_call_numbers(fd):
-    data = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except (BlockingIOError, InterruptedError):
-            break
-        except OSError:
-            return ()
-        if not chunk:
-            break
-        data += chunk
+    data = read_available(fd)
     whole = len(data) // 4
     return struct.unpack(">%dI" % whole, data[:whole * 4])
 
@@ -1189,16 +1179,22 @@ def prctl_name(name):
         pass
     return False
 
-def drain(fd):
-    got = b""
+def read_available(fd):
+    """What the non-blocking `fd` holds now, without waiting (what was read before an error or EOF)."""
+    data = b""
     while True:
         try:
-            chunk = os.read(fd, 512)
-        except BlockingIOError:
-            return set(got)
+            chunk = os.read(fd, 4096)
+        except OSError:  # BlockingIOError: nothing more for now
+            return data
         if not chunk:
-            return set(got)
-        got += chunk
+            return data
+        data += chunk
+
+
+def drain(fd):
+    """The signal numbers a wakeup descriptor carries."""
+    return set(read_available(fd))
 
 def exit_like(status, prctl):
     """Exit as the shim did, so the supervisor reports the shim's exit code or signal."""

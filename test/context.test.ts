@@ -266,12 +266,15 @@ describe('context: log and metrics', () => {
       { inc: [{ name: 'label_newline', labels: { 'l\n': '1' } }] },
       { set: [{ name: 'widgets_total', value: 1, labels: { color: 'red' } }] },
       { set: [{ name: 'batch_seconds_count', value: 1, labels: { model: 'm' } }] },
-      { inc: [{ name: 'huge', value: 1e400 }] },
     ]) {
       const error = asError(await rt.send(envelope(bad)));
       assert.equal(error.error, 'processing_error', JSON.stringify(error));
       assert.equal(error.details.type, 'ValueError');
     }
+    // An int beyond any float (JSON allows it; JavaScript cannot write it, so the frame is written by hand).
+    const huge = `{"id":"h","route":{"actors":["a","b"],"current":0},"payload":{"inc":[{"name":"huge","value":1${'0'.repeat(400)}}]}}`;
+    const hugeError = asError(await rt.sendRaw(Buffer.from(huge)));
+    assert.equal(hugeError.details.type, 'ValueError', JSON.stringify(hugeError));
     const after = await scrape(port);
     assert.match(after, /^asya_handler_widgets_total\{color="red"\} 20$/m);
     assert.doesNotMatch(after, /bad-name|__reserved/);

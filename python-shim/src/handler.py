@@ -706,17 +706,7 @@ def timeout_reply(exc):
 
 
 def read_call_numbers(fd):
-    data = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except (BlockingIOError, InterruptedError):
-            break
-        except OSError:
-            return ()
-        if not chunk:
-            break
-        data += chunk
+    data = read_available(fd)
     whole = len(data) // 4
     return struct.unpack(">%dI" % whole, data[:whole * 4])
 

@@ -71,16 +71,22 @@ def prctl_name(name):
         pass
     return False
 
-def drain(fd):
-    got = b""
+def read_available(fd):
+    """What the non-blocking `fd` holds now, without waiting (what was read before an error or EOF)."""
+    data = b""
     while True:
         try:
-            chunk = os.read(fd, 512)
-        except BlockingIOError:
-            return set(got)
+            chunk = os.read(fd, 4096)
+        except OSError:  # BlockingIOError: nothing more for now
+            return data
         if not chunk:
-            return set(got)
-        got += chunk
+            return data
+        data += chunk
+
+
+def drain(fd):
+    """The signal numbers a wakeup descriptor carries."""
+    return set(read_available(fd))
 
 def exit_like(status, prctl):
     """Exit as the shim did, so the supervisor reports the shim's exit code or signal."""
