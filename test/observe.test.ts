@@ -191,6 +191,20 @@ describe('logs: every handler line names its message', () => {
   });
 });
 
+describe('logs: lines printed while the handler loads', () => {
+  it("name the process that then serves (not its reaper), as the 'handler loaded' line does", async () => {
+    const rt = await startRuntime({ handler: 'prints_at_import.Model.process' });
+    const loaded = await rt.waitForLog((l) => l.msg === 'handler loaded');
+    const importing = await rt.waitForLog((l) => String(l.msg).startsWith('importing in '));
+    const building = await rt.waitForLog((l) => String(l.msg).startsWith('building in '));
+    for (const line of [importing, building]) {
+      assert.equal(line.python_pid, loaded.python_pid, JSON.stringify(line));
+      assert.equal(String(line.msg).split(' ').at(-1), String(loaded.python_pid));
+    }
+    await rt.stop();
+  });
+});
+
 describe('errors a user can read', () => {
   it("tracebacks in wire answers and logs hold the user's frames only", async () => {
     const rt = await startRuntime({ handler: 'observe.nested' });

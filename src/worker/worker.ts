@@ -509,6 +509,27 @@ export class PythonWorker implements Worker {
     waiter.resolve(msg);
   }
 
+  /**
+   * The pid of the process that runs the handler, for a line it wrote. Before its ready message says so
+   * (a line printed while the module loads), it is the reaper's child, read once from /proc; the
+   * reaper's own pid where that cannot be read.
+   */
+  private pythonPid(): number | undefined {
+    if (this.shimPid !== null || this.pid === undefined) return this.shimPid ?? this.pid;
+    if (this.loadingPid === null) {
+      try {
+        const first = readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, 'latin1').split(' ')[0];
+        if (first) this.loadingPid = Number(first);
+      } catch {
+        // not Linux, or gone: the reaper's pid stands in
+      }
+    }
+    return this.loadingPid ?? this.pid;
+  }
+
+  /** The handler's process as /proc showed it while loading (null: not known yet). */
+  private loadingPid: number | null = null;
+
   /** `{id, trace_id}` of the message in flight, computed once per message and only when a line needs it. */
   private messageFields(): MessageLogFields | undefined {
     if (this.context === null) return undefined;
@@ -521,10 +542,7 @@ export class PythonWorker implements Worker {
       if (name === 'stderr' && line.startsWith(PYTHON_LOG_MARK)) return this.logRecord(line);
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-      this.opts.log.info(
-        { src: 'handler', stream: name, python_pid: this.shimPid ?? this.pid, ...this.messageFields() },
-        line,
-      );
+      this.opts.log.info({ src: 'handler', stream: name, python_pid: this.pythonPid(), ...this.messageFields() }, line);
     });
     stream.on('data', (chunk: Buffer) => lines.push(chunk));
     stream.on('end', () => lines.flush());
@@ -537,7 +555,7 @@ export class PythonWorker implements Worker {
       record = JSON.parse(line.slice(PYTHON_LOG_MARK.length)) as PythonLogRecord;
     } catch {
       return void this.opts.log.info(
-        { src: 'handler', stream: 'stderr', python_pid: this.shimPid ?? this.pid, ...this.messageFields() },
+        { src: 'handler', stream: 'stderr', python_pid: this.pythonPid(), ...this.messageFields() },
         line,
       );
     }
@@ -548,7 +566,7 @@ export class PythonWorker implements Worker {
       {
         src: 'handler',
         logger: String(record.n),
-        python_pid: this.shimPid ?? this.pid,
+        python_pid: this.pythonPid(),
         ...(record.i === undefined ? this.messageFields() : { id: String(record.i) }),
         traceback: record.e || undefined,
       },
