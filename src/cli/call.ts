@@ -41,7 +41,8 @@ stderr; answers go to stdout. After each answer, one line on stderr reports it:
   REPORT  duration: 3.21 ms  init duration: 412 ms  peak RSS: 38.4 MiB
 duration is from sending the message to its whole answer; init duration is the handler's load time
 (import and __init__), on the first answer of a freshly loaded Python process only; peak RSS is the
-most resident memory that Python process has used so far (VmHWM, Linux only).
+most resident memory that Python process has used so far (VmHWM, Linux only): that process alone,
+without the supervisor (~55 MiB) and the reaper (~14 MiB) the pod also holds.
 
 Options:
 ${handlerOptionsHelp}
