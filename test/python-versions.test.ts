@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { describe, it } from 'node:test';
 import { env, pyenvPython, runToExit, startRuntime, TEST_VENV_PYTHON } from './helpers.js';
 
@@ -38,6 +39,17 @@ describe('Python versions via ASYA_PYTHONEXECUTABLE', () => {
       assert.deepEqual(printer[0], { printed: true });
     });
   }
+
+  const python2 = pyenvPython('2.7')?.replace(/python3$/, 'python');
+  it('Python 2 is refused with the same clear FATAL line, naming the interpreter', {
+    skip: python2 && fs.existsSync(python2) ? false : 'no Python 2.7 under pyenv',
+  }, async () => {
+    const result = await runToExit({ handler: 'basic.echo', env: { ASYA_PYTHONEXECUTABLE: python2 as string } });
+    assert.equal(result.code, 4);
+    const fatal = result.logs.find((l) => l.level === 'fatal')?.msg ?? '';
+    assert.match(fatal, /is too old: the runtime needs 3\.7 or newer/);
+    assert.ok(fatal.includes(python2 as string), fatal);
+  });
 
   it('Python 3.6 is refused with a clear FATAL line', {
     skip: pyenvPython('3.6') ? false : 'no Python 3.6 under pyenv',

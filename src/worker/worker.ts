@@ -327,7 +327,12 @@ export class PythonWorker implements Worker {
       metrics: opts.onMetrics !== undefined,
       metric_kinds: opts.metricKinds?.() ?? {},
     });
-    const msg = await reply;
+    let msg: ShimMessage;
+    try {
+      msg = await reply;
+    } catch (err) {
+      throw tooOld(err, opts.python) ?? err;
+    }
     if (msg.t === 'ready') {
       this.shimPid = msg.pid;
       this.ready = msg;
@@ -602,4 +607,19 @@ function lowerPriority(pid: number): void {
   } catch {
     // not permitted, or already gone
   }
+}
+
+/**
+ * A Python too old to start the shim at all (Python 2 refuses `-X faulthandler`; one before 3.7 may not
+ * parse the shim) dies before its first word: said as the shim says it for 3.6, naming the interpreter.
+ */
+function tooOld(err: unknown, python: string): HandlerLoadFailed | null {
+  if (!(err instanceof WorkerDied) || err.exitCode === null) return null;
+  const refused = /-X is reserved for implementation-specific arguments|SyntaxError/.exec(err.stderrTail);
+  if (!refused) return null;
+  return new HandlerLoadFailed(
+    `the Python at ${python} is too old: the runtime needs 3.7 or newer (it could not start the shim: ${refused[0]})`,
+    'UnsupportedPython',
+    '',
+  );
 }
