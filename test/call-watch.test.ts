@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, HANDLERS, jsonLines, runNode, sleep, tempDir } from './helpers.js';
+import { CLI, HANDLERS, jsonLines, processesWithEnv, runNode, sleep, tempDir } from './helpers.js';
 
 const REPORT = /^REPORT {2}duration: (\d+\.\d\d) ms(?: {2}init duration: (\d+) ms)? {2}peak RSS: (\d+\.\d) MiB$/;
 
@@ -148,15 +148,5 @@ describe('asya-runtime call --watch', () => {
 
 /** Processes (not zombies) whose environment carries `marker`. */
 function survivors(marker: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (!fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`WATCH_TEST=${marker}`)) continue;
-      if (/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'latin1'))) continue;
-      found.push(`${pid} ${fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').join(' ')}`);
-    } catch {
-      // gone already
-    }
-  }
-  return found;
+  return processesWithEnv('WATCH_TEST', marker).map((p) => `${p.pid} ${p.comm}`);
 }

@@ -20,6 +20,7 @@ import {
   sleep,
   startRuntime,
   tempDir,
+  until,
 } from './helpers.js';
 
 /**
@@ -62,14 +63,6 @@ async function served(rt: Runtime, payload: unknown = 'ping'): Promise<void> {
 async function pythonPid(rt: Runtime, nth = 0): Promise<number> {
   await rt.waitForLog(() => rt.logs.filter((l) => l.msg === 'handler loaded').length > nth);
   return rt.logs.filter((l) => l.msg === 'handler loaded')[nth]?.python_pid as number;
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await sleep(20);
-  }
 }
 
 describe('ownership of the socket directory', () => {
@@ -173,7 +166,7 @@ describe('the socket directory under the running runtime', () => {
     try {
       const pid = await pythonPid(rt);
       process.kill(pid, 'SIGKILL');
-      await until('ready file withdrawn', () => !rt.isReady());
+      await until('ready file withdrawn', () => !rt.isReady(), 15_000);
       await sleep(300); // the new interpreter is in its __init__
       fs.rmSync(dir, { recursive: true, force: true });
       const { code } = await rt.exited;
@@ -355,7 +348,7 @@ describe('file descriptors', () => {
         s.on('close', () => closedByServer++);
         idle.push(s);
       }
-      await until('the excess refused', () => closedByServer > 0);
+      await until('the excess refused', () => closedByServer > 0, 15_000);
       const line = await rt.waitForLog(
         (l) =>
           l.level === 'warn' &&

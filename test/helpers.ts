@@ -152,6 +152,21 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Poll `probe` every 10 ms until it gives something truthy (returned), or fail after `timeoutMs`. */
+export async function until<T>(
+  what: string,
+  probe: () => T | null | undefined | false,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 export function tempDir(prefix = 'asya-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

@@ -27,6 +27,7 @@ import {
   sleep,
   startRuntime,
   tempDir,
+  until,
 } from './helpers.js';
 
 interface Work {
@@ -52,14 +53,6 @@ async function loads(rt: Runtime, count: number, timeoutMs = 30_000): Promise<nu
     await sleep(20);
   }
   return loadedLines(rt).map((l) => l.python_pid as number);
-}
-
-async function until(what: string, probe: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!probe()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 /** Processes under `root` (by parent links), as pid and process group: the reapers, the shims. */

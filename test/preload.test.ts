@@ -23,6 +23,7 @@ import {
   sleep,
   startRuntime,
   TEST_VENV_PYTHON,
+  until,
 } from './helpers.js';
 
 interface Served {
@@ -34,16 +35,6 @@ interface Served {
 
 /** Processes whose environment carries `tag` (every Python process of one runtime). */
 const tagged = (tag: string) => processesWithEnv('PRELOAD_TAG', tag);
-
-async function until<T>(what: string, probe: () => T | null | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 function marks(file: string): string[] {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
