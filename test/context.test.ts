@@ -301,6 +301,50 @@ describe('CUDA out of memory', () => {
   }
 });
 
+describe("metric names and labels: generated, against Prometheus's rule (seeded)", () => {
+  it('the shim accepts exactly the names and label names Prometheus does', () => {
+    const seed = Number(process.env.ASYA_TEST_SEED ?? Date.now() % 1e9);
+    let state = seed;
+    const next = (n: number) => {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      return state % n;
+    };
+    const alphabet = ['a', 'Z', '_', ':', '0', '9', '-', '.', ' ', '\n', 'é', '\u0000', '☃', '__'];
+    const word = () => Array.from({ length: 1 + next(6) }, () => alphabet[next(alphabet.length)]).join('');
+    const cases = Array.from({ length: 200 }, () => ({ name: word(), label: word() }));
+    const script = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(path.join(ROOT, 'python-shim'))})
+from asya_shim import Metrics
+out = []
+for case in json.load(sys.stdin):
+    result = []
+    for kind, labels in (("name", {}), ("label", {case["label"]: "v"})):
+        try:
+            Metrics().inc(case["name"] if kind == "name" else "ok", **labels)
+            result.append(True)
+        except ValueError:
+            result.append(False)
+    out.append(result)
+print(json.dumps(out))
+`;
+    const run = spawnSync('python3', ['-c', script], { input: JSON.stringify(cases), encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const got = JSON.parse(run.stdout) as Array<[boolean, boolean]>;
+    // Prometheus's data model (JavaScript's $ matches only at the very end: no trailing newline slips by).
+    const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+    const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+    cases.forEach(({ name, label }, i) => {
+      assert.equal(got[i]![0], NAME.test(name), `seed ${seed}: name ${JSON.stringify(name)}`);
+      assert.equal(
+        got[i]![1],
+        LABEL.test(label) && !label.startsWith('__'),
+        `seed ${seed}: label ${JSON.stringify(label)}`,
+      );
+    });
+  });
+});
+
 describe('context in a plain pytest', () => {
   it('Context and its metrics can be built by hand, as docs/handler-guide.md shows', () => {
     const script = `
