@@ -447,15 +447,18 @@ LOADED = LoadedState()
 
 
 def call_context(msg, envelope):
-    meta = envelope
-    if meta is None:
+    """The call's Context. The envelope the handler itself receives (envelope mode, ASYA_INCLUDE_METADATA)
+    is copied from, so neither sees the other's changes; otherwise the metadata is decoded for it alone."""
+    if envelope is not None:
+        meta = {key: copy_json(envelope.get(key)) for key in ("id", "route", "headers")}
+    else:
         raw = msg.get("m", msg.get("e"))
         meta = decode_json_exact(raw) if raw is not None else {}
     deadline = msg.get("d")
     if CALL.timeout is not None:
         limit = time.time() + CALL.timeout
         deadline = limit if deadline is None else min(deadline, limit)
-    return Context(id=meta.get("id"), route=copy_json(meta.get("route")), headers=copy_json(meta.get("headers")),
+    return Context(id=meta.get("id"), route=meta.get("route"), headers=meta.get("headers"),
                    deadline=deadline, log=handler_logger(), metrics=METRICS)
 
 
