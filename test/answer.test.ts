@@ -16,7 +16,6 @@ const request = parseRequest(
 const at: AnswerContext = {
   envelope: request,
   ms: 12.5,
-  mode: 'payload',
   validate: true,
   timeLimit: { softMs: 2000, killGraceMs: 500 },
 };
@@ -99,7 +98,7 @@ describe('answer: from how a call ended to bytes, outcome and line', () => {
   it('a response that cannot be built (an envelope-mode output breaking the rules) is a processing_error', () => {
     const answer = answerFromOutcome(
       { kind: 'envelopes', outputs: [[Buffer.from('{"route":{"actors":["x"],"current":7}}'), Buffer.from('1')]] },
-      { ...at, mode: 'envelope' },
+      at,
     );
     assert.equal(answer.outcome, 'processing_error');
     assert.equal(answer.line?.level, 'error');

@@ -33,7 +33,6 @@ export interface AnswerContext {
   envelope: RequestEnvelope;
   /** Milliseconds since the request arrived, for the line. */
   ms: number;
-  mode: 'payload' | 'envelope';
   validate: boolean;
   timeLimit: WorkerPolicy['timeLimit'];
 }

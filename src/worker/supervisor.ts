@@ -530,8 +530,8 @@ export class Supervisor {
 
   /** What an answer needs to know of the message and the rules. */
   private at(job: Job): AnswerContext {
-    const { mode, validate } = this.config;
-    return { envelope: job.envelope, ms: msSince(job.received), mode, validate, timeLimit: this.policy.timeLimit };
+    const { validate } = this.config;
+    return { envelope: job.envelope, ms: msSince(job.received), validate, timeLimit: this.policy.timeLimit };
   }
 
   /** Write the answer, count it, log it: a failure's line first, a success's after the bytes are on their way. */
