@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { DEFAULT_POLICY, recycleReason, type WorkerPolicy } from '../src/worker/policy.js';
-import { Supervisor } from '../src/worker/supervisor.js';
+import { Pool } from '../src/worker/pool.js';
 import { type CallOutcome, type ReadyInfo, type Worker, WorkerDied } from '../src/worker/worker.js';
 import {
   asError,
@@ -462,7 +462,7 @@ describe('the supervisor with a fake worker (policy as data)', () => {
   const log = createLogger('error', undefined, false);
   const job = () => fakeJob(env({}));
   const supervise = (policy: WorkerPolicy) =>
-    new Supervisor(config, policy, () => new FakeWorker(), log, {
+    new Pool(config, policy, () => () => new FakeWorker(), log, {
       onReady: (up) => FakeWorker.events.push(`ready ${up}`),
       onFatal: () => undefined,
     });

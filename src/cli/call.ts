@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import type { FatalError } from '../errors.js';
 import { stderrSink } from '../log-sink.js';
 import { createLogger } from '../logger.js';
+import { peakResidentBytes } from '../proc-memory.js';
 import { type RunningRuntime, startRuntime } from '../runtime/runtime.js';
 import type { ReadyInfo } from '../worker/worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
@@ -148,19 +149,9 @@ class Reporter {
       fields.push(`init duration: ${loaded.load_ms} ms`);
       this.reportedPid = loaded.pid;
     }
-    const peak = loaded ? peakRss(loaded.pid) : null;
+    const peak = loaded ? peakResidentBytes(loaded.pid) : null;
     fields.push(`peak RSS: ${peak === null ? 'n/a' : `${(peak / 2 ** 20).toFixed(1)} MiB`}`);
     say(`REPORT  ${fields.join('  ')}`);
-  }
-}
-
-/** The most resident memory the process has used (VmHWM), in bytes; null off Linux or once it is gone. */
-export function peakRss(pid: number): number | null {
-  try {
-    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'latin1'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
   }
 }
 

@@ -7,13 +7,13 @@
  * The supervisor does not know this module: it reports through SupervisorEvents, and with metrics
  * off no observer is installed, so a message costs nothing extra.
  */
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MetricsAddress } from '../config.js';
 import { ErrorCode, ExitCode, FatalError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { residentBytes } from '../proc-memory.js';
 import type { MetricUpdate } from '../worker/channel.js';
 import type { MessageOutcome, SupervisorEvents } from '../worker/supervisor.js';
 
@@ -197,17 +197,6 @@ function createHandlerMetric(
     return { kind, labels, gauge: new Gauge({ name: `${HANDLER_PREFIX}${name}`, help, labelNames, registers }) };
   // Prometheus's default buckets (prom-client's defaults are the same).
   return { kind, labels, histogram: new Histogram({ name: `${HANDLER_PREFIX}${name}`, help, labelNames, registers }) };
-}
-
-/** VmRSS from /proc (Linux); null when there is no process or no /proc. */
-function residentBytes(pid: number): number | null {
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
-    return m?.[1] ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
 }
 
 export interface MetricsServer {

@@ -31,7 +31,7 @@ export class JobQueue {
   /**
    * The oldest job whose client is still there. A message whose client closed its connection while
    * it waited is dropped, not run: the sidecar redelivers it, and running it twice is worse than not
-   * at all (20 abandoned 0.5 s messages used to delay the next live client by 10 s).
+   * at all (run, 20 abandoned 0.5 s messages would delay the next live client by 10 s).
    */
   takeLive(log: Logger): Job | undefined {
     const dropped: Array<string | null> = [];

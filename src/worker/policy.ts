@@ -64,9 +64,19 @@ export function policyFromConfig(config: Config): WorkerPolicy {
   };
 }
 
+/** The one backoff rule: the base for the first retry, doubling, capped. */
+function backoff(retry: number, baseMs: number, maxMs: number): number {
+  return Math.min(baseMs * 2 ** (retry - 1), maxMs);
+}
+
 /** No delay for the first restart in a streak; then 250 ms, 500 ms, ... up to 15 s. */
 export function restartDelay(streak: number, restart: WorkerPolicy['restart'] = DEFAULT_POLICY.restart): number {
-  return streak <= 1 ? 0 : Math.min(restart.backoffBaseMs * 2 ** (streak - 2), restart.backoffMaxMs);
+  return streak <= 1 ? 0 : backoff(streak - 1, restart.backoffBaseMs, restart.backoffMaxMs);
+}
+
+/** A start the system refused (no descriptors, no processes), the `attempt`th time: 250 ms, 500 ms, ... up to 5 s. */
+export function spawnRetryDelay(attempt: number, restart: WorkerPolicy['restart'] = DEFAULT_POLICY.restart): number {
+  return backoff(attempt, restart.backoffBaseMs, restart.spawnRetryMaxMs);
 }
 
 /** What one worker has done since it was loaded, as the recycle rule reads it. */

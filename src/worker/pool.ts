@@ -1,16 +1,17 @@
 /**
- * ASYA_WORKERS=N: N Python processes, each with the handler loaded and each supervised as one is
- * (crash answers, time limits, recycling, restarts with their own backoff), serving one queue.
- * Concurrent messages go, in arrival order, to whichever worker is free; readiness stands while at
- * least one can serve, so a worker restarting (a crash, the hard time limit, recycling: minutes for
- * a large model) costs capacity, not availability. With N=1 it is exactly one supervisor.
+ * The queue and its workers. ASYA_WORKERS=N: N Python processes, each with the handler loaded and
+ * each supervised on its own (crash answers, time limits, recycling, restarts with their own backoff;
+ * supervisor.ts), serving one queue. Messages go, in arrival order, to whichever worker is free;
+ * readiness stands while at least one can serve, so a worker restarting (a crash, the hard time
+ * limit, recycling: minutes for a large model) costs capacity, not availability. N=1 is the usual pod.
  */
 import type { Config } from '../config.js';
 import { FatalError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { toFatal } from './errors.js';
 import { type Job, JobQueue } from './job-queue.js';
 import type { WorkerPolicy } from './policy.js';
-import { Supervisor, type SupervisorEvents, toFatal } from './supervisor.js';
+import { Supervisor, type SupervisorEvents } from './supervisor.js';
 import type { ReadyInfo, WorkerFactory } from './worker.js';
 
 /**
@@ -43,6 +44,8 @@ export class Pool {
   /** Readiness waits for every worker's first load (see start()); from then on one serving is enough. */
   private allLoaded = false;
   private readonly starter: WorkerStarter;
+  /** Resolved when nothing is queued or in flight (shutdown waits for it). */
+  private idleWaiters: Array<() => void> = [];
 
   constructor(
     private readonly config: Config,
@@ -50,7 +53,7 @@ export class Pool {
     /** A starter, or just the factory of worker `index` (from 1). */
     starter: WorkerStarter | ((index: number) => WorkerFactory),
 
-    log: Logger,
+    private readonly log: Logger,
     private readonly hooks: PoolHooks,
     events: SupervisorEvents | null = null,
     logEachMessage = true,
@@ -64,8 +67,7 @@ export class Pool {
         hooks.onReady(this.allLoaded && serving.includes(true));
       };
       const slot = {
-        queue: this.queue,
-        worker: size > 1 ? i + 1 : null,
+        index: size > 1 ? i + 1 : null,
         mayRecycle: () => serving.every((up, j) => up || j === i),
       };
       return new Supervisor(
@@ -73,7 +75,12 @@ export class Pool {
         policy,
         this.starter.factory(i + 1),
         log,
-        { onReady, onFatal: hooks.onFatal },
+        {
+          onReady,
+          onFatal: hooks.onFatal,
+          onFree: () => this.dispatch(),
+          waiting: () => this.queue.length > 0,
+        },
         events,
         logEachMessage,
         slot,
@@ -135,10 +142,18 @@ export class Pool {
   /** Queue a message; the first free worker takes the oldest. */
   submit(job: Job): void {
     this.queue.push(job);
+    this.dispatch();
+  }
+
+  /** Hand the oldest messages whose clients are still there to the free workers, in worker order. */
+  private dispatch(): void {
     for (const supervisor of this.supervisors) {
-      if (this.queue.length === 0) return;
-      supervisor.pump();
+      if (this.queue.length === 0) break;
+      if (!supervisor.free) continue;
+      const job = this.queue.takeLive(this.log);
+      if (job) supervisor.take(job);
     }
+    if (this.idleWaiters.length > 0 && this.queued === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   /** Messages received and not yet answered, those in the handlers included. */
@@ -169,7 +184,15 @@ export class Pool {
    */
   async shutdown(graceMs: number): Promise<{ unfinished: number }> {
     const started = Date.now();
-    const wasServing = await Promise.all(this.supervisors.map((s) => s.drain(graceMs)));
+    const wasServing = this.supervisors.map((s) => s.stopTaking());
+    if (this.queued > 0 && wasServing.includes(true)) {
+      this.log.info({ queued: this.queued, grace_ms: graceMs }, 'finishing queued and in-flight messages');
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      this.dispatch();
+      await Promise.race([idle, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+    }
     const unfinished = this.queued;
     this.queue.abortAll();
     const left = graceMs - (Date.now() - started);

@@ -131,13 +131,30 @@ export class EarlyPython {
       return;
     }
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    signalProcess(pid, 'SIGTERM');
-    const timer = setTimeout(() => signalProcess(-pid, 'SIGKILL'), 1000);
+    const cancel = stopTree(pid, () => [pid]);
     await exited;
-    clearTimeout(timer);
+    cancel();
     // Its group may outlive it: a wrapper script that dies of SIGTERM leaves its children there.
     signalProcess(-pid, 'SIGKILL');
   }
+}
+
+/** How long a reaper has to take its tree down after SIGTERM before the groups are SIGKILLed. */
+export const REAPER_GRACE_MS = 1000;
+
+/**
+ * The one way a shim's tree is taken down: SIGTERM to its reaper (`pid`), which kills the shim's
+ * group and everything re-parented to it, then exits. Should it not within REAPER_GRACE_MS (stopped,
+ * or starved of CPU), each process group in `groups()` is SIGKILLed, after `onEscalate`. Returns the
+ * cancel, for when the reaper has exited.
+ */
+export function stopTree(pid: number, groups: () => Array<number | null>, onEscalate?: () => void): () => void {
+  signalProcess(pid, 'SIGTERM');
+  const timer = setTimeout(() => {
+    onEscalate?.();
+    for (const group of groups()) if (group !== null) signalProcess(-group, 'SIGKILL');
+  }, REAPER_GRACE_MS);
+  return () => clearTimeout(timer);
 }
 
 /** Send a signal to a process, or with a negative pid to its group; gone already is fine. */

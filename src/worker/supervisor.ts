@@ -1,10 +1,10 @@
 /**
- * The supervisor: one Python worker fed checked requests one at a time from a FIFO (handlers are
- * not thread-safe by contract), and the worker's lifecycle around it. The FIFO is its own, or shared
- * by the supervisors of a pool (pool.ts), each taking the oldest message when its worker is free.
- * A dead worker's in-flight message is answered, the worker is restarted with backoff, and readiness follows.
- * An overrunning call is interrupted, then killed; a worker past its recycle thresholds is
- * replaced between messages. The thresholds are data (policy.ts); the worker comes from a factory.
+ * The supervisor: one Python worker's lifecycle, one message at a time (handlers are not thread-safe
+ * by contract). It runs the message the pool hands it (pool.ts owns the queue and the dispatch) and
+ * says when it is free for the next. A dead worker's in-flight message is answered, the worker is
+ * restarted with backoff, and readiness follows. An overrunning call is interrupted, then killed; a
+ * worker past its recycle thresholds is replaced between messages. The thresholds are data
+ * (policy.ts); the worker comes from a factory.
  */
 import type { Config } from '../config.js';
 import { deadlineOf } from '../envelope/deadline.js';
@@ -21,19 +21,10 @@ import {
   type MessageOutcome,
 } from './answer.js';
 import { CallClock } from './call-clock.js';
-import { type Job, JobQueue } from './job-queue.js';
-import { type RecycleReason, recycleReason, restartDelay, type WorkerPolicy } from './policy.js';
-import {
-  type CallOutcome,
-  type CallRequest,
-  type DeathReason,
-  HandlerLoadFailed,
-  type ReadyInfo,
-  SpawnFailed,
-  type Worker,
-  WorkerDied,
-  type WorkerFactory,
-} from './worker.js';
+import { type DeathReason, SpawnFailed, toFatal, WorkerDied } from './errors.js';
+import type { Job } from './job-queue.js';
+import { type RecycleReason, recycleReason, restartDelay, spawnRetryDelay, type WorkerPolicy } from './policy.js';
+import type { CallOutcome, CallRequest, ReadyInfo, Worker, WorkerFactory } from './worker.js';
 
 export type { MessageOutcome } from './answer.js';
 
@@ -52,11 +43,10 @@ export interface SupervisorEvents {
 
 export type { Job } from './job-queue.js';
 
-/** Where a supervisor of a pool takes its work from, and how its log lines name it. */
+/** The supervisor's place in its pool. */
 export interface Slot {
-  queue: JobQueue;
   /** 1-based, in every log line of this worker's supervisor; null: a runtime with one worker (lines unchanged). */
-  worker: number | null;
+  index: number | null;
   /**
    * Whether recycling may start now. In a pool, only while every other worker serves: workers that
    * start together and share the load reach ASYA_WORKER_MAX_MESSAGES (or a memory threshold)
@@ -66,7 +56,7 @@ export interface Slot {
   mayRecycle?: () => boolean;
 }
 
-/** Below this, a worker stopped on purpose gets this long anyway (as before close() existed). */
+/** A worker stopped on purpose has at least this long to run close() and exit. */
 const MIN_STOP_GRACE_MS = 2000;
 
 type State = 'starting' | 'ready' | 'restarting' | 'stopping';
@@ -82,13 +72,15 @@ export class Supervisor {
   /** What the active worker has done since it was loaded, for the recycle rule. */
   private messages = 0;
   private memoryErrors = 0;
-  private readonly queue: JobQueue;
   /** Lines about this worker; in a pool they name it (worker number, and the pid once loaded). */
   private log: Logger;
   private inFlight: Job | null = null;
+  /** Settles when the message in flight has been answered (reload waits for it). */
+  private running: Promise<void> | null = null;
+  /** Stopping, but finishing what the pool still hands out (the worker was serving when shutdown began). */
+  private draining = false;
   /** Deaths and failed inits since the last successful call. */
   private streak = 0;
-  private idleWaiters: Array<() => void> = [];
   /** The soft time limit of the call in flight (one call at a time). */
   private readonly clock = new CallClock();
 
@@ -102,14 +94,17 @@ export class Supervisor {
       onReady: (ready: boolean) => void;
       /** The worker cannot be brought back; the runtime must exit. */
       onFatal: (err: FatalError) => void;
+      /** The worker may take a message now (see `free`): loaded, or done with the last one. */
+      onFree: () => void;
+      /** Whether messages are waiting for a worker. */
+      waiting: () => boolean;
     },
     private readonly events: SupervisorEvents | null = null,
     /** One INFO line per answered message (id, duration, outcome, outputs); DEBUG otherwise. */
     private readonly logEachMessage = true,
     private readonly slot: Slot | null = null,
   ) {
-    this.queue = slot?.queue ?? new JobQueue();
-    this.log = slot?.worker ? baseLog.child({ worker: slot.worker }) : baseLog;
+    this.log = slot?.index ? baseLog.child({ worker: slot.index }) : baseLog;
   }
 
   /** The pid of the Python process that runs the handler, once loaded. */
@@ -131,21 +126,11 @@ export class Supervisor {
     try {
       const ready = await this.spawn();
       this.setState('ready');
-      this.pump(); // messages may have queued up during a long __init__
+      this.hooks.onFree(); // messages may have queued up during a long __init__
       return ready;
     } catch (err) {
       throw toFatal(err, this.config.handler);
     }
-  }
-
-  submit(job: Job): void {
-    this.queue.push(job);
-    this.pump();
-  }
-
-  /** Messages waiting in the queue (shared in a pool) and the one this worker is handling. */
-  get queued(): number {
-    return this.queue.length + (this.inFlight ? 1 : 0);
   }
 
   get busy(): boolean {
@@ -157,39 +142,21 @@ export class Supervisor {
     return this.state === 'ready' && this.active !== null;
   }
 
-  /**
-   * Stop taking work, finish what is queued and in flight within `graceMs`, then close whatever
-   * is left without an answer and stop the worker.
-   */
-  async shutdown(graceMs: number): Promise<{ unfinished: number }> {
-    const started = Date.now();
-    const wasReady = await this.drain(graceMs);
-    const unfinished = this.queued;
-    this.queue.abortAll();
-    await this.close(wasReady, graceMs - (Date.now() - started));
-    return { unfinished };
+  /** Whether it would take a message now: serving (or draining) and not busy. */
+  get free(): boolean {
+    const taking = this.state === 'ready' || (this.state === 'stopping' && this.draining);
+    return taking && this.inFlight === null && this.active !== null;
   }
 
   /**
-   * Shutdown's first half: stop taking new work and, if the worker was serving, finish the queue and
-   * the message in flight within `graceMs`. Resolves with whether it was serving. A pool drains all
-   * its supervisors together before any closes, so a worker still restarting leaves the queue to the others.
+   * Shutdown's first half: take no new work. Resolves with whether the worker was serving; if so it
+   * goes on taking what the pool hands it (the queue and the message in flight, until the pool's
+   * grace period ends), since the sidecar is waiting for those answers.
    */
-  async drain(graceMs: number): Promise<boolean> {
+  stopTaking(): boolean {
     const wasReady = this.state === 'ready';
+    this.draining = wasReady;
     this.setState('stopping');
-    if (this.queued > 0 && wasReady) {
-      this.log.info({ queued: this.queued, grace_ms: graceMs }, 'finishing queued and in-flight messages');
-      // Queued messages still run: the worker is up and the sidecar is waiting for them.
-      this.pumpWhileStopping = true;
-      this.pump();
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
-      ]);
-      clearTimeout(timer);
-    }
     return wasReady;
   }
 
@@ -206,8 +173,6 @@ export class Supervisor {
     }
     await this.retiring;
   }
-
-  private pumpWhileStopping = false;
 
   /** A method, not a field read: the state changes across awaits. */
   private stopping(): boolean {
@@ -234,7 +199,7 @@ export class Supervisor {
     this.activePid = ready.pid;
     this.loadedInfo = ready;
     // The pid is a field of this line; the lines after it carry it too (not twice here).
-    if (this.slot?.worker) this.log = this.baseLog.child({ worker: this.slot.worker });
+    if (this.slot?.index) this.log = this.baseLog.child({ worker: this.slot.index });
     this.events?.loaded?.(ready);
     this.log.info(
       {
@@ -250,7 +215,7 @@ export class Supervisor {
       },
       'handler loaded',
     );
-    if (this.slot?.worker) this.log = this.baseLog.child({ worker: this.slot.worker, python_pid: ready.pid });
+    if (this.slot?.index) this.log = this.baseLog.child({ worker: this.slot.index, python_pid: ready.pid });
     void worker.exited.then((death) => this.onExit(worker, death));
     return ready;
   }
@@ -260,7 +225,6 @@ export class Supervisor {
    * state, not the handler's: waited out here with its own backoff, never counted as a failed start.
    */
   private async launch(): Promise<{ worker: Worker; ready: ReadyInfo }> {
-    const { spawnRetryMaxMs, backoffBaseMs } = this.policy.restart;
     for (let attempt = 1; ; attempt++) {
       // Owned from the first moment, so a shutdown during a long __init__ can stop it.
       const worker = this.createWorker();
@@ -269,7 +233,7 @@ export class Supervisor {
         return { worker, ready: await worker.handshake() };
       } catch (err) {
         if (!(err instanceof SpawnFailed && err.transient) || this.stopping()) throw err;
-        const delay = Math.min(backoffBaseMs * 2 ** (attempt - 1), spawnRetryMaxMs);
+        const delay = spawnRetryDelay(attempt, this.policy.restart);
         this.log.warn(
           { code: err.code, attempt, delay_ms: delay },
           `cannot start the Python process (${err.message}); retrying`,
@@ -343,7 +307,7 @@ export class Supervisor {
    * and the runtime stays up without a worker, not ready, until the next reload.
    */
   async reload(reason: string): Promise<ReadyInfo> {
-    while (this.inFlight && !this.stopping()) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    while (this.running && !this.stopping()) await this.running;
     if (this.stopping()) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
     await this.retire(() => this.log.info({ reason }, `reloading the Python process: ${reason}`));
     if (this.stopping()) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
@@ -356,7 +320,7 @@ export class Supervisor {
     if (this.stopping()) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
     this.streak = 0;
     this.setState('ready');
-    this.pump();
+    this.hooks.onFree();
     return ready;
   }
 
@@ -395,26 +359,21 @@ export class Supervisor {
       // (readiness) must not start a second interpreter next to the loaded one.
       if (this.stopping()) return;
       this.setState('ready');
-      this.pump();
+      this.hooks.onFree();
       return;
     }
   }
 
-  /** Take the oldest queued message if this worker is free to handle it (the pool calls it on every arrival). */
-  pump(): void {
-    const serving = this.state === 'ready' || (this.state === 'stopping' && this.pumpWhileStopping);
-    if (!serving || this.inFlight || !this.active) {
-      if (this.queued === 0) this.notifyIdle();
-      return;
-    }
-    const job = this.queue.takeLive(this.log);
-    if (!job) {
-      this.notifyIdle();
-      return;
-    }
-    this.inFlight = job;
+  /** Run `job` on this worker; the pool hands one only while `free`. */
+  take(job: Job): void {
     const worker = this.active;
-    void this.run(worker, job).finally(() => this.release(worker, job));
+    if (!this.free || worker === null) throw new Error('a message handed to a supervisor that is not free');
+    this.inFlight = job;
+    const running: Promise<void> = this.run(worker, job).finally(() => {
+      if (this.running === running) this.running = null;
+      this.release(worker, job);
+    });
+    this.running = running;
   }
 
   /** The worker is free again: recycle it if that is due, then the next message. */
@@ -422,7 +381,7 @@ export class Supervisor {
     if (this.inFlight !== job) return; // released already, before its answer was written (see run)
     this.inFlight = null;
     if (worker === this.active) this.checkRecycle(worker);
-    this.pump();
+    this.hooks.onFree();
   }
 
   /** Between messages: a counter, and with ASYA_WORKER_MAX_MEMORY one read of /proc. */
@@ -443,10 +402,6 @@ export class Supervisor {
       return;
     }
     void this.recycle(why);
-  }
-
-  private notifyIdle(): void {
-    for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   private async run(worker: Worker, job: Job): Promise<void> {
@@ -514,11 +469,11 @@ export class Supervisor {
     // Python is free once its reply is in. With messages waiting, it gets the next one before this
     // answer is built and written, so it computes while the supervisor answers instead of waiting for
     // it (on two busy cores, one wake-up of the supervisor sooner per message). Not when a recycle is
-    // due: that waits for this message's answer and line, as always. With none due, release() would
-    // only check it again (a second read of /proc with ASYA_WORKER_MAX_MEMORY): hand on directly.
-    if (this.queue.length > 0 && worker === this.active && this.recycleDue(worker) === null) {
+    // due: that waits for this message's answer and line. With none due, release() would only check
+    // it again (a second read of /proc with ASYA_WORKER_MAX_MEMORY): hand on directly.
+    if (this.hooks.waiting() && worker === this.active && this.recycleDue(worker) === null) {
       this.inFlight = null;
-      this.pump();
+      this.hooks.onFree();
     }
     // Python answered: the process is healthy, whatever the answer says.
     this.streak = 0;
@@ -566,24 +521,6 @@ function traceField(headers: Buffer | undefined): { trace_id?: string } {
   if (headers === undefined) return {};
   const traceId = traceIdOf(headers);
   return traceId === undefined ? {} : { trace_id: traceId };
-}
-
-export function toFatal(err: unknown, handler: string): FatalError {
-  if (err instanceof FatalError) return err;
-  if (err instanceof HandlerLoadFailed) {
-    return new FatalError(ExitCode.handler, `cannot load handler ${JSON.stringify(handler)}: ${err.message}`, {
-      type: err.type,
-      traceback: err.traceback || undefined,
-    });
-  }
-  if (err instanceof WorkerDied) {
-    const tail = err.stderrTail ? `; its last output:\n${err.stderrTail}` : '';
-    return new FatalError(
-      ExitCode.handler,
-      `the Python process ended before loading handler ${JSON.stringify(handler)} (${err.message})${tail}`,
-    );
-  }
-  return new FatalError(ExitCode.handler, `cannot start the Python process: ${(err as Error).message}`);
 }
 
 /** An unreadable `deadline` is ignored, with one WARNING a minute at most (for the whole runtime). */

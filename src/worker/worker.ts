@@ -17,6 +17,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import type { HandlerMode, JsonCodec, LogLevel } from '../config.js';
 import { type MessageContext, type MessageLogFields, messageLogFields } from '../envelope/trace.js';
 import { LineSplitter, type Logger } from '../logger.js';
+import { residentBytes } from '../proc-memory.js';
 import { FrameCorrupt, FrameDecoder } from '../socket/framing.js';
 import {
   type CallOutcome,
@@ -31,16 +32,24 @@ import {
   type ShimMessage,
   toOutcome,
 } from './channel.js';
+import { type DeathReason, HandlerLoadFailed, SPAWN_ERRORS, SpawnFailed, WorkerDied } from './errors.js';
 import type { ShimLaunch } from './shim.js';
-import { type EarlyPython, FORK_FD, type ForkRole, signalProcess, spawnShim } from './spawn.js';
+import {
+  type EarlyPython,
+  FORK_FD,
+  type ForkRole,
+  REAPER_GRACE_MS,
+  signalProcess,
+  spawnShim,
+  stopTree,
+} from './spawn.js';
 
 export type { CallOutcome, CallRequest, ReadyInfo } from './channel.js';
+export { type DeathReason, HandlerLoadFailed, SpawnFailed, WorkerDied } from './errors.js';
 
 const STDERR_TAIL_LINES = 40;
 /** Set on a call number sent on the control path: a cancellation (the client left), not an interruption. */
 const CANCEL_BIT = 0x80000000;
-/** How long the reaper has to take the tree down after SIGTERM before its group and the shim's are SIGKILLed. */
-const REAPER_GRACE_MS = 1000;
 /** After the process exits, how long its pipes may take to deliver what it wrote last. */
 const DRAIN_MS = 250;
 
@@ -77,70 +86,6 @@ export interface WorkerOptions {
   /** What each handler metric name already is (kind, label names): a new process refuses the same conflicts. */
   metricKinds?: () => Record<string, [string, string[]]>;
 }
-
-/** `corrupt`: it wrote something on the channel that no shim writes, so it was killed. */
-export type DeathReason = 'crash' | 'timeout' | 'stopped' | 'corrupt';
-
-/** How a worker ended. Rejects every call that was waiting on it. */
-export class WorkerDied extends Error {
-  constructor(
-    readonly reason: DeathReason,
-    readonly exitCode: number | null,
-    readonly signal: string | null,
-    readonly stderrTail: string,
-  ) {
-    super(
-      `Python process ${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`}` +
-        (reason === 'timeout'
-          ? ' after the handler time limit'
-          : reason === 'corrupt'
-            ? ' after it corrupted its channel'
-            : ''),
-    );
-    this.name = 'WorkerDied';
-  }
-}
-
-/** The shim started but could not load the handler. */
-export class HandlerLoadFailed extends Error {
-  constructor(
-    message: string,
-    readonly type: string,
-    readonly traceback: string,
-  ) {
-    super(message);
-    this.name = 'HandlerLoadFailed';
-  }
-}
-
-/** The operating system refused to start the process (no process was created). */
-export class SpawnFailed extends Error {
-  constructor(
-    /** The errno name: EMFILE, ENFILE, EAGAIN, ENOENT, EACCES, ... */
-    readonly code: string,
-    python: string,
-    cause: string,
-  ) {
-    super(`${code} starting ${python}: ${cause}`);
-    this.name = 'SpawnFailed';
-  }
-
-  /**
-   * Out of descriptors (this process's or the system's) or of processes: the environment's state,
-   * which passes, not a sign that the handler no longer loads.
-   */
-  get transient(): boolean {
-    return this.code === 'EMFILE' || this.code === 'ENFILE' || this.code === 'EAGAIN';
-  }
-}
-
-const SPAWN_ERRORS: Record<string, string> = {
-  EMFILE: "the supervisor has reached its limit of open files (RLIMIT_NOFILE, 'ulimit -n')",
-  ENFILE: 'the system has reached its limit of open files',
-  EAGAIN: 'the limit of processes has been reached',
-  ENOENT: 'no such file',
-  EACCES: 'permission denied',
-};
 
 interface Waiter {
   resolve: (msg: ShimMessage) => void;
@@ -197,7 +142,8 @@ export class PythonWorker implements Worker {
   private calls = 0;
   /** Once the exit is seen the pid may be reused: never signal it again. */
   private reaped = false;
-  private killTimer: NodeJS.Timeout | null = null;
+  /** Cancels the SIGKILL that follows the SIGTERM of killTree, once the reaper has exited. */
+  private cancelKill: (() => void) | null = null;
   /**
    * The message last sent: lines the handler writes carry its id until the next one starts (a line
    * written just before the handler returned may be read after its answer).
@@ -272,7 +218,7 @@ export class PythonWorker implements Worker {
     this.exited = new Promise<WorkerDied>((resolve) => {
       proc.once('exit', (code, signal) => {
         this.reaped = true;
-        if (this.killTimer) clearTimeout(this.killTimer);
+        this.cancelKill?.();
         // What is left of its group: nothing when the reaper ran (it empties the group before it
         // exits), but an ASYA_PYTHONEXECUTABLE wrapper that dies of SIGTERM without exec'ing leaves
         // its children there (a shell's `sleep 1000` survived every stop).
@@ -398,15 +344,9 @@ export class PythonWorker implements Worker {
     (this.stdio[4] as unknown as Writable).write(n);
   }
 
-  /** VmRSS of the handler's process: one read of /proc/<pid>/statm (a line of numbers), between messages. */
+  /** Resident memory of the handler's process, between messages. */
   rss(): number | null {
-    if (this.shimPid === null || this.death) return null;
-    try {
-      const pages = Number(readFileSync(`/proc/${this.shimPid}/statm`, 'latin1').split(' ')[1]);
-      return Number.isFinite(pages) ? pages * (this.ready?.page_size ?? 4096) : null;
-    } catch {
-      return null; // not Linux, or it just exited
-    }
+    return this.shimPid === null || this.death ? null : residentBytes(this.shimPid);
   }
 
   /** Close the channel so the shim calls close() and exits on its own; kill its tree if it has not after `graceMs`. */
@@ -465,18 +405,17 @@ export class PythonWorker implements Worker {
    * parent-death signal), though processes the handler moved to other groups may then survive.
    */
   private killTree(): void {
-    if (this.reaped || this.killTimer || this.pid === undefined) return;
+    if (this.reaped || this.cancelKill || this.pid === undefined) return;
     const pid = this.pid;
-    signalProcess(pid, 'SIGTERM');
-    this.killTimer = setTimeout(() => {
-      if (this.reaped) return;
-      this.opts.log.warn(
-        { pid, grace_ms: REAPER_GRACE_MS },
-        'the Python process did not stop on SIGTERM; killing its process groups',
-      );
-      signalProcess(-pid, 'SIGKILL');
-      if (this.shimPid !== null) signalProcess(-this.shimPid, 'SIGKILL');
-    }, REAPER_GRACE_MS);
+    this.cancelKill = stopTree(
+      pid,
+      () => [pid, this.shimPid],
+      () =>
+        this.opts.log.warn(
+          { pid, grace_ms: REAPER_GRACE_MS },
+          'the Python process did not stop on SIGTERM; killing its process groups',
+        ),
+    );
   }
 
   private corrupted(what: string): void {
