@@ -409,7 +409,7 @@ SHIM_FILE = handle_call.__code__.co_filename
 # ---------------------------------------------------------------- context ---
 # A handler with a parameter named `context` gets one per call: what the message is, how long it has,
 # whether anyone still waits for its answer, its own logger and metrics. Every other handler is called
-# exactly as before and pays nothing for it.
+# without one and pays nothing for it.
 
 class Context(object):
     """The message a handler is working on. Constructible in a test: Context(id="t-1", deadline=time.time() + 5)."""
@@ -663,7 +663,7 @@ RESOLVERS = {types.GeneratorType: list, types.CoroutineType: run_coroutine,
 # that very call is still running: a signal that arrives late finds another number, or no call,
 # and does nothing. A handler still running ASYA_HANDLER_KILL_GRACE seconds later (stuck in a C
 # call that holds the GIL, or swallowing the exception) is killed with its process by the
-# supervisor, as before the soft stage existed.
+# supervisor (the hard stage).
 
 INTERRUPT_SIGNAL = signal.SIGUSR2
 
@@ -932,7 +932,7 @@ def settle_heap():
     A full collection walks every tracked object, and Python starts one, on a message's time,
     whenever enough objects have survived since the last: with a scikit-learn model loaded that
     walk took tens of milliseconds on the benchmark VM. Frozen objects are never walked again;
-    what messages allocate is collected as before.
+    what messages allocate is collected as usual.
     """
     gc.collect()
     if hasattr(gc, "freeze"):  # 3.7+

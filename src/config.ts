@@ -305,11 +305,25 @@ function readVariables(env: NodeJS.ProcessEnv, issues: string[]): Variables | nu
   return issues.length === 0 ? (out as Variables) : null;
 }
 
+/**
+ * Where the runtime's socket is: ASYA_SOCKET_PATH, else ASYA_SOCKET_NAME in ASYA_SOCKET_DIR (each
+ * unset or empty variable taking its default). The one rule, for the runtime and for `send`.
+ */
+export function socketPathOf(env: {
+  ASYA_SOCKET_PATH?: string | undefined;
+  ASYA_SOCKET_DIR?: string | undefined;
+  ASYA_SOCKET_NAME?: string | undefined;
+}): string {
+  const explicit = trimmed(env.ASYA_SOCKET_PATH);
+  const dir = trimmed(env.ASYA_SOCKET_DIR) ?? DEFAULTS.socketDir;
+  return path.resolve(explicit ?? path.join(dir, trimmed(env.ASYA_SOCKET_NAME) ?? DEFAULTS.socketName));
+}
+
 /** What depends on several variables: checked only once each of them is valid on its own. */
 function toConfig(env: Variables, issues: string[]): Config | null {
   const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, issues);
   if (handler === null) return null;
-  const socketPath = path.resolve(env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR, env.ASYA_SOCKET_NAME));
+  const socketPath = socketPathOf(env);
   const socketDir = path.dirname(socketPath);
   if (
     env.ASYA_SOCKET_PATH !== undefined &&

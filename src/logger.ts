@@ -7,10 +7,19 @@
 import { type Logger, pino } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import type { LogLevel } from './config.js';
+import type { FatalError } from './errors.js';
 import { type LogSink, markBatched, stderrSink } from './log-sink.js';
 
 export { flushLogs } from './log-sink.js';
 export type { Logger };
+
+/**
+ * The line the runtime ends with: `FATAL: <why>` at level fatal, with the exit code and the error's
+ * fields. Every exit for a reason (configuration, handler, socket, restarts) writes this one line.
+ */
+export function logFatal(log: Logger, err: FatalError): void {
+  log.fatal({ exit_code: err.exitCode, ...err.fields }, `FATAL: ${err.message}`);
+}
 
 export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), human = sink.kind === 'terminal'): Logger {
   const options = { name: 'asya-runtime', level, base: { pid: process.pid } };

@@ -159,6 +159,16 @@ describe('asya-runtime send', () => {
       });
       assert.equal(whole.code, 0, whole.stderr);
       assert.deepEqual((jsonLines(whole.stdout)[0] as Array<{ payload: unknown }>)[0]?.payload, { n: 2 });
+      // Without --socket, the socket the runtime's own variables name: ASYA_SOCKET_PATH first.
+      const byPath = await cli(['send', '{"n": 3}'], {
+        env: { ASYA_SOCKET_PATH: rt.socketPath, ASYA_SOCKET_DIR: path.join(tempDir(), 'elsewhere') },
+      });
+      assert.equal(byPath.code, 0, byPath.stderr);
+      assert.deepEqual((jsonLines(byPath.stdout)[0] as Array<{ payload: unknown }>)[0]?.payload, { n: 3 });
+      const byDir = await cli(['send', '{"n": 4}'], {
+        env: { ASYA_SOCKET_DIR: path.dirname(rt.socketPath), ASYA_SOCKET_NAME: path.basename(rt.socketPath) },
+      });
+      assert.equal(byDir.code, 0, byDir.stderr);
     } finally {
       await rt.stop();
     }

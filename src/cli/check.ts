@@ -5,9 +5,9 @@
  */
 import { parseArgs } from 'node:util';
 import { ExitCode, FatalError } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { createLogger, logFatal } from '../logger.js';
 import { workerOptions } from '../runtime/runtime.js';
-import { toFatal } from '../worker/supervisor.js';
+import { toFatal } from '../worker/errors.js';
 import { PythonWorker, type ReadyInfo } from '../worker/worker.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
 
@@ -51,7 +51,7 @@ export async function check(args: string[]): Promise<number> {
     return ExitCode.ok;
   } catch (err) {
     if (!(err instanceof FatalError)) throw err;
-    log.fatal({ exit_code: err.exitCode, ...err.fields }, `FATAL: ${err.message}`);
+    logFatal(log, err);
     return err.exitCode;
   }
 }

@@ -1,5 +1,6 @@
 /** `asya-runtime send`: one or more messages to a running runtime, exactly as the sidecar sends them. */
 import { parseArgs } from 'node:util';
+import { socketPathOf } from '../config.js';
 import { messageOptions, NoAnswerError, parseRoute, positiveSeconds, readMessages, sendMessages } from './messages.js';
 
 export const sendHelp = `Usage: asya-runtime send [options] [JSON | -]
@@ -8,8 +9,8 @@ Send messages to a runtime that is already running, the way the sidecar does (on
 message, 4-byte length prefix), and print each answer.
 
 Options:
-  --socket PATH      the runtime's socket (default: $ASYA_SOCKET_DIR/asya-runtime.sock,
-                     ASYA_SOCKET_DIR defaulting to /var/run/asya)
+  --socket PATH      the runtime's socket (default: as the runtime finds it: $ASYA_SOCKET_PATH,
+                     else $ASYA_SOCKET_DIR/$ASYA_SOCKET_NAME, default /var/run/asya/asya-runtime.sock)
   --payload JSON     a message (repeatable)
   --file PATH        messages from a file: one JSON value, or JSON lines
   --envelope         messages are whole envelopes, sent as they are (default: payloads, wrapped
@@ -30,9 +31,7 @@ export async function send(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { socket: { type: 'string' }, ...messageOptions },
   });
-  const socket =
-    values.socket ??
-    `${process.env.ASYA_SOCKET_DIR || '/var/run/asya'}/${process.env.ASYA_SOCKET_NAME || 'asya-runtime.sock'}`;
+  const socket = values.socket ?? socketPathOf(process.env);
   const timeoutMs = values.timeout === undefined ? 0 : positiveSeconds('--timeout', values.timeout) * 1000;
   const actors = parseRoute(values.route);
   const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');

@@ -2,8 +2,8 @@
 import os from 'node:os';
 import { parseConfig } from '../config.js';
 import { releaseEarlySignals } from '../early-signals.js';
-import { ExitCode } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { ExitCode, FatalError } from '../errors.js';
+import { createLogger, logFatal } from '../logger.js';
 import { onSigusr1 } from '../no-debugger.js';
 import { startRuntime } from '../runtime/runtime.js';
 import { mark } from '../startup.js';
@@ -32,7 +32,7 @@ export async function serve(early: EarlyPython | null = null): Promise<number> {
   if (!parsed.ok) {
     releaseEarlySignals(); // exiting anyway
     const log = createLogger(parsed.logLevel);
-    for (const error of parsed.errors) log.fatal({ exit_code: ExitCode.config }, `FATAL: ${error}`);
+    for (const error of parsed.errors) logFatal(log, new FatalError(ExitCode.config, error));
     await early?.discard(); // no Python outlives a configuration error
     return ExitCode.config;
   }

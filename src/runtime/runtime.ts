@@ -6,7 +6,7 @@
 import type { Config } from '../config.js';
 import { parseRequest } from '../envelope/envelope.js';
 import { ExitCode, FatalError, WireError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { type Logger, logFatal } from '../logger.js';
 import { errorResponse } from '../socket/framing.js';
 import { SocketServer } from '../socket/server.js';
 import { mark, markAt, startupMarks } from '../startup.js';
@@ -193,7 +193,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
     updateReady();
     server.stopAccepting();
     if (cause instanceof FatalError) {
-      log.fatal({ exit_code: cause.exitCode, ...cause.fields }, `FATAL: ${cause.message}`);
+      logFatal(log, cause);
       await supervisor?.shutdown(0);
     } else {
       log.info({ reason: cause, grace_s: config.shutdownTimeoutMs / 1000 }, 'shutting down');

@@ -297,7 +297,7 @@ function totalLength(chunks: readonly Buffer[]): number {
  * passes a zero-length write to the kernel (strace: `write(fd, NULL, 0) = -1 EPIPE`), which sends
  * nothing to a client that is still there. The EPIPE arrives as an 'error' and destroys the socket,
  * which is what `clientGone()` reads. Elsewhere (no SHUTDOWN_MASK semantics) the write succeeds and
- * the message runs as before: never drop an answer a client may be waiting for.
+ * the message runs: never drop an answer a client may be waiting for.
  */
 function probeClientGone(socket: net.Socket): void {
   if (!socket.destroyed && socket.writable) socket.write(Buffer.alloc(0));
