@@ -5,6 +5,7 @@
  * rejected value, never a silent default.
  */
 import path from 'node:path';
+import * as z from 'zod/mini';
 
 export const HANDLER_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/;
 const LEGACY_MODULE_PATTERN = /^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?::([A-Za-z_][A-Za-z0-9_]*))?$/;
@@ -82,54 +83,48 @@ export const DEFAULTS = {
  */
 export const MAX_WORKERS = 64;
 
-/**
- * Reading one variable: its value, or an issue (a message naming the variable and quoting the value).
- * Plain functions rather than a schema library: zod did the same with custom messages everywhere, and
- * it was 600 of the 1 060 KiB the single executable bundled, and ~130 ms of
- * CPU at every start of `node dist/cli.js` (docs/performance.md, "Cold start").
- */
-type Field<T> = (raw: string | undefined, issues: string[]) => T;
-
-/** Reject with a message that names the variable and quotes the value. */
-function reject(issues: string[], name: string, value: string, expected: string): never {
-  issues.push(`${name}=${JSON.stringify(value)} is not valid: expected ${expected}`);
-  return INVALID as never;
-}
-
-/** What a rejected field holds; the configuration is not built when any field was rejected. */
-const INVALID = Symbol('invalid');
-
 /** An unset or empty variable takes the default, as in the upstream runtime. */
 const trimmed = (v: string | undefined): string | undefined =>
   v === undefined || v.trim() === '' ? undefined : v.trim();
 
-function text(): Field<string | undefined> {
-  return (raw) => trimmed(raw);
+/**
+ * One variable of the schema: unset or empty gives `fallback`; otherwise `read` gives the value, or
+ * undefined when it is not one, and the issue says what was `expected` (the message names the
+ * variable, from the schema's key, and quotes the value: see `describeIssue`).
+ */
+function variable<T, F>(fallback: F, expected: string, read: (value: string) => T | undefined) {
+  return z.pipe(
+    z.optional(z.string()),
+    z.transform((raw: string | undefined, ctx): T | F => {
+      const v = trimmed(raw);
+      if (v === undefined) return fallback;
+      const value = read(v);
+      if (value !== undefined) return value;
+      ctx.issues.push({ code: 'custom', message: expected, input: v });
+      return z.NEVER;
+    }),
+  );
 }
 
-function oneOf<T extends string>(name: string, choices: Record<string, T>, fallback: T): Field<T> {
-  return (raw, issues) => {
-    const v = trimmed(raw);
-    if (v === undefined) return fallback;
-    const hit = choices[v.toLowerCase()];
-    return hit ?? reject(issues, name, v, `${Object.keys(choices).join(', ')} (any case)`);
-  };
+function text() {
+  return variable(undefined, 'text', (v) => v);
 }
 
-function boolean(name: string, fallback: boolean): Field<boolean> {
-  const choice = oneOf(name, { true: 'y', '1': 'y', yes: 'y', false: 'n', '0': 'n', no: 'n' }, fallback ? 'y' : 'n');
-  return (raw, issues) => choice(raw, issues) === 'y';
+function oneOf<T extends string>(choices: Record<string, T>, fallback: T) {
+  return variable(fallback, `${Object.keys(choices).join(', ')} (any case)`, (v) => choices[v.toLowerCase()]);
 }
 
-function integer(name: string, fallback: number | null, min: number, max: number): Field<number | null> {
-  return (raw, issues) => {
-    const v = trimmed(raw);
-    if (v === undefined) return fallback;
+const YES_NO: Record<string, boolean> = { true: true, '1': true, yes: true, false: false, '0': false, no: false };
+
+function boolean(fallback: boolean) {
+  return variable(fallback, `${Object.keys(YES_NO).join(', ')} (any case)`, (v) => YES_NO[v.toLowerCase()]);
+}
+
+function integer<F extends number | null>(fallback: F, min: number, max: number) {
+  return variable(fallback, `an integer from ${min} to ${max}`, (v) => {
     const n = /^\d+$/.test(v) ? Number(v) : NaN;
-    return Number.isSafeInteger(n) && n >= min && n <= max
-      ? n
-      : reject(issues, name, v, `an integer from ${min} to ${max}`);
-  };
+    return Number.isSafeInteger(n) && n >= min && n <= max ? n : undefined;
+  });
 }
 
 /**
@@ -150,12 +145,8 @@ export function parseSeconds(text: string): number | null {
 }
 
 /** Seconds, decimals allowed, as milliseconds. */
-function seconds(name: string, fallback: number | null): Field<number | null> {
-  return (raw, issues) => {
-    const v = trimmed(raw);
-    if (v === undefined) return fallback === null ? null : fallback * 1000;
-    return parseSeconds(v) ?? reject(issues, name, v, SECONDS_EXPECTED);
-  };
+function seconds<F extends number | null>(fallbackMs: F) {
+  return variable(fallbackMs, SECONDS_EXPECTED, (v) => parseSeconds(v) ?? undefined);
 }
 
 const BYTE_UNITS: Record<string, number> = {
@@ -169,39 +160,36 @@ const BYTE_UNITS: Record<string, number> = {
 };
 
 /** A size in bytes, or with a binary unit: 2147483648, 512MiB, 1.5 GiB (Kubernetes' 2Gi too). */
-function byteSize(name: string): Field<number | null> {
-  return (raw, issues) => {
-    const v = trimmed(raw);
-    if (v === undefined) return null;
+function byteSize() {
+  return variable(null, 'a number of bytes, or with KiB, MiB or GiB (e.g. 2147483648, 512MiB, 1.5GiB)', (v) => {
     const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(v);
     const unit = m ? BYTE_UNITS[(m[2] || 'b').toLowerCase()] : undefined;
     const n = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
-    return n >= 1 && Number.isSafeInteger(n)
-      ? n
-      : reject(issues, name, v, 'a number of bytes, or with KiB, MiB or GiB (e.g. 2147483648, 512MiB, 1.5GiB)');
-  };
+    return n >= 1 && Number.isSafeInteger(n) ? n : undefined;
+  });
 }
 
+const KWARGS_EXAMPLE = 'a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"}';
+
 /** Keyword arguments for a constructor: the text of a JSON object, passed to Python as it is. */
-function jsonObject(name: string): Field<string | null> {
-  return (raw, issues) => {
-    const v = trimmed(raw);
-    if (v === undefined) return null;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(v);
-    } catch (err) {
-      return reject(
-        issues,
-        name,
-        v,
-        `a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"} (${(err as Error).message})`,
-      );
-    }
-    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)
-      ? v
-      : reject(issues, name, v, 'a JSON object of keyword arguments, e.g. {"model_path": "/models/m.bin"}');
-  };
+function jsonObject() {
+  return z.pipe(
+    z.optional(z.string()),
+    z.transform((raw: string | undefined, ctx): string | null => {
+      const v = trimmed(raw);
+      if (v === undefined) return null;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(v);
+      } catch (err) {
+        ctx.issues.push({ code: 'custom', message: `${KWARGS_EXAMPLE} (${(err as Error).message})`, input: v });
+        return z.NEVER;
+      }
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return v;
+      ctx.issues.push({ code: 'custom', message: KWARGS_EXAMPLE, input: v });
+      return z.NEVER;
+    }),
+  );
 }
 
 /** `:9464`, `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`. */
@@ -222,87 +210,83 @@ const READY_FILE_NAME = 'runtime-ready';
 /** sun_path holds 108 bytes with the terminating NUL; Node would bind a silently truncated path. */
 export const SOCKET_PATH_MAX_BYTES = 107;
 
-/** Every variable, read in this order (the order of the messages when several are wrong). */
-const FIELDS = {
+/**
+ * Every variable, its type, default and rule: the table of the runtime's configuration. Read in this
+ * order (the order of the messages when several are wrong).
+ */
+const VARIABLES = z.object({
   ASYA_HANDLER: text(),
   ASYA_PROCESS_MODULE: text(),
-  ASYA_HANDLER_MODE: oneOf('ASYA_HANDLER_MODE', { payload: 'payload', envelope: 'envelope' } as const, 'payload'),
-  ASYA_PYTHONEXECUTABLE: (raw: string | undefined) => trimmed(raw) ?? DEFAULTS.python,
-  ASYA_SOCKET_DIR: (raw: string | undefined) => trimmed(raw) ?? DEFAULTS.socketDir,
-  ASYA_SOCKET_NAME: (raw: string | undefined, issues: string[]): string => {
-    const v = trimmed(raw);
-    return v === undefined
-      ? DEFAULTS.socketName
-      : v.includes('/') || v === '.' || v === '..' || v === READY_FILE_NAME
-        ? reject(
-            issues,
-            'ASYA_SOCKET_NAME',
-            v,
-            `a file name without "/", other than ".", ".." and "${READY_FILE_NAME}" (the ready file's)`,
-          )
-        : v;
-  },
+  ASYA_HANDLER_MODE: oneOf<HandlerMode>({ payload: 'payload', envelope: 'envelope' }, 'payload'),
+  ASYA_PYTHONEXECUTABLE: variable(DEFAULTS.python, 'a command or path', (v) => v),
+  ASYA_SOCKET_DIR: variable(DEFAULTS.socketDir, 'a directory', (v) => v),
+  ASYA_SOCKET_NAME: variable(
+    DEFAULTS.socketName,
+    `a file name without "/", other than ".", ".." and "${READY_FILE_NAME}" (the ready file's)`,
+    (v) => (v.includes('/') || v === '.' || v === '..' || v === READY_FILE_NAME ? undefined : v),
+  ),
   ASYA_SOCKET_PATH: text(),
-  // Not `text()`: an empty ASYA_SOCKET_CHMOD is meaningful (leave the mode alone).
-  ASYA_SOCKET_CHMOD: (raw: string | undefined, issues: string[]): number | null => {
-    const v = (raw ?? DEFAULTS.socketChmod).trim();
-    if (v === '') return null;
-    // Permission bits only: setuid, setgid and sticky mean nothing on a socket (0o7777 made it srwsrwsrwt).
-    const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
-    const mode = m?.[1] === undefined ? NaN : parseInt(m[1], 8);
-    return mode <= 0o777
-      ? mode
-      : reject(
-          issues,
-          'ASYA_SOCKET_CHMOD',
-          v,
-          'an octal mode of permission bits such as 0o660, 0660 or 660 (at most 0o777), or empty to skip',
-        );
-  },
-  ASYA_ENABLE_VALIDATION: boolean('ASYA_ENABLE_VALIDATION', true),
-  ASYA_INCLUDE_METADATA: boolean('ASYA_INCLUDE_METADATA', false),
-  ASYA_CHUNK_SIZE: integer('ASYA_CHUNK_SIZE', DEFAULTS.chunkSize, 1, 2 ** 31 - 1),
-  ASYA_LOG_MESSAGES: boolean('ASYA_LOG_MESSAGES', true),
-  ASYA_METRICS_ADDR: (raw: string | undefined, issues: string[]): MetricsAddress | null => {
-    const v = trimmed(raw);
-    if (v === undefined) return null;
-    return (
-      parseMetricsAddress(v) ??
-      reject(
-        issues,
-        'ASYA_METRICS_ADDR',
-        v,
-        "[host]:port, e.g. ':9464' (every interface) or '127.0.0.1:9464', port 0 to 65535",
-      )
-    );
-  },
-  ASYA_MAX_MESSAGE_SIZE: integer('ASYA_MAX_MESSAGE_SIZE', DEFAULTS.maxMessageSize, 1, 2 ** 32 - 1),
-  ASYA_LOG_LEVEL: oneOf(
-    'ASYA_LOG_LEVEL',
-    { debug: 'debug', info: 'info', warning: 'warn', warn: 'warn', error: 'error', critical: 'error' } as const,
+  // Not `variable`: an empty ASYA_SOCKET_CHMOD is meaningful (leave the mode alone).
+  ASYA_SOCKET_CHMOD: z.pipe(
+    z.optional(z.string()),
+    z.transform((raw: string | undefined, ctx): number | null => {
+      const v = (raw ?? DEFAULTS.socketChmod).trim();
+      if (v === '') return null;
+      // Permission bits only: setuid, setgid and sticky mean nothing on a socket (0o7777 made it srwsrwsrwt).
+      const m = /^(?:0o|0)?([0-7]{3,4})$/i.exec(v);
+      const mode = m?.[1] === undefined ? NaN : parseInt(m[1], 8);
+      if (mode <= 0o777) return mode;
+      ctx.issues.push({
+        code: 'custom',
+        message: 'an octal mode of permission bits such as 0o660, 0660 or 660 (at most 0o777), or empty to skip',
+        input: v,
+      });
+      return z.NEVER;
+    }),
+  ),
+  ASYA_ENABLE_VALIDATION: boolean(true),
+  ASYA_INCLUDE_METADATA: boolean(false),
+  ASYA_CHUNK_SIZE: integer(DEFAULTS.chunkSize, 1, 2 ** 31 - 1),
+  ASYA_LOG_MESSAGES: boolean(true),
+  ASYA_METRICS_ADDR: variable(
+    null,
+    "[host]:port, e.g. ':9464' (every interface) or '127.0.0.1:9464', port 0 to 65535",
+    (v) => parseMetricsAddress(v) ?? undefined,
+  ),
+  ASYA_MAX_MESSAGE_SIZE: integer(DEFAULTS.maxMessageSize, 1, 2 ** 32 - 1),
+  ASYA_LOG_LEVEL: oneOf<LogLevel>(
+    { debug: 'debug', info: 'info', warning: 'warn', warn: 'warn', error: 'error', critical: 'error' },
     'info',
   ),
-  ASYA_JSON_CODEC: oneOf('ASYA_JSON_CODEC', { auto: 'auto', json: 'json', orjson: 'orjson' } as const, 'auto'),
-  ASYA_HANDLER_TIMEOUT: seconds('ASYA_HANDLER_TIMEOUT', null),
-  ASYA_READ_TIMEOUT: seconds('ASYA_READ_TIMEOUT', DEFAULTS.readTimeoutSeconds),
-  ASYA_SHUTDOWN_TIMEOUT: seconds('ASYA_SHUTDOWN_TIMEOUT', DEFAULTS.shutdownTimeoutSeconds),
-  ASYA_HANDLER_KILL_GRACE: seconds('ASYA_HANDLER_KILL_GRACE', DEFAULTS.killGraceSeconds),
-  ASYA_HANDLER_ARGS: jsonObject('ASYA_HANDLER_ARGS'),
-  ASYA_WORKER_MAX_MESSAGES: integer('ASYA_WORKER_MAX_MESSAGES', null, 1, Number.MAX_SAFE_INTEGER),
-  ASYA_WORKER_MAX_MEMORY: byteSize('ASYA_WORKER_MAX_MEMORY'),
-  ASYA_WORKERS: integer('ASYA_WORKERS', DEFAULTS.workers, 1, MAX_WORKERS),
-  ASYA_PRELOAD: boolean('ASYA_PRELOAD', false),
-};
+  ASYA_JSON_CODEC: oneOf<JsonCodec>({ auto: 'auto', json: 'json', orjson: 'orjson' }, 'auto'),
+  ASYA_HANDLER_TIMEOUT: seconds(null),
+  ASYA_READ_TIMEOUT: seconds(DEFAULTS.readTimeoutSeconds * 1000),
+  ASYA_SHUTDOWN_TIMEOUT: seconds(DEFAULTS.shutdownTimeoutSeconds * 1000),
+  ASYA_HANDLER_KILL_GRACE: seconds(DEFAULTS.killGraceSeconds * 1000),
+  ASYA_HANDLER_ARGS: jsonObject(),
+  ASYA_WORKER_MAX_MESSAGES: integer(null, 1, Number.MAX_SAFE_INTEGER),
+  ASYA_WORKER_MAX_MEMORY: byteSize(),
+  ASYA_WORKERS: integer(DEFAULTS.workers, 1, MAX_WORKERS),
+  ASYA_PRELOAD: boolean(false),
+});
 
-type Variables = { [K in keyof typeof FIELDS]: ReturnType<(typeof FIELDS)[K]> };
+type Variables = z.infer<typeof VARIABLES>;
+
+/** The message of a rejected variable: its name, the value quoted, and what was expected. */
+function invalid(name: string, value: unknown, expected: string): string {
+  return `${name}=${JSON.stringify(value)} is not valid: expected ${expected}`;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  return invalid(String(issue.path[0]), issue.input, issue.message);
+}
 
 /** Each variable on its own; null when any was rejected (its issues are in `issues`). */
 function readVariables(env: NodeJS.ProcessEnv, issues: string[]): Variables | null {
-  const out: Record<string, unknown> = {};
-  for (const [name, read] of Object.entries(FIELDS)) {
-    out[name] = read(env[name], issues);
-  }
-  return issues.length === 0 ? (out as Variables) : null;
+  const read = VARIABLES.safeParse(env, { reportInput: true });
+  if (read.success) return read.data;
+  issues.push(...read.error.issues.map(describeIssue));
+  return null;
 }
 
 /**
@@ -329,11 +313,12 @@ function toConfig(env: Variables, issues: string[]): Config | null {
     env.ASYA_SOCKET_PATH !== undefined &&
     (path.basename(socketPath) === READY_FILE_NAME || socketPath === path.sep)
   ) {
-    reject(
-      issues,
-      'ASYA_SOCKET_PATH',
-      env.ASYA_SOCKET_PATH,
-      `a socket file path whose name is not "${READY_FILE_NAME}" (the ready file beside it)`,
+    issues.push(
+      invalid(
+        'ASYA_SOCKET_PATH',
+        env.ASYA_SOCKET_PATH,
+        `a socket file path whose name is not "${READY_FILE_NAME}" (the ready file beside it)`,
+      ),
     );
     return null;
   }
@@ -360,18 +345,18 @@ function toConfig(env: Variables, issues: string[]): Config | null {
     socketChmod: env.ASYA_SOCKET_CHMOD,
     validate: env.ASYA_ENABLE_VALIDATION,
     includeMetadata: env.ASYA_INCLUDE_METADATA,
-    chunkSize: env.ASYA_CHUNK_SIZE as number,
-    maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE as number,
+    chunkSize: env.ASYA_CHUNK_SIZE,
+    maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE,
     logLevel: env.ASYA_LOG_LEVEL,
     jsonCodec: env.ASYA_JSON_CODEC,
     handlerTimeoutMs: env.ASYA_HANDLER_TIMEOUT,
-    readTimeoutMs: env.ASYA_READ_TIMEOUT as number,
-    shutdownTimeoutMs: env.ASYA_SHUTDOWN_TIMEOUT as number,
-    handlerKillGraceMs: env.ASYA_HANDLER_KILL_GRACE as number,
+    readTimeoutMs: env.ASYA_READ_TIMEOUT,
+    shutdownTimeoutMs: env.ASYA_SHUTDOWN_TIMEOUT,
+    handlerKillGraceMs: env.ASYA_HANDLER_KILL_GRACE,
     handlerArgs: env.ASYA_HANDLER_ARGS,
     workerMaxMessages: env.ASYA_WORKER_MAX_MESSAGES,
     workerMaxMemory: env.ASYA_WORKER_MAX_MEMORY,
-    workers: env.ASYA_WORKERS as number,
+    workers: env.ASYA_WORKERS,
     preload: env.ASYA_PRELOAD,
     logMessages: env.ASYA_LOG_MESSAGES,
     metrics: env.ASYA_METRICS_ADDR,
@@ -385,11 +370,8 @@ function resolveHandler(
 ): { spec: string; variable: Config['handlerVariable'] } | null {
   if (handler !== undefined) {
     if (!HANDLER_PATTERN.test(handler)) {
-      reject(
-        issues,
-        'ASYA_HANDLER',
-        handler,
-        "'module.function' or 'module.Class.method' (letters, digits, _ and dots)",
+      issues.push(
+        invalid('ASYA_HANDLER', handler, "'module.function' or 'module.Class.method' (letters, digits, _ and dots)"),
       );
       return null;
     }
@@ -398,7 +380,7 @@ function resolveHandler(
   if (legacy !== undefined) {
     const m = LEGACY_MODULE_PATTERN.exec(legacy);
     if (!m) {
-      reject(issues, 'ASYA_PROCESS_MODULE', legacy, "'module.path:function' or 'module.path'");
+      issues.push(invalid('ASYA_PROCESS_MODULE', legacy, "'module.path:function' or 'module.path'"));
       return null;
     }
     return { spec: `${m[1]}.${m[2] ?? 'process'}`, variable: 'ASYA_PROCESS_MODULE' };
@@ -417,7 +399,6 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
   const variables = readVariables(env, issues);
   const config = variables && toConfig(variables, issues);
   if (config) return { ok: true, config };
-  const levelIssues: string[] = [];
-  const level = FIELDS.ASYA_LOG_LEVEL(env.ASYA_LOG_LEVEL, levelIssues);
-  return { ok: false, errors: issues, logLevel: levelIssues.length === 0 ? level : 'info' };
+  const level = VARIABLES.shape.ASYA_LOG_LEVEL.safeParse(env.ASYA_LOG_LEVEL);
+  return { ok: false, errors: issues, logLevel: level.success ? level.data : 'info' };
 }
