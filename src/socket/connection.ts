@@ -13,7 +13,6 @@ import type { Logger } from '../logger.js';
 import type { Deadline, Deadlines } from './deadlines.js';
 import { errorResponse, FrameDecoder, FrameTooLarge } from './framing.js';
 import type { Intake, Reader } from './intake.js';
-import type { PendingBytes } from './pending-bytes.js';
 
 /** One request's way back to its client. */
 export interface Exchange {
@@ -37,9 +36,7 @@ export interface ConnectionContext {
   readonly onFrame: FrameHandler;
   /** Told of every request answered here with an error before reaching the handler (metrics). */
   readonly onRefused: (code: ErrorCode) => void;
-  /** Bytes held for requests still arriving, across all connections. */
-  readonly pending: PendingBytes<Connection>;
-  /** Bytes of requests held (arriving or waiting for their answer): over its room, newer reads pause. */
+  /** The ledger of the bytes requests hold (arriving or waiting for their answer): it pauses and refuses. */
   readonly intake: Intake;
   /** Connections still open. */
   readonly open: Set<net.Socket>;
@@ -156,17 +153,11 @@ export class Connection implements Exchange, Reader {
 
   // ---------------------------------------------------------------- the request arriving
 
-  /** The pending bound refused this connection: it was the newest of too many still arriving. */
-  refuse(): void {
+  /** The intake refused this connection: it was among the newest still arriving, over its bound. */
+  refuse(why: string): void {
     const { received, expected } = this.decoder.progress();
-    const { pending } = this.ctx;
     this.finished();
-    this.fail(
-      wireError.connection(
-        `refused: requests still arriving held ${pending.overflow.bytes} bytes across ${pending.overflow.holders} connections, ` +
-          `over the runtime's bound of ${pending.limit}; this connection was the newest (received ${received} of ${expected} bytes)`,
-      ),
-    );
+    this.fail(wireError.connection(`${why} (received ${received} of ${expected ?? 'at least 4'} bytes)`));
   }
 
   data(chunk: Buffer): void {
@@ -183,9 +174,7 @@ export class Connection implements Exchange, Reader {
       return;
     }
     if (this.complete) return;
-    const held = this.decoder.held;
-    this.ctx.intake.hold(this, held, true);
-    for (const refused of this.ctx.pending.set(this, held)) refused.refuse();
+    this.ctx.intake.hold(this, this.decoder.held, true);
   }
 
   end(): void {
@@ -211,7 +200,6 @@ export class Connection implements Exchange, Reader {
     if (gone && !this.answered) gone();
     const { ctx } = this;
     ctx.open.delete(this.socket);
-    ctx.pending.release(this);
     ctx.intake.release(this);
     if (this.used > 0 && this.read > this.used) {
       // The sidecar sends one request per connection; a second one here would otherwise vanish unseen.
@@ -244,7 +232,6 @@ export class Connection implements Exchange, Reader {
   private finished(): void {
     this.complete = true;
     this.stopClock();
-    this.ctx.pending.release(this);
   }
 
   private fail(err: WireError): void {

@@ -1,18 +1,26 @@
 /**
- * Back-pressure on reading requests: the bytes of requests the runtime holds (still arriving, or
- * complete and waiting for their answer) are bounded by pausing the reads of newer connections,
- * not by buffering whatever clients send.
+ * The one ledger of the bytes connections hold for requests: still arriving, or complete and waiting
+ * for their answer. One rule, in arrival order, over one room (INTAKE_BYTES):
+ *
+ * - Over the room, connections still arriving are paused, newest first, and read on in arrival order
+ *   once half the room is free. Paused clients wait in the kernel (their writes block), their read
+ *   timeouts suspended.
+ * - Over twice the room, the newest connections still arriving are refused (`connection_error`) until
+ *   the total is back within it. Pausing alone keeps the total near the room; it can only be crossed
+ *   by many connections each reading a chunk at the same moment, before their pause.
+ * - The oldest connection still arriving is never paused or refused while no complete request is held:
+ *   a request larger than the room still completes, and nothing waits on itself. While complete
+ *   requests are held, everyone waits: they free their room when answered.
  *
  * Why: 40 clients sending 10 MB each at once made the supervisor read all 400 MB concurrently (peak
- * RSS 744 MiB) and, since glibc cannot return a fragmented heap, keep ~310 MiB of it for good after
- * the burst; 80 clients, twice that. Paused clients wait in the kernel (their writes block), their
- * read timeouts suspended, and are read on in arrival order as answers free their room, so the peak
- * no longer grows with the burst. The oldest connection still arriving always reads on: a request
- * larger than the room still completes, and nothing can wait on itself.
+ * RSS 744 MiB) and, since glibc cannot return a fragmented heap, keep ~310 MiB of it for good after the
+ * burst; 80 clients, twice that. The sidecar sends one request at a time, so it never meets either.
  */
 export interface Reader {
   pause(): void;
   resume(): void;
+  /** Refused: answer `connection_error` with `why` and stop reading (the ledger no longer counts it). */
+  refuse(why: string): void;
 }
 
 /** Room for requests held at once: a few large messages; the sidecar sends one at a time. */
@@ -32,8 +40,18 @@ export class Intake {
 
   constructor(readonly room: number = INTAKE_BYTES) {}
 
+  /** Above this, the newest still arriving are refused. */
+  get limit(): number {
+    return 2 * this.room;
+  }
+
   get bytes(): number {
     return this.total;
+  }
+
+  /** Whether the ledger holds `reader` and has it paused (for tests). */
+  isPaused(reader: Reader): boolean {
+    return this.paused.has(reader);
   }
 
   /** `reader` now holds `bytes`, and is (or is no longer) still receiving. */
@@ -49,18 +67,42 @@ export class Intake {
       this.done.add(reader);
       this.complete += bytes - (wasDone ? before : 0);
     }
+    if (this.total > this.limit) this.refuseNewest();
     this.balance();
   }
 
   /** The request was answered, refused or abandoned: its bytes are free. */
   release(reader: Reader): void {
-    const bytes = this.held.get(reader) ?? 0;
+    const bytes = this.held.get(reader);
+    if (bytes === undefined) return;
     this.total -= bytes;
     if (this.done.delete(reader)) this.complete -= bytes;
     this.held.delete(reader);
     this.receiving.delete(reader);
     this.paused.delete(reader);
     this.balance();
+  }
+
+  /** The oldest still arriving reads on while no complete request is held (see the header). */
+  private exempt(): Reader | undefined {
+    if (this.complete > 0) return undefined;
+    return this.receiving.values().next().value;
+  }
+
+  private refuseNewest(): void {
+    const held = this.total;
+    const holders = this.held.size;
+    const exempt = this.exempt();
+    const newestFirst = [...this.receiving].reverse();
+    for (const reader of newestFirst) {
+      if (this.total <= this.limit) break;
+      if (reader === exempt) continue;
+      this.release(reader);
+      reader.refuse(
+        `refused: requests held ${held} bytes across ${holders} connections, over the runtime's ` +
+          `bound of ${this.limit} (twice its room of ${this.room}); this connection was among the newest still arriving`,
+      );
+    }
   }
 
   private balance(): void {
@@ -72,18 +114,14 @@ export class Intake {
     }
     // Nothing paused and nothing to pause: the common case, one request at a time.
     if (this.paused.size === 0 && this.total <= this.room) return;
-    // With no complete request held, nothing is on its way to free room: the oldest request still
-    // arriving reads on (over the room or not), or requests paused half-way would wait for each other.
-    // Complete requests free their room when answered, so while there are some, everyone waits.
     const over = this.total > this.room;
-    let oldest = this.complete === 0;
+    const exempt = this.exempt();
     for (const reader of this.receiving) {
-      if (oldest) {
-        oldest = false;
+      if (reader === exempt) {
         if (this.paused.delete(reader)) reader.resume();
         continue;
       }
-      if (!over) return;
+      if (!over) continue;
       if (!this.paused.has(reader)) {
         this.paused.add(reader);
         reader.pause();

@@ -13,7 +13,6 @@ import type { Logger } from '../logger.js';
 import { Connection, type ConnectionContext, type FrameHandler } from './connection.js';
 import { Deadlines } from './deadlines.js';
 import { Intake } from './intake.js';
-import { PendingBytes, pendingLimit } from './pending-bytes.js';
 
 export type { Exchange, FrameHandler } from './connection.js';
 
@@ -42,9 +41,7 @@ export class SocketServer {
   private spare: number | null = null;
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
-  /** Bytes held for requests still arriving, across all connections. */
-  private readonly pending: PendingBytes<Connection>;
-  /** Bytes of requests held (arriving or waiting for their answer): over its room, newer reads pause. */
+  /** The ledger of the bytes requests hold (arriving or waiting for their answer). */
   private readonly intake = new Intake();
   /** What every connection shares. */
   private readonly context: ConnectionContext;
@@ -60,14 +57,12 @@ export class SocketServer {
     onFrame: FrameHandler,
   ) {
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => new Connection(socket, this.context));
-    this.pending = new PendingBytes(pendingLimit(config.maxMessageSize));
     this.context = {
       maxMessageSize: config.maxMessageSize,
       readTimeoutMs: config.readTimeoutMs,
       log,
       onFrame,
       onRefused: (code) => this.onRefused?.(code),
-      pending: this.pending,
       intake: this.intake,
       open: this.open,
       deadlines: new Deadlines(config.readTimeoutMs),
