@@ -1,5 +1,6 @@
 /**
- * A full garbage collection once the supervisor has gone idle while holding many dead buffers.
+ * The supervisor's dead message buffers, bounded: collected while large messages flow, and once the
+ * supervisor has gone idle while holding many.
  *
  * Payload bytes live outside V8's heap, in buffers V8 only accounts for ("external memory"), and V8
  * frees them only when it collects. With incremental marking off (heap.ts) it collects when a limit
@@ -42,4 +43,23 @@ export function collectWhenIdle(onCollect?: (freedBytes: number) => void): () =>
   }, CHECK_MS);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/**
+ * Requests at least this large count toward the bound below; smaller ones cost nothing (no check).
+ */
+const LARGE_REQUEST_BYTES = 1024 * 1024;
+/**
+ * Dead message buffers allowed before a collection while large messages flow. V8 collects by itself
+ * only when external memory has grown by 64 MiB since its last collection, and glibc keeps the heap
+ * those buffers grew to (a fragmented heap cannot be returned; there is no malloc_trim from Node):
+ * twenty 10 MB messages left the supervisor at baseline +90 to +120 MiB for good. Collecting at 24 MiB
+ * keeps it near baseline +50 MiB (docs/performance.md, "Memory after a burst").
+ */
+const LARGE_EXTERNAL_BYTES = 24 * 1024 * 1024;
+
+/** Called with each request's size as it arrives: a full collection when large ones have left enough dead buffers. */
+export function boundExternalMemory(requestBytes: number): void {
+  if (requestBytes < LARGE_REQUEST_BYTES) return;
+  if (v8.getHeapStatistics().external_memory >= LARGE_EXTERNAL_BYTES) collectGarbage();
 }

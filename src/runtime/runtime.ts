@@ -20,7 +20,7 @@ import type { EarlyPython } from '../worker/spawn.js';
 import { Template } from '../worker/template.js';
 import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
 import { tuneSupervisorMemory } from './heap.js';
-import { collectWhenIdle } from './idle-gc.js';
+import { boundExternalMemory, collectWhenIdle } from './idle-gc.js';
 import type { MetricsServer, RuntimeMetrics } from './metrics.js';
 import { ReadyFile } from './readiness.js';
 
@@ -174,6 +174,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
 
   const server = new SocketServer(config, log, (frame, exchange) => {
     const received = process.hrtime.bigint();
+    boundExternalMemory(frame.length);
     try {
       const envelope = parseRequest(frame, config.validate);
       if (supervisor) supervisor.submit({ envelope, exchange, received });
