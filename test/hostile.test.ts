@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { asError, type Runtime, rawExchange, sleep, startRuntime } from './helpers.js';
+import { asError, bytesRead, type Runtime, rawExchange, startRuntime, until } from './helpers.js';
 
 const send = async (rt: Runtime, text: string): Promise<string> => {
   const answer = await rawExchange(rt.socketPath, Buffer.from(text));
@@ -132,13 +132,20 @@ describe('clients that claim much and send little', () => {
       sockets.push(s);
     }
     try {
+      const real = '{"route":{"actors":["a"]},"payload":"real"}';
       for (let round = 0; round < 5; round++) {
+        const before = bytesRead(pid());
         for (const s of sockets) s.write('{');
-        const answer = JSON.parse(await send(rt, '{"route":{"actors":["a"]},"payload":"real"}')) as Array<{
+        const answer = JSON.parse(await send(rt, real)) as Array<{
           payload: unknown;
         }>;
         assert.equal(answer[0]?.payload, 'real');
-        await sleep(50);
+        // The trickle is read: a byte from each client, besides the real request (and Python's answer).
+        await until(
+          `round ${round}: the runtime to read a byte from each of the 300 clients`,
+          () => bytesRead(pid()) >= before + sockets.length + 4 + real.length,
+          10_000,
+        );
       }
       const grown = rssKiB(pid()) - idle;
       console.log(`supervisor RSS: idle ${idle} KiB, with 300 trickling clients +${grown} KiB`);
@@ -160,24 +167,33 @@ describe('clients that claim much and send little', () => {
     head.writeUInt32BE(body.length);
     const answers: Array<Promise<string>> = [];
     const sockets: net.Socket[] = [];
+    const pid = rt.child.pid!;
     // 30 clients send all but the last byte: 27 MB held against a 16 MiB bound
     for (let i = 0; i < 30; i++) {
       const s = net.connect(rt.socketPath);
       sockets.push(s);
       const chunks: Buffer[] = [];
+      let closed = false;
       answers.push(
         new Promise((resolve) => {
           s.on('data', (c: Buffer) => chunks.push(c));
           s.on('error', () => undefined);
-          s.on('close', () => resolve(Buffer.concat(chunks).subarray(4).toString('utf8')));
+          s.on('close', () => {
+            closed = true;
+            resolve(Buffer.concat(chunks).subarray(4).toString('utf8'));
+          });
         }),
       );
-      await new Promise<void>((resolve) =>
-        s.write(Buffer.concat([head, body.subarray(0, body.length - 1)]), () => resolve()),
+      const sent = head.length + body.length - 1;
+      const before = bytesRead(pid);
+      s.write(Buffer.concat([head, body.subarray(0, body.length - 1)]));
+      // Arrival order is the runtime's: each client is read, or refused, before the next one sends.
+      await until(
+        `client ${i} read or refused by the runtime`,
+        () => closed || bytesRead(pid) >= before + sent,
+        10_000,
       );
-      await sleep(10);
     }
-    await sleep(300);
     for (const s of sockets) if (!s.destroyed) s.end(body.subarray(body.length - 1));
     const texts = await Promise.all(answers);
     const refused = texts.filter((t) => t.includes('connection_error'));
