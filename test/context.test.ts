@@ -11,7 +11,18 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { asError, HANDLERS, ROOT, type Runtime, scrape, startRuntime, tempDir, until, waitForFile } from './helpers.js';
+import {
+  asError,
+  HANDLERS,
+  ROOT,
+  type Runtime,
+  scrape,
+  seeded,
+  startRuntime,
+  tempDir,
+  until,
+  waitForFile,
+} from './helpers.js';
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
 
@@ -263,12 +274,7 @@ describe('CUDA out of memory', () => {
 
 describe("metric names and labels: generated, against Prometheus's rule (seeded)", () => {
   it('the shim accepts exactly the names and label names Prometheus does', () => {
-    const seed = Number(process.env.ASYA_TEST_SEED ?? Date.now() % 1e9);
-    let state = seed;
-    const next = (n: number) => {
-      state = (state * 1103515245 + 12345) % 2 ** 31;
-      return state % n;
-    };
+    const { seed, next } = seeded();
     const alphabet = ['a', 'Z', '_', ':', '0', '9', '-', '.', ' ', '\n', 'é', '\u0000', '☃', '__'];
     const word = () => Array.from({ length: 1 + next(6) }, () => alphabet[next(alphabet.length)]).join('');
     const cases = Array.from({ length: 200 }, () => ({ name: word(), label: word() }));

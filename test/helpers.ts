@@ -467,3 +467,17 @@ export function sample(body: string, series: string): number | undefined {
   const line = body.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
+
+/**
+ * A seeded generator for generated cases: the seed is ASYA_TEST_SEED, else the clock (name it in a
+ * failure, to replay it); next(n) gives 0 to n - 1.
+ */
+export function seeded(): { seed: number; next: (n: number) => number } {
+  const seed = Number(process.env.ASYA_TEST_SEED ?? Date.now() % 1e9);
+  let state = seed;
+  const next = (n: number) => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state % n;
+  };
+  return { seed, next };
+}

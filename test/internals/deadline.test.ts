@@ -2,15 +2,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseRfc3339 } from '../../src/envelope/deadline.js';
+import { seeded } from '../helpers.js';
 
 describe('deadline: RFC 3339', () => {
   it('RFC 3339 times are read to the microsecond, offsets included (generated, seeded)', () => {
-    const seed = Number(process.env.ASYA_TEST_SEED ?? Date.now() % 1e9);
-    let state = seed;
-    const next = (n: number) => {
-      state = (state * 1103515245 + 12345) % 2 ** 31;
-      return state % n;
-    };
+    const { seed, next } = seeded();
     for (let i = 0; i < 300; i++) {
       const ms = Date.UTC(1970 + next(130), next(12), 1 + next(28), next(24), next(60), next(60)) + next(1000);
       const offset = (next(2) ? 1 : -1) * next(14 * 60);
