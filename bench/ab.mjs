@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { median } from './stats.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -76,7 +77,6 @@ for (let round = 0; round < Number(opt.rounds); round++) {
   const order = builds.map((_, i) => builds[(i + round) % builds.length]);
   for (const [name, dir] of order) results[name].push(await measure(dir));
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ours = { p50: median(results.this.map((r) => r.p50)), p99: median(results.this.map((r) => r.p99)) };
 console.log(
   `${opt.size} B, ${opt.messages} messages x ${opt.rounds} rounds, ASYA_LOG_LEVEL=${opt.level} (µs, median of rounds)`,

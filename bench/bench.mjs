@@ -25,7 +25,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { fmt, human, tables } from './tables.mjs';
+import { fmt, percentile } from './stats.mjs';
+import { human, tables } from './tables.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -246,8 +247,6 @@ function loadC(socketPath, frame, n) {
   return { latencies: lines.map((l) => Number(l) / 1000), seconds: elapsed / 1e6 };
 }
 
-const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-
 // ---------------------------------------------------------------- in-process
 
 /** Python's own decode + encode of the envelope, no socket: what neither runtime can go under. */
@@ -333,8 +332,8 @@ for (const level of opt.levels.split(',')) {
         const c = cells.get(`${rt.name}|${size}|${shape}`);
         const sorted = c.latencies.sort((a, b) => a - b);
         row.runtimes[rt.name] = {
-          p50: pct(sorted, 50),
-          p99: pct(sorted, 99),
+          p50: percentile(sorted, 50),
+          p99: percentile(sorted, 99),
           throughput: c.n / c.seconds,
           n: c.n,
           cpuMsPerMsg: (c.cpu / c.n) * 1000,

@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { fmt } from './stats.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const venv = path.join(root, '.cache', 'test-venv', 'bin', 'python3');
@@ -163,7 +164,6 @@ function pss(tag) {
   return { total, by };
 }
 
-const fmt = (n) => n.toFixed(0);
 const results = {};
 
 // 1. Memory

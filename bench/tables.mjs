@@ -4,12 +4,7 @@
 //   node bench/tables.mjs [docs/bench/results.json]     # prints them; bench.mjs writes docs/bench/tables.md
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-
-/** A figure with about three significant digits ('–' when a runtime did not run). */
-export function fmt(x, digits = 2) {
-  if (x === undefined) return '–';
-  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 0.1 || x === 0 ? x.toFixed(digits) : x.toFixed(3);
-}
+import { fmt } from './stats.mjs';
 
 /** 100 B, 10 KB, 1 MB. */
 export function human(n) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs the whole suite: prepares the test virtualenv (numpy, orjson, scikit-learn, installed offline from the
-// machine's wheels), then every test/*.test.ts against the built runtime in dist/.
+// machine's wheels), then every test/*.test.ts (black-box, by feature) and test/internals/*.test.ts (pure
+// modules, beside their names) against the built runtime in dist/.
 // Usage: node scripts/run-tests.mjs [test files...]
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -42,11 +43,13 @@ ensureVenv();
 ensureRootfs();
 const files = process.argv.slice(2).length
   ? process.argv.slice(2)
-  : fs
-      .readdirSync(path.join(root, 'test'))
-      .filter((f) => f.endsWith('.test.ts'))
-      .sort()
-      .map((f) => path.join('test', f));
+  : ['test', path.join('test', 'internals')].flatMap((dir) =>
+      fs
+        .readdirSync(path.join(root, dir))
+        .filter((f) => f.endsWith('.test.ts'))
+        .sort()
+        .map((f) => path.join(dir, f)),
+    );
 // Every process a test starts carries this marker in its environment (test/helpers.ts passes it on to
 // runtimes, and they to Python), so whatever a cancelled or interrupted test leaves behind is found and
 // stopped at the end, whoever its parent was.

@@ -41,11 +41,43 @@ function phaseOf(file: string): string {
   return dir === '.' ? 'root' : dir.split(path.sep)[0]!;
 }
 
+/**
+ * The relative module specifiers `text` imports: static imports and re-exports (`import … from`,
+ * `export … from`, `export * from`), side-effect imports (`import './x.js'`) and dynamic ones
+ * (`import('./x.js')`, awaited or not).
+ */
+function relativeImports(text: string): string[] {
+  const forms = [
+    /^\s*(?:import|export)\b[^'"]*?\bfrom\s*['"]([^'"]+)['"]/gm,
+    /^\s*import\s*['"]([^'"]+)['"]/gm,
+    /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
+  ];
+  return forms.flatMap((form) => [...text.matchAll(form)].map((m) => m[1]!)).filter((spec) => spec.startsWith('.'));
+}
+
 function importsOf(file: string): string[] {
-  const text = fs.readFileSync(path.join(SRC, file), 'utf8');
-  const specs = [...text.matchAll(/^\s*(?:import|export)\b[^'"]*?from\s+['"](\.[^'"]+)['"]/gm)].map((m) => m[1]!);
+  const specs = relativeImports(fs.readFileSync(path.join(SRC, file), 'utf8'));
   return specs.map((spec) => path.relative(SRC, path.resolve(SRC, path.dirname(file), spec)).replace(/\.js$/, '.ts'));
 }
+
+describe('the import finder', () => {
+  const cases: Array<[string, string, string[]]> = [
+    ['a named import', "import { a } from './a.js';", ['./a.js']],
+    ['a type import over several lines', "import type {\n  A,\n  B,\n} from '../b.js';", ['../b.js']],
+    ['a default and a namespace import', "import c from './c.js';\nimport * as d from './d.js';", ['./c.js', './d.js']],
+    ['a side-effect import', "import './e.js'; // first", ['./e.js']],
+    ['a dynamic import, awaited', "const m = cond ? await import('./f.js') : null;", ['./f.js']],
+    ['a dynamic import, not awaited', 'void import("./g.js").then(({ run }) => run());', ['./g.js']],
+    ['export * from', "export * from './h.js';", ['./h.js']],
+    ['export * as from', "export * as ns from './i.js';", ['./i.js']],
+    ['a named re-export', "export { j, type J } from './j.js';", ['./j.js']],
+    ['packages and node: modules are not ours', "import fs from 'node:fs';\nimport { pino } from 'pino';", []],
+    ['an export without from imports nothing', "export const k = 'from';\nexport function l() {}", []],
+  ];
+  for (const [form, text, expected] of cases) {
+    it(`finds ${form}`, () => assert.deepEqual(relativeImports(text).sort(), expected));
+  }
+});
 
 describe('architecture', () => {
   const files = sources();

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, HANDLERS, jsonLines, processesWithEnv, runNode, sleep, tempDir } from './helpers.js';
+import { CLI, HANDLERS, jsonLines, processesWithEnv, runNode, tempDir, until } from './helpers.js';
 
 const REPORT = /^REPORT {2}duration: (\d+\.\d\d) ms(?: {2}init duration: (\d+) ms)? {2}peak RSS: (\d+\.\d) MiB$/;
 
@@ -97,16 +97,12 @@ describe('asya-runtime call --watch', () => {
       child.stdout.on('data', (c) => (stdout += c));
       child.stderr.on('data', (c) => (stderr += c));
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const until = async (what: string, ok: () => boolean) => {
-        for (const deadline = Date.now() + 30_000; !ok(); await sleep(50)) {
-          if (Date.now() > deadline)
-            assert.fail(`timed out waiting for ${what}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
-        }
-      };
+      const waitFor = (what: string, ok: () => boolean) =>
+        until(() => `${what}\nstdout:\n${stdout}\nstderr:\n${stderr}`, ok, 30_000, 50);
       const answers = () =>
         jsonLines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
       try {
-        await until(
+        await waitFor(
           'the watch line and the first answer',
           () => /^WATCH {2}watching \. for \.py changes/m.test(stderr) && answers().length === 1,
         );
@@ -117,7 +113,7 @@ describe('asya-runtime call --watch', () => {
           module,
           'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 2, "x": payload["x"] * FACTOR}\n',
         );
-        await until('the answer of the edited handler', () => answers().length === 2);
+        await waitFor('the answer of the edited handler', () => answers().length === 2);
         assert.deepEqual(answers()[1], { version: 2, x: 2 });
         assert.match(stderr, /^RELOAD {2}live_model\.py changed: restarting the Python process$/m);
         assert.match(stderr, /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
@@ -127,15 +123,15 @@ describe('asya-runtime call --watch', () => {
 
         // a module it imports, in a subdirectory: a reload too
         fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 100\n');
-        await until('the answer with the edited helper', () => answers().length === 3);
+        await waitFor('the answer with the edited helper', () => answers().length === 3);
         assert.deepEqual(answers()[2], { version: 2, x: 200 });
 
         // a broken edit is reported, the watch goes on, the fix is picked up
         fs.writeFileSync(module, 'def predict(payload):\n    return {"version": \n');
-        await until('the failed reload', () => /^RELOAD {2}waiting for the next change$/m.test(stderr));
+        await waitFor('the failed reload', () => /^RELOAD {2}waiting for the next change$/m.test(stderr));
         assert.match(stderr, /^RELOAD {2}failed: cannot load handler "live_model\.predict".*SyntaxError/m);
         fs.writeFileSync(module, 'def predict(payload):\n    return {"version": 3333}\n');
-        await until('the answer of the fixed handler', () => answers().length === 4);
+        await waitFor('the answer of the fixed handler', () => answers().length === 4);
         assert.deepEqual(answers()[3], { version: 3333 });
       } finally {
         child.kill('SIGINT');

@@ -1,8 +1,7 @@
 /**
  * The channel's hot path is read and written at fixed offsets on both sides (channel.ts, the shim's
  * codec section): it must give exactly what the generic MessagePack codecs give, on every Python the
- * runtime supports. And the soft time limit's lazy clock must fire for a call that overruns, never for
- * one that ended; and so must the connections' shared deadlines.
+ * runtime supports. (The supervisor's side alone: test/internals/channel.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -10,10 +9,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Unpackr } from 'msgpackr';
-import { Deadlines } from '../src/socket/deadlines.js';
-import { CallClock } from '../src/worker/call-clock.js';
 import { decodeOk, encodeCall } from '../src/worker/channel.js';
-import { pyenvPython, ROOT, sleep } from './helpers.js';
+import { pyenvPython, ROOT } from './helpers.js';
 
 const SHIM_DIR = path.join(ROOT, 'python-shim');
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
@@ -133,66 +130,3 @@ print(json.dumps(out))`,
     });
   });
 }
-
-describe('decodeOk leaves everything else to msgpackr', () => {
-  it('returns null for other messages and for truncated or padded ok replies', () => {
-    const ok = Buffer.from([0x82, 0xa1, 0x74, 0xa2, 0x6f, 0x6b, 0xa1, 0x6f, 0x91, 0xc4, 0x02, 0x31, 0x32]);
-    assert.deepEqual(decodeOk(ok)?.o.map(String), ['12']);
-    assert.equal(decodeOk(ok.subarray(0, ok.length - 1)), null);
-    assert.equal(decodeOk(Buffer.concat([ok, Buffer.from([0])])), null);
-    assert.equal(decodeOk(Buffer.from([0x82, 0xa1, 0x74, 0xa3, 0x65, 0x72, 0x72])), null); // {"t": "err"
-    const badTag = Buffer.from(ok);
-    badTag[9] = 0xa2; // a str where a bin belongs
-    assert.equal(decodeOk(badTag), null);
-  });
-});
-
-describe('CallClock (the soft time limit without a timer per message)', () => {
-  it('fires for a call past its deadline, never for calls that ended, across many short calls', async () => {
-    const clock = new CallClock();
-    const fired: string[] = [];
-    for (let i = 0; i < 50; i++) {
-      clock.start(40, () => fired.push(`short ${i}`));
-      clock.stop();
-    }
-    const started = Date.now();
-    let firedAt = 0;
-    clock.start(60, () => {
-      fired.push('long');
-      firedAt = Date.now();
-    });
-    await sleep(300);
-    assert.deepEqual(fired, ['long']);
-    assert.ok(firedAt - started >= 59, `fired after ${firedAt - started} ms, before its 60 ms deadline`);
-    clock.start(30, () => fired.push('after'));
-    clock.stop();
-    await sleep(100);
-    assert.deepEqual(fired, ['long']);
-  });
-});
-
-describe('Deadlines (every connection timeout under one timer)', () => {
-  it('fires what is due in order, never what was cancelled, and forgets cancelled deadlines at once', async () => {
-    const deadlines = new Deadlines(50);
-    const fired: string[] = [];
-    // One message at a time: a read timeout set and cancelled, then a reaper set and cancelled.
-    for (let i = 0; i < 1000; i++) deadlines.cancel(deadlines.add(() => fired.push(`cancelled ${i}`)));
-    assert.equal(deadlines.size, 0);
-    const started = Date.now();
-    const times: number[] = [];
-    deadlines.add(() => {
-      fired.push('first');
-      times.push(Date.now() - started);
-      // A connection failed by its timeout is answered and then reaped: a deadline added while firing.
-      deadlines.add(() => fired.push('added while firing'));
-    });
-    await sleep(10);
-    const second = deadlines.add(() => fired.push('second'));
-    deadlines.add(() => fired.push('third'));
-    deadlines.cancel(second);
-    await sleep(200);
-    assert.deepEqual(fired, ['first', 'third', 'added while firing']);
-    assert.ok((times[0] ?? 0) >= 49, `fired after ${times[0]} ms, before its 50 ms`);
-    assert.equal(deadlines.size, 0);
-  });
-});

@@ -13,11 +13,13 @@ import { describe, it } from 'node:test';
 import {
   connects,
   env,
+  fdCount,
   type LogLine,
   listensOnTcp,
+  quietFor,
   type Runtime,
+  rawExchange,
   runToExit,
-  sleep,
   startRuntime,
   tempDir,
   until,
@@ -167,7 +169,8 @@ describe('the socket directory under the running runtime', () => {
       const pid = await pythonPid(rt);
       process.kill(pid, 'SIGKILL');
       await until('ready file withdrawn', () => !rt.isReady(), 15_000);
-      await sleep(300); // the new interpreter is in its __init__
+      const inits = () => rt.logs.filter((l) => l.src === 'handler' && l.msg === '__init__ for 1.5 s').length;
+      await until('the new interpreter in its __init__', () => inits() === 2, 15_000);
       fs.rmSync(dir, { recursive: true, force: true });
       const { code } = await rt.exited;
       assert.equal(code, 5);
@@ -323,7 +326,7 @@ describe('signals', () => {
       const before = await connects(9229); // another process on this machine might hold the port
       rt.child.kill('SIGUSR1');
       await rt.waitForLog((l) => l.msg === 'ignored SIGUSR1: the runtime never opens a debugger');
-      await sleep(500); // the inspector, were it started, would be listening by now
+      await quietFor(500, 'negative: the inspector, were it started, would be listening by now');
       assert.equal(listensOnTcp(rt.child.pid!, 9229), false);
       if (!before) assert.equal(await connects(9229), false);
       assert.ok(!rt.stderrText.some((l) => l.includes('Debugger listening')));
@@ -337,36 +340,71 @@ describe('signals', () => {
 describe('file descriptors', () => {
   it('exhausted at accept: refusals logged once a second with a count, service resumes when descriptors free up', async () => {
     const rt = await startRuntime({ handler: 'basic.echo' });
-    const idle: net.Socket[] = [];
-    try {
-      execFileSync('prlimit', ['--pid', String(rt.child.pid), '--nofile=100:100']);
-      await sleep(1500); // the runtime follows its limit once a second
-      let closedByServer = 0;
-      for (let i = 0; i < 150; i++) {
-        const s = net.connect(rt.socketPath);
-        s.on('error', () => undefined);
-        s.on('close', () => closedByServer++);
-        idle.push(s);
-      }
-      await until('the excess refused', () => closedByServer > 0, 15_000);
-      const line = await rt.waitForLog(
+    const pid = rt.child.pid!;
+    const clients: net.Socket[] = [];
+    let closedByServer = 0;
+    const connect = () => {
+      const s = net.connect(rt.socketPath);
+      s.on('error', () => undefined);
+      s.on('close', () => closedByServer++);
+      clients.push(s);
+      return s;
+    };
+    const refusals = () =>
+      rt.logs.filter(
         (l) =>
           l.level === 'warn' &&
-          /^refused \d+ connection\(s\) in the last second: the runtime is short of file descriptors \(limit 100/.test(
+          /^refused \d+ connection\(s\) in the last second: the runtime is short of file descriptors \(limit \d+/.test(
             l.msg,
           ),
       );
-      assert.ok((line.refused as number) > 0);
-      await sleep(2200);
-      const lines = rt.logs.filter((l) => String(l.msg).startsWith('refused '));
-      assert.ok(lines.length <= 4, `rate-limited: ${lines.length} lines`);
+    try {
+      const fdsIdle = fdCount(pid);
+      execFileSync('prlimit', ['--pid', String(pid), '--nofile=100:100']);
+      // The runtime reads its limit once a second, and accepts the limit minus what it uses minus 32: with
+      // these idle clients held, one more is past that budget once the new limit is read, and still far
+      // from the limit itself before (beyond it, libuv would close the waiting clients unseen).
+      const held = 100 - fdsIdle - 14;
+      await Promise.all(Array.from({ length: held }, () => new Promise((resolve) => connect().on('connect', resolve))));
+      const request = Buffer.from(JSON.stringify(env('probe')));
+      await until(
+        () =>
+          `the runtime to follow its new limit (100): a client past the budget closed unanswered; logs:\n${rt.stderrText.join('\n')}`,
+        async () => (await rawExchange(rt.socketPath, request, 10_000)) === null,
+        15_000,
+        50,
+      );
+      assert.equal(closedByServer, 0, 'the held clients stay');
+      // A client every 50 ms, each refused, until two lines name the new limit: a second between them.
+      const named = await until(
+        () => `two refusal lines naming the limit 100; logs:\n${rt.stderrText.join('\n')}`,
+        () => {
+          connect();
+          const lines = refusals().filter((l) => l.fd_limit === 100);
+          return lines.length >= 2 && lines;
+        },
+        15_000,
+        50,
+      );
+      assert.ok(closedByServer > 0, 'the excess refused');
+      assert.ok(named.every((l) => (l.refused as number) > 0));
+      const times = refusals().map((l) => Date.parse(String(l.time)));
+      const gaps = times.slice(1).map((t, i) => t - times[i]!);
+      assert.ok(
+        gaps.every((ms) => ms >= 900),
+        `one line a second at most: ${gaps.join(', ')} ms apart`,
+      );
       assert.equal(rt.child.exitCode, null, 'still running');
-      for (const s of idle) s.destroy();
-      await sleep(300);
+      for (const s of clients) s.destroy();
+      await until(
+        () => `the runtime to close the clients' connections: ${fdCount(pid)} descriptors open, ${fdsIdle} before`,
+        () => fdCount(pid) <= fdsIdle + 2,
+        15_000,
+      );
       await served(rt);
       assert.equal(shims(path.dirname(rt.socketPath)).length, 1);
     } finally {
-      for (const s of idle) s.destroy();
+      for (const s of clients) s.destroy();
       await rt.stop();
     }
   });

@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,6 +44,8 @@ export class Runtime {
   /** Whatever the process wrote to stdout (the runtime itself logs to stderr). */
   stdoutText = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The process has exited and its stdout and stderr are read to the end. */
+  closed = false;
 
   constructor(
     readonly child: ChildProcess,
@@ -65,6 +68,7 @@ export class Runtime {
       }
     });
     this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    child.on('close', () => (this.closed = true));
   }
 
   get readyFile(): string {
@@ -88,15 +92,17 @@ export class Runtime {
   }
 
   /** Wait for a log record matching `pred`. */
-  async waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 20_000): Promise<LogLine> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.logs.find(pred);
-      if (hit) return hit;
-      if (Date.now() > deadline)
-        throw new Error(`no matching log line within ${timeoutMs} ms; logs:\n${this.stderrText.join('\n')}`);
-      await sleep(25);
-    }
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 20_000): Promise<LogLine> {
+    return until(
+      () => `a matching log line; logs:\n${this.stderrText.join('\n')}`,
+      () => this.logs.find(pred),
+      timeoutMs,
+    );
+  }
+
+  /** Wait for a line the handler wrote on its stdout or stderr (the runtime logs each with src "handler"). */
+  waitForHandlerLine(line: string, timeoutMs = 20_000): Promise<LogLine> {
+    return this.waitForLog((l) => l.src === 'handler' && l.msg === line, timeoutMs);
   }
 
   async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -148,23 +154,70 @@ export function coverageEnv(): Record<string, string> {
   return process.env.NODE_V8_COVERAGE ? { NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE } : {};
 }
 
-export function sleep(ms: number): Promise<void> {
+function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Poll `probe` every 10 ms until it gives something truthy (returned), or fail after `timeoutMs`. */
+type Probe<T> = () => T | null | undefined | false | Promise<T | null | undefined | false>;
+
+/**
+ * Poll `probe` every `everyMs` until it gives something truthy (returned), or fail after `timeoutMs`
+ * naming `what` (a function is asked only then: it can describe the state the wait ended in).
+ */
 export async function until<T>(
-  what: string,
-  probe: () => T | null | undefined | false,
+  what: string | (() => string),
+  probe: Probe<T>,
   timeoutMs = 20_000,
+  everyMs = 10,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    await sleep(everyMs);
   }
+}
+
+/**
+ * Let `ms` pass where the clock itself is the point: a negative assertion (nothing may happen
+ * meanwhile), or time as the input of the unit under test. `why` says which, at the call. Anything
+ * that can be awaited as an event (a log line, a file, a PID, a metric) is awaited with `until`.
+ */
+export function quietFor(ms: number, why: string): Promise<void> {
+  if (why === '') throw new Error('quietFor needs the reason the clock is the point');
+  return sleep(ms);
+}
+
+/** Wait until `file` exists. */
+export function waitForFile(file: string, what = file, timeoutMs = 20_000): Promise<true> {
+  return until(`${what} to exist`, () => fs.existsSync(file), timeoutMs);
+}
+
+/** Whether `pid` is a running process (not gone, not a zombie waiting to be reaped). */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+/** Wait until `pid` no longer runs (gone, or a zombie). */
+export function waitForExit(pid: number, what: string, timeoutMs = 20_000): Promise<true> {
+  return until(`${what} (pid ${pid}) to exit`, () => !isRunning(pid), timeoutMs);
+}
+
+/** Bytes `pid` has read so far (every read(2) of its threads, sockets and pipes included: /proc/pid/io's rchar). */
+export function bytesRead(pid: number): number {
+  return Number(/^rchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1]);
+}
+
+/** How many descriptors `pid` holds open. */
+export function fdCount(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
 
 export function tempDir(prefix = 'asya-test-'): string {
@@ -202,19 +255,21 @@ export async function startRuntime(opts: RuntimeOptions = {}): Promise<Runtime> 
     env.ASYA_SOCKET_PATH ?? path.join(env.ASYA_SOCKET_DIR ?? socketDir, env.ASYA_SOCKET_NAME ?? 'asya-runtime.sock');
   const rt = new Runtime(child, dir, socketPath);
   if (opts.waitReady === false) return rt;
-  const deadline = Date.now() + 30_000;
-  while (!rt.isReady()) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(
-        `runtime exited (${child.exitCode ?? child.signalCode}) before ready:\n${rt.stderrText.join('\n')}`,
-      );
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`runtime not ready within 30 s:\n${rt.stderrText.join('\n')}`);
-    }
-    await sleep(20);
-  }
+  await until(
+    () => `the ready file within 30 s:\n${rt.stderrText.join('\n')}`,
+    () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(
+          `runtime exited (${child.exitCode ?? child.signalCode}) before ready:\n${rt.stderrText.join('\n')}`,
+        );
+      }
+      return rt.isReady();
+    },
+    30_000,
+  ).catch((err: unknown) => {
+    child.kill('SIGKILL');
+    throw err;
+  });
   return rt;
 }
 
@@ -231,7 +286,7 @@ export async function runToExit(
   clearInterval(poll);
   clearTimeout(timer);
   readyFileSeen ||= rt.isReady();
-  await sleep(20); // let the last stderr chunk arrive
+  await until('the last of its stderr after its exit', () => rt.closed, 10_000);
   fs.rmSync(rt.dir, { recursive: true, force: true });
   return { code, logs: rt.logs, text: rt.stderrText.join('\n'), readyFileSeen };
 }
@@ -392,4 +447,37 @@ export function processesWithEnv(name: string, value: string): Array<{ pid: numb
     }
   }
   return found;
+}
+
+/** GET http://127.0.0.1:`port``url` (the runtime's metrics by default). */
+export function scrape(port: number, url = '/metrics'): Promise<{ status: number; body: string; type: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: url }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }));
+      })
+      .on('error', reject);
+  });
+}
+
+/** The value of one series (name and labels, as printed) in a Prometheus text exposition. */
+export function sample(body: string, series: string): number | undefined {
+  const line = body.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+/**
+ * A seeded generator for generated cases: the seed is ASYA_TEST_SEED, else the clock (name it in a
+ * failure, to replay it); next(n) gives 0 to n - 1.
+ */
+export function seeded(): { seed: number; next: (n: number) => number } {
+  const seed = Number(process.env.ASYA_TEST_SEED ?? Date.now() % 1e9);
+  let state = seed;
+  const next = (n: number) => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state % n;
+  };
+  return { seed, next };
 }

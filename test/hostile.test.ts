@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { asError, type Runtime, rawExchange, sleep, startRuntime } from './helpers.js';
+import { asError, bytesRead, type Runtime, rawExchange, startRuntime, until } from './helpers.js';
 
 const send = async (rt: Runtime, text: string): Promise<string> => {
   const answer = await rawExchange(rt.socketPath, Buffer.from(text));
@@ -131,13 +131,20 @@ describe('clients that claim much and send little', () => {
       sockets.push(s);
     }
     try {
+      const real = '{"route":{"actors":["a"]},"payload":"real"}';
       for (let round = 0; round < 5; round++) {
+        const before = bytesRead(pid());
         for (const s of sockets) s.write('{');
-        const answer = JSON.parse(await send(rt, '{"route":{"actors":["a"]},"payload":"real"}')) as Array<{
+        const answer = JSON.parse(await send(rt, real)) as Array<{
           payload: unknown;
         }>;
         assert.equal(answer[0]?.payload, 'real');
-        await sleep(50);
+        // The trickle is read: a byte from each client, besides the real request (and Python's answer).
+        await until(
+          `round ${round}: the runtime to read a byte from each of the 300 clients`,
+          () => bytesRead(pid()) >= before + sockets.length + 4 + real.length,
+          10_000,
+        );
       }
       const grown = rssKiB(pid()) - idle;
       console.log(`supervisor RSS: idle ${idle} KiB, with 300 trickling clients +${grown} KiB`);

@@ -10,9 +10,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
-import { DEFAULT_POLICY, recycleReason, type WorkerPolicy } from '../src/worker/policy.js';
+import { DEFAULT_POLICY, type WorkerPolicy } from '../src/worker/policy.js';
 import { Pool } from '../src/worker/pool.js';
-import { type CallOutcome, type ReadyInfo, type Worker, WorkerDied } from '../src/worker/worker.js';
+import { FakeWorker } from './fake-worker.js';
 import {
   asError,
   CLI,
@@ -23,7 +23,6 @@ import {
   type Runtime,
   runNode,
   runToExit,
-  sleep,
   startRuntime,
   tempDir,
 } from './helpers.js';
@@ -338,9 +337,8 @@ describe('constructor arguments and close()', () => {
       const { pid } = payloads(await rt.send(env({})))[0]!;
       rt.child.kill('SIGTERM');
       assert.equal((await rt.exited).code, 0);
-      await sleep(50);
       assert.deepEqual(marks(file), [`close ${pid}`]);
-      const line = rt.logs.find((l) => /^close\(\) (returned|raised)/.test(l.msg));
+      const line = await rt.waitForLog((l) => /^close\(\) (returned|raised)/.test(l.msg));
       if (raises) {
         assert.equal(line?.msg, 'close() raised RuntimeError: the model would not let go');
         assert.equal(line?.level, 'warn');
@@ -387,74 +385,6 @@ describe('check tells the truth', () => {
   });
 });
 
-/** A worker without Python: each call resolves when the test says so. */
-class FakeWorker implements Worker {
-  static events: string[] = [];
-  /** Calls made and answers written, in order (the test of dispatching before answering). */
-  static order: string[] = [];
-  static count = 0;
-  readonly id = ++FakeWorker.count;
-  readonly exited: Promise<WorkerDied>;
-  private die!: (death: WorkerDied) => void;
-  private pending: { resolve: (o: CallOutcome) => void; reject: (death: WorkerDied) => void } | null = null;
-  /** What the handler does: answer at once, or hang until interrupted ('soft') or killed ('hard'). */
-  static behaviour: 'answer' | 'soft' | 'hard' = 'answer';
-
-  constructor() {
-    this.exited = new Promise((resolve) => (this.die = resolve));
-    FakeWorker.events.push(`spawn ${this.id}`);
-  }
-  async handshake(): Promise<ReadyInfo> {
-    return {
-      kind: 'class',
-      callable: 'method',
-      close: true,
-      interruptible: true,
-      page_size: 4096,
-      python: 'fake',
-      executable: 'fake',
-      pid: this.id,
-      load_ms: 0,
-    };
-  }
-  call(): Promise<CallOutcome> {
-    FakeWorker.order.push(`call ${this.id}`);
-    if (FakeWorker.behaviour === 'answer')
-      return Promise.resolve({ kind: 'payloads', payloads: [Buffer.from(String(this.id))] });
-    return new Promise((resolve, reject) => (this.pending = { resolve, reject }));
-  }
-  interrupt(): void {
-    FakeWorker.events.push(`interrupt ${this.id}`);
-    if (FakeWorker.behaviour === 'soft')
-      this.pending?.resolve({
-        kind: 'timed_out',
-        type: 'HandlerTimeout',
-        message: 'x',
-        traceback: 'tb',
-        returned: false,
-      });
-  }
-  rss(): number | null {
-    return null;
-  }
-  async stop(): Promise<WorkerDied> {
-    FakeWorker.events.push(`stop ${this.id}`);
-    await sleep(20);
-    FakeWorker.events.push(`exited ${this.id}`);
-    const death = new WorkerDied('stopped', 0, null, '');
-    this.die(death);
-    return death;
-  }
-  terminate(reason: 'timeout' | 'crash' | 'stopped' | 'corrupt'): void {
-    FakeWorker.events.push(`terminate ${this.id} ${reason}`);
-    setTimeout(() => {
-      const death = new WorkerDied(reason, null, 'SIGKILL', '');
-      this.pending?.reject(death); // as the real worker rejects the call in flight
-      this.die(death);
-    }, 5);
-  }
-}
-
 describe('the supervisor with a fake worker (policy as data)', () => {
   const parsed = parseConfig({ ASYA_HANDLER: 'm.f' });
   assert.ok(parsed.ok);
@@ -468,8 +398,7 @@ describe('the supervisor with a fake worker (policy as data)', () => {
     });
 
   it('recycling stops the old worker, and waits for its exit, before the new one starts; readiness is withdrawn meanwhile', async () => {
-    FakeWorker.events = [];
-    FakeWorker.behaviour = 'answer';
+    FakeWorker.reset();
     const s = supervise({ ...DEFAULT_POLICY, recycle: { ...DEFAULT_POLICY.recycle, maxMessages: 2 } });
     await s.start();
     const jobs = Array.from({ length: 3 }, job);
@@ -493,11 +422,10 @@ describe('the supervisor with a fake worker (policy as data)', () => {
   });
 
   it('with messages waiting, Python gets the next before the answer is written; not when a recycle is due', async () => {
-    FakeWorker.order = [];
-    FakeWorker.behaviour = 'answer';
+    FakeWorker.reset();
     const s = supervise({ ...DEFAULT_POLICY, recycle: { ...DEFAULT_POLICY.recycle, maxMessages: 3 } });
     await s.start();
-    const spawned = FakeWorker.count;
+    const spawned = FakeWorker.spawned.length;
     const jobs = Array.from({ length: 4 }, (_, i) => {
       const j = job();
       const respond = j.job.exchange.respond;
@@ -516,7 +444,7 @@ describe('the supervisor with a fake worker (policy as data)', () => {
   });
 
   it('time limit: interrupt at the soft stage; terminate only after the kill grace', async () => {
-    FakeWorker.events = [];
+    FakeWorker.reset();
     const policy = { ...DEFAULT_POLICY, timeLimit: { softMs: 30, killGraceMs: 60 } };
     FakeWorker.behaviour = 'soft';
     const s = supervise(policy);
@@ -535,50 +463,5 @@ describe('the supervisor with a fake worker (policy as data)', () => {
       [`interrupt ${first.pid}`, `interrupt ${first.pid}`, `terminate ${first.pid} timeout`],
     );
     await s.shutdown(100);
-  });
-
-  it('the recycle rule reads usage as data', () => {
-    const rule = { maxMessages: 10, maxMemoryBytes: 1024 ** 3, memoryErrors: 3 };
-    assert.equal(recycleReason(rule, { messages: 9, rssBytes: 1024, consecutiveMemoryErrors: 2 }), null);
-    assert.equal(
-      recycleReason(rule, { messages: 10, rssBytes: null, consecutiveMemoryErrors: 0 })?.reason,
-      'max_messages',
-    );
-    assert.equal(
-      recycleReason(rule, { messages: 1, rssBytes: 1024 ** 3 + 1, consecutiveMemoryErrors: 0 })?.reason,
-      'max_memory',
-    );
-    assert.equal(
-      recycleReason(rule, { messages: 1, rssBytes: null, consecutiveMemoryErrors: 3 })?.reason,
-      'memory_errors',
-    );
-  });
-
-  it('configuration: the new variables, and a bad value names the variable', () => {
-    const ok = parseConfig({
-      ASYA_HANDLER: 'm.f',
-      ASYA_WORKER_MAX_MEMORY: '1.5GiB',
-      ASYA_WORKER_MAX_MESSAGES: '1000',
-      ASYA_HANDLER_KILL_GRACE: '2.5',
-    });
-    assert.ok(ok.ok);
-    assert.equal(ok.config.workerMaxMemory, 1.5 * 1024 ** 3);
-    assert.equal(ok.config.workerMaxMessages, 1000);
-    assert.equal(ok.config.handlerKillGraceMs, 2500);
-    assert.equal(config.handlerKillGraceMs, 5000, 'default kill grace');
-    for (const [name, value] of [
-      ['ASYA_WORKER_MAX_MEMORY', '2GB'],
-      ['ASYA_WORKER_MAX_MESSAGES', '0'],
-      ['ASYA_HANDLER_KILL_GRACE', '-1'],
-      ['ASYA_HANDLER_ARGS', 'null'],
-    ]) {
-      const bad = parseConfig({ ASYA_HANDLER: 'm.f', [name!]: value });
-      assert.ok(!bad.ok);
-      assert.match(
-        bad.errors.join('\n'),
-        new RegExp(`${name}=${JSON.stringify(value).replace(/[.]/g, '\\.')} is not valid`),
-      );
-    }
-    assert.equal(parseConfig({ ASYA_HANDLER: 'm.f', ASYA_WORKER_MAX_MEMORY: '2Gi' }).ok, true);
   });
 });

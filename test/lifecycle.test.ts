@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { asError, env, runToExit, sleep, startRuntime, tempDir } from './helpers.js';
+import { asError, env, runToExit, startRuntime, tempDir, until, waitForFile } from './helpers.js';
 
 function mode(file: string): number {
   return fs.statSync(file).mode & 0o777;
@@ -18,14 +18,17 @@ describe('readiness', () => {
     });
     try {
       const started = Date.now();
-      while (!fs.existsSync(rt.socketPath)) await sleep(10);
+      // When the ready file first appears, from now on (polled, as the kubelet's probe does).
+      const readyAt = until('the ready file', () => rt.isReady() && Date.now(), 30_000);
+      readyAt.catch(() => undefined); // awaited below; a test failing before then leaves it unawaited
+      await waitForFile(rt.socketPath, 'the socket');
+      await rt.waitForHandlerLine('__init__ for 2 s');
       assert.equal(rt.isReady(), false, 'not ready during __init__');
       const early = rt.send(env({})); // connects during __init__: queued, answered once loaded
-      await sleep(1000);
-      assert.equal(rt.isReady(), false, 'still not ready 1 s into a 2 s __init__');
       const answer = (await early) as Array<{ payload: { pid: number } }>;
       assert.equal(typeof answer[0]?.payload.pid, 'number');
       assert.ok(Date.now() - started >= 1900);
+      assert.ok((await readyAt) - started >= 1900, `ready ${(await readyAt) - started} ms in, during a 2 s __init__`);
       assert.equal(rt.isReady(), true);
     } finally {
       await rt.stop();
@@ -161,11 +164,9 @@ describe('signals', () => {
     const rt = await startRuntime({ handler: 'basic.sleep' });
     const dir = path.dirname(rt.socketPath);
     const inFlight = rt.send(env({ s: 1.5 }));
-    await rt.waitForLog((l) => l.msg === 'handler loaded'); // already true; keeps ordering readable
-    await sleep(300);
+    await rt.waitForHandlerLine('sleeping 1.5 s');
     rt.child.kill('SIGTERM');
-    await sleep(200);
-    assert.equal(rt.isReady(), false, 'ready file withdrawn at once');
+    await until('the ready file withdrawn at once (within 1 s)', () => !rt.isReady(), 1000);
     assert.deepEqual(((await inFlight) as Array<{ payload: unknown }>)[0]?.payload, { slept: 1.5 });
     const { code } = await rt.exited;
     assert.equal(code, 0);
@@ -186,8 +187,8 @@ describe('signals', () => {
       env: { SLOW_INIT_SECONDS: '30' },
       waitReady: false,
     });
-    while (!fs.existsSync(rt.socketPath)) await sleep(10);
-    await sleep(300);
+    await waitForFile(rt.socketPath, 'the socket');
+    await rt.waitForHandlerLine('__init__ for 30 s');
     rt.child.kill('SIGTERM');
     const { code } = await rt.exited;
     assert.equal(code, 0);

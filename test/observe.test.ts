@@ -5,7 +5,6 @@
  * scraped over HTTP. Real runtime, real socket, real Python, logs read from its real stderr (JSON).
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -19,27 +18,12 @@ import {
   type Runtime,
   runNode,
   runToExit,
+  sample,
+  scrape,
   startRuntime,
 } from './helpers.js';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-
-function scrape(port: number, url = '/metrics'): Promise<{ status: number; body: string; type: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: url }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }));
-      })
-      .on('error', reject);
-  });
-}
-
-function sample(body: string, series: string): number | undefined {
-  const line = body.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 function noShimFrames(traceback: string): void {
   assert.doesNotMatch(traceback, /asya_shim\.py|<frozen importlib/, traceback);

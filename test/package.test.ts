@@ -15,13 +15,14 @@ import {
   HANDLERS,
   listensOnTcp,
   pyenvPython,
+  quietFor,
   ROOT,
   rawExchange,
   runToExit,
-  sleep,
   startRuntime,
   TEST_VENV_PYTHON,
   tempDir,
+  until,
 } from './helpers.js';
 
 const CARRIER = path.join(ROOT, 'dist', 'carrier', 'rootfs');
@@ -147,7 +148,7 @@ describe('the executable, with only a python3 on PATH', () => {
       const before = await connects(9229); // another process on this machine might hold the port
       own.child.kill('SIGUSR1');
       await own.waitForLog((l) => l.msg === 'ignored SIGUSR1: the runtime never opens a debugger');
-      await sleep(500);
+      await quietFor(500, 'negative: the inspector, were it started, would be listening by now');
       assert.equal(listensOnTcp(own.child.pid!, 9229), false);
       if (!before) assert.equal(await connects(9229), false);
       assert.deepEqual(await own.send(env(1)), [{ route: { actors: ['a', 'b', 'c'], current: 1 }, payload: 1 }]);
@@ -277,11 +278,7 @@ describe('an unchanged image: Debian with only Python (debootstrap), the executa
     child.stderr.on('data', (c) => (logs += c));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const deadline = Date.now() + 30_000;
-      while (!probeOk()) {
-        assert.ok(Date.now() < deadline, `not ready within 30 s:\n${logs}`);
-        await sleep(50);
-      }
+      await until(() => `the readiness probe to pass within 30 s:\n${logs}`, probeOk, 30_000, 50);
       const answer = await rawExchange(
         path.join(socketDir, 'asya-runtime.sock'),
         Buffer.from(JSON.stringify(env({ text: 'From Outside' }))),

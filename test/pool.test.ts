@@ -6,14 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { DEFAULT_POLICY } from '../src/worker/policy.js';
 import { Pool } from '../src/worker/pool.js';
-import { type CallOutcome, type ReadyInfo, type Worker, WorkerDied } from '../src/worker/worker.js';
+import { FakeWorker } from './fake-worker.js';
 import {
   asError,
   CLI,
@@ -24,7 +23,8 @@ import {
   type Runtime,
   runNode,
   runToExit,
-  sleep,
+  sample,
+  scrape,
   startRuntime,
   tempDir,
   until,
@@ -47,12 +47,22 @@ const loadedLines = (rt: Runtime): LogLine[] => rt.logs.filter((l) => l.msg === 
 
 /** Resolves when `count` handler loads have been logged (N at start, one more per restart). */
 async function loads(rt: Runtime, count: number, timeoutMs = 30_000): Promise<number[]> {
-  const deadline = Date.now() + timeoutMs;
-  while (loadedLines(rt).length < count) {
-    if (Date.now() > deadline) throw new Error(`${count} loads not logged:\n${rt.stderrText.join('\n')}`);
-    await sleep(20);
-  }
+  await until(
+    () => `${count} handler loads logged:\n${rt.stderrText.join('\n')}`,
+    () => loadedLines(rt).length >= count,
+    timeoutMs,
+  );
   return loadedLines(rt).map((l) => l.python_pid as number);
+}
+
+/** Messages the runtime has taken in so far: those queued or in the handlers, and those answered. */
+async function received(port: number): Promise<number> {
+  const { body } = await scrape(port);
+  const answered = body
+    .split('\n')
+    .filter((l) => l.startsWith('asya_runtime_messages_total{'))
+    .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  return (sample(body, 'asya_runtime_queued_messages') ?? 0) + answered;
 }
 
 /** Processes under `root` (by parent links), as pid and process group: the reapers, the shims. */
@@ -102,23 +112,6 @@ function survivors(procs: Array<{ pid: number; pgid: number }>): number[] {
     .map(Number);
 }
 
-function scrape(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
-
-function sample(body: string, series: string): number | undefined {
-  const line = body.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
 describe('ASYA_WORKERS: a pool of Python processes', () => {
   it('two slow calls run at once on two processes; the lines name the worker; metrics count both', async () => {
     const rt = await startRuntime({
@@ -144,7 +137,7 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
         [1, 2],
       );
       const port = Number((await rt.waitForLog((l) => l.msg === 'serving metrics')).port);
-      const body = await scrape(port);
+      const { body } = await scrape(port);
       assert.equal(sample(body, 'asya_runtime_workers_ready'), 2);
       assert.equal(sample(body, 'asya_runtime_messages_total{outcome="ok"}'), 2);
       assert.ok((sample(body, 'asya_runtime_python_resident_memory_bytes') ?? 0) > 2 * 4 * 2 ** 20, body);
@@ -154,13 +147,18 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
   });
 
   it('messages start in arrival order, whichever worker is free', async () => {
-    const rt = await startRuntime({ handler: 'pool.work', env: { ASYA_WORKERS: '2' } });
+    const rt = await startRuntime({
+      handler: 'pool.work',
+      env: { ASYA_WORKERS: '2', ASYA_METRICS_ADDR: '127.0.0.1:0' },
+    });
     try {
       await loads(rt, 2);
+      const port = Number((await rt.waitForLog((l) => l.msg === 'serving metrics')).port);
       const sent: Array<Promise<Work>> = [];
       for (let n = 0; n < 6; n++) {
         sent.push(work(rt, { n, sleep: 0.3 }));
-        await sleep(50);
+        // The arrival order is the runtime's: each message is in before the next is sent.
+        await until(`message ${n} taken in by the runtime`, async () => (await received(port)) > n, 10_000);
       }
       const done = await Promise.all(sent);
       const byStart = [...done].sort((x, y) => x.start - y.start).map((w) => w.n);
@@ -176,7 +174,7 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
     try {
       const [first, second] = await loads(rt, 2);
       const slow = work(rt, { n: 1, sleep: 1.5 });
-      await sleep(200);
+      await rt.waitForHandlerLine('work 1 started');
       const crashed = asError(await rt.send(env({ crash: true })));
       assert.equal(crashed.error, 'worker_crashed');
       assert.ok(rt.isReady(), 'ready while one worker restarts');
@@ -308,7 +306,7 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
       const procs = tree(rt.child.pid!);
       assert.ok(procs.length >= 4, `two reapers and two shims: ${JSON.stringify(procs)}`);
       const inFlight = [work(rt, { n: 1, sleep: 1 }), work(rt, { n: 2, sleep: 1 })];
-      await sleep(300);
+      await Promise.all([rt.waitForHandlerLine('process 1 started'), rt.waitForHandlerLine('process 2 started')]);
       rt.child.kill('SIGTERM');
       const answered = await Promise.all(inFlight);
       assert.deepEqual(new Set(answered.map((w) => w.pid)), new Set(pids));
@@ -395,57 +393,6 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
   });
 });
 
-/** A worker without Python: loads in `initMs`, answers each call with its number after `callMs`, dies on request. */
-class FakeWorker implements Worker {
-  static spawned: FakeWorker[] = [];
-  readonly exited: Promise<WorkerDied>;
-  readonly id = FakeWorker.spawned.push(this);
-  private die!: (death: WorkerDied) => void;
-  private pending: ((death: WorkerDied) => void) | null = null;
-
-  constructor(
-    private readonly initMs: number,
-    private readonly callMs: number,
-  ) {
-    this.exited = new Promise((resolve) => (this.die = resolve));
-  }
-  async handshake(): Promise<ReadyInfo> {
-    // Like a real worker's handshake, it fails if the process dies while loading.
-    const died = this.exited.then((death) => Promise.reject(death));
-    await Promise.race([sleep(this.initMs), died]);
-    return {
-      kind: 'function',
-      callable: 'function',
-      close: false,
-      interruptible: false,
-      page_size: 4096,
-      python: 'fake',
-      executable: 'fake',
-      pid: this.id,
-      load_ms: this.initMs,
-    };
-  }
-  call(): Promise<CallOutcome> {
-    return new Promise((resolve, reject) => {
-      this.pending = reject;
-      setTimeout(() => resolve({ kind: 'payloads', payloads: [Buffer.from(String(this.id))] }), this.callMs);
-    });
-  }
-  interrupt(): void {}
-  rss(): number | null {
-    return null;
-  }
-  async stop(): Promise<WorkerDied> {
-    this.terminate('stopped');
-    return this.exited;
-  }
-  terminate(reason: 'timeout' | 'crash' | 'stopped' | 'corrupt'): void {
-    const death = new WorkerDied(reason, null, 'SIGKILL', '');
-    this.pending?.(death);
-    this.die(death);
-  }
-}
-
 describe('the pool with fake workers (dispatch and drain rules)', () => {
   const parsed = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_WORKERS: '2' });
   assert.ok(parsed.ok);
@@ -455,14 +402,20 @@ describe('the pool with fake workers (dispatch and drain rules)', () => {
   const servedBy = (body: string | null) => (JSON.parse(body!) as Array<{ payload: number }>)[0]!.payload;
 
   it('shutdown: a worker still restarting leaves the queue to the one serving; all are answered within the grace', async () => {
-    FakeWorker.spawned = [];
+    FakeWorker.reset();
     const ready: boolean[] = [];
     // Worker 1's replacement takes 10 s to load: it is still loading at the shutdown.
     let spawns = 0;
-    const pool = new Pool(config, DEFAULT_POLICY, () => () => new FakeWorker(++spawns > 2 ? 10_000 : 0, 40), log, {
-      onReady: (up) => ready.push(up),
-      onFatal: (err) => assert.fail(err.message),
-    });
+    const pool = new Pool(
+      config,
+      DEFAULT_POLICY,
+      () => () => new FakeWorker({ initMs: ++spawns > 2 ? 10_000 : 0, callMs: 40 }),
+      log,
+      {
+        onReady: (up) => ready.push(up),
+        onFatal: (err) => assert.fail(err.message),
+      },
+    );
     await pool.start();
     await until('both loaded', () => pool.serving === 2, 2_000);
     FakeWorker.spawned[0]!.terminate('crash');
@@ -478,8 +431,8 @@ describe('the pool with fake workers (dispatch and drain rules)', () => {
   });
 
   it('dispatch: the oldest message goes to the first free worker; the queue counts those in the handlers', async () => {
-    FakeWorker.spawned = [];
-    const pool = new Pool(config, DEFAULT_POLICY, () => () => new FakeWorker(0, 60), log, {
+    FakeWorker.reset();
+    const pool = new Pool(config, DEFAULT_POLICY, () => () => new FakeWorker({ callMs: 60 }), log, {
       onReady: () => undefined,
       onFatal: (err) => assert.fail(err.message),
     });

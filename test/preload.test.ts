@@ -20,7 +20,6 @@ import {
   type Runtime,
   runNode,
   runToExit,
-  sleep,
   startRuntime,
   TEST_VENV_PYTHON,
   until,

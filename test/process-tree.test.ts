@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { asError, env, type Runtime, sleep, startRuntime } from './helpers.js';
+import { asError, env, fdCount, type Runtime, startRuntime, until } from './helpers.js';
 
 interface Proc {
   pid: number;
@@ -86,16 +86,6 @@ function assertOnePython(runtimePid: number): number {
   return shims[0]!.pid;
 }
 
-async function until<T>(what: string, probe: () => T | null | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** Wait until none of `tree` runs; returns how long that took. */
 async function gone(tree: Proc[], timeoutMs: number): Promise<number> {
   const started = Date.now();
@@ -124,10 +114,6 @@ function killAll(tree: Proc[]): void {
   }
 }
 
-function fdCount(pid: number): number {
-  return fs.readdirSync(`/proc/${pid}/fd`).length;
-}
-
 /** Start a `spawn` message (the handler starts helpers and sleeps); resolves once they run. */
 async function spawnHelpers(
   rt: Runtime,
@@ -154,15 +140,16 @@ describe('the supervisor dies with a message in flight', () => {
     {
       name: 'SIGKILL (as the OOM killer does)',
       wrap: [] as string[],
-      kill: (pid: number) => process.kill(pid, 'SIGKILL'),
+      kill: async (pid: number) => void process.kill(pid, 'SIGKILL'),
       exit: { code: null, signal: 'SIGKILL' },
     },
     {
       name: 'a second SIGTERM, under a wrapper shell',
       wrap: ['sh', '-c', '"$@"; exit $?', 'sh'],
-      kill: (pid: number) => {
+      kill: async (pid: number, rt: Runtime) => {
         process.kill(pid, 'SIGTERM');
-        setTimeout(() => process.kill(pid, 'SIGTERM'), 200);
+        await rt.waitForLog((l) => l.msg === 'shutting down'); // the first one is being handled
+        process.kill(pid, 'SIGTERM');
       },
       exit: { code: 1, signal: null },
     },
@@ -185,7 +172,7 @@ describe('the supervisor dies with a message in flight', () => {
             `${pid} is in the tree`,
           );
         assert.equal(tree.length, 6, `reaper, shim, 3 helpers, sh's sleep: ${JSON.stringify(tree)}`);
-        c.kill(runtimePid);
+        await c.kill(runtimePid, rt);
         const ms = await gone(tree, 5000);
         assert.ok(ms < 2000, `took ${ms} ms`);
         assert.ok((await answer) instanceof Error, 'the client got no answer (the supervisor was killed)');
@@ -304,15 +291,16 @@ describe('as PID 1 of a PID namespace', () => {
         { code: 7, terminated: -15 },
         "the handler's subprocess.run and terminate() work as anywhere",
       );
-      await sleep(300); // the last orphans' 50 ms
-      tree = inNamespace();
+      const expected = ['asya-reaper', 'node', readProc(assertOnePython(runtimePid))!.comm].sort();
+      const settled = () => {
+        tree = inNamespace();
+        return JSON.stringify(tree.map((p) => p.comm).sort()) === JSON.stringify(expected);
+      };
+      // The last orphans end 50 ms after their parent: until they are reaped.
+      await until(() => `the namespace to hold only ${expected}: ${JSON.stringify(tree)}`, settled, 10_000);
       const zombies = tree.filter((p) => p.state === 'Z');
       assert.deepEqual(zombies, [], 'no zombies in the namespace');
-      assert.deepEqual(
-        tree.map((p) => p.comm).sort(),
-        ['asya-reaper', 'node', readProc(assertOnePython(runtimePid))!.comm].sort(),
-        'the runtime, one reaper, one shim',
-      );
+      assert.deepEqual(tree.map((p) => p.comm).sort(), expected, 'the runtime, one reaper, one shim');
     } finally {
       killAll(tree);
       await rt.stop();

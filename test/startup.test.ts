@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { env, runToExit, startRuntime, tempDir } from './helpers.js';
+import { env, runToExit, startRuntime, tempDir, until, waitForExit } from './helpers.js';
 
 const PYTHON = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 
@@ -133,30 +133,15 @@ describe('cold start', () => {
     fs.writeFileSync(python, `#!/bin/sh\nsleep 1000 &\necho $! >> ${JSON.stringify(pidsFile)}\nwait\n`);
     fs.chmodSync(python, 0o755);
     const children = () => fs.readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number);
-    // Running, not a zombie waiting for init to reap it; given a moment to go.
-    const running = async (pid: number) => {
-      for (let i = 0; i < 50; i++) {
-        let state = 'gone';
-        try {
-          const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-          state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-        } catch {}
-        if (state === 'gone' || state === 'Z') return false;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return true;
-    };
-    const started = async () => {
-      while (!fs.existsSync(pidsFile)) await new Promise((r) => setTimeout(r, 20));
-    };
+    // Gone, or a zombie waiting for init to reap it.
+    const ended = (pid: number) => waitForExit(pid, `the wrapper's child sleep`, 5000);
 
     const refused = await runToExit({
       handler: 'basic.echo',
       env: { ASYA_PYTHONEXECUTABLE: python, ASYA_WORKERS: '0' },
     });
     assert.equal(refused.code, 2);
-    for (const pid of fs.existsSync(pidsFile) ? children() : [])
-      assert.equal(await running(pid), false, `sleep ${pid} left`);
+    for (const pid of fs.existsSync(pidsFile) ? children() : []) await ended(pid);
     fs.rmSync(pidsFile, { force: true });
 
     const rt = await startRuntime({
@@ -164,12 +149,10 @@ describe('cold start', () => {
       waitReady: false,
       env: { ASYA_PYTHONEXECUTABLE: python, ASYA_WORKERS: '2' },
     });
-    await started();
-    await new Promise((r) => setTimeout(r, 300));
+    // Both workers' wrappers have started their child.
+    await until('two wrapped children', () => fs.existsSync(pidsFile) && children().length === 2, 10_000);
     rt.child.kill('SIGTERM');
     assert.equal((await rt.exited).code, 0);
-    const left = [];
-    for (const pid of children()) if (await running(pid)) left.push(pid);
-    assert.deepEqual(left, [], 'no child of the wrapper survives the runtime');
+    for (const pid of children()) await ended(pid); // no child of the wrapper survives the runtime
   });
 });

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { asError, env, type Runtime, sleep, startRuntime, tempDir } from './helpers.js';
+import { asError, env, type Runtime, startRuntime, tempDir, until } from './helpers.js';
 
 async function pythonPid(rt: Runtime, after = 0): Promise<number> {
   const lines = () => rt.logs.filter((l) => l.msg === 'handler loaded');
@@ -12,12 +12,8 @@ async function pythonPid(rt: Runtime, after = 0): Promise<number> {
   return lines()[after]?.python_pid as number;
 }
 
-async function waitReady(rt: Runtime, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!rt.isReady()) {
-    if (Date.now() > deadline) throw new Error('not ready again');
-    await sleep(20);
-  }
+function waitReady(rt: Runtime, timeoutMs = 20_000): Promise<true> {
+  return until('the ready file again', () => rt.isReady(), timeoutMs);
 }
 
 describe('interpreter crashes', () => {
@@ -57,7 +53,7 @@ describe('interpreter crashes', () => {
     try {
       const pid = await pythonPid(rt, 0);
       const inFlight = rt.send(env({ s: 5 }));
-      await sleep(400);
+      await rt.waitForHandlerLine('sleeping 5 s');
       process.kill(pid, 'SIGKILL');
       const e = asError(await inFlight);
       assert.equal(e.error, 'worker_crashed');
@@ -77,14 +73,19 @@ describe('interpreter crashes', () => {
     const rt = await startRuntime({ handler: 'classes.SlowInit.process', env: { SLOW_INIT_SECONDS: '2' } });
     try {
       const pid = await pythonPid(rt, 0);
+      const killed = Date.now();
       process.kill(pid, 'SIGKILL');
       await rt.waitForLog((l) => /Python process died/.test(l.msg));
-      assert.equal(rt.isReady(), false, 'not ready while re-initialising');
+      // The death is logged, then readiness withdrawn: wait for the withdrawal, not for the line alone.
+      await until('the ready file withdrawn while re-initialising', () => !rt.isReady(), 5000);
+      // When the ready file comes back, from now on (polled, as the kubelet's probe does).
+      const readyAgain = until('the ready file again', () => rt.isReady() && Date.now(), 30_000);
+      readyAgain.catch(() => undefined); // awaited below; a test failing before then leaves it unawaited
       const queued = rt.send(env({})); // waits for the new worker, not lost
-      await sleep(1000);
-      assert.equal(rt.isReady(), false, 'still not ready 1 s into __init__');
       const answer = (await queued) as Array<{ payload: { pid: number } }>;
       assert.notEqual(answer[0]?.payload.pid, pid);
+      const back = (await readyAgain) - killed;
+      assert.ok(back >= 1900, `ready again ${back} ms after the kill, while the new __init__ takes 2 s`);
       assert.equal(rt.isReady(), true);
     } finally {
       await rt.stop();
@@ -134,13 +135,22 @@ describe('bad clients', () => {
     const rt = await startRuntime({ handler: 'basic.echo' });
     const idle: net.Socket[] = [];
     try {
+      const settled: Array<Promise<void>> = [];
       for (let i = 0; i < 20; i++) {
         const s = net.connect(rt.socketPath);
         s.on('error', () => undefined);
-        if (i % 2) s.on('connect', () => s.write(Buffer.from([0, 0, 1]))); // a trickle: 3 of 4 header bytes
+        settled.push(
+          new Promise((resolve) =>
+            s.on('connect', () => {
+              if (i % 2)
+                s.write(Buffer.from([0, 0, 1]), () => resolve()); // a trickle: 3 of 4 header bytes
+              else resolve();
+            }),
+          ),
+        );
         idle.push(s);
       }
-      await sleep(200);
+      await Promise.all(settled); // all connected, the trickles' bytes sent
       const started = Date.now();
       assert.deepEqual(((await rt.send(env('hi'))) as Array<{ payload: unknown }>)[0]?.payload, 'hi');
       assert.ok(Date.now() - started < 1000);
@@ -208,11 +218,11 @@ describe('bad clients', () => {
       const head = Buffer.alloc(4);
       head.writeUInt32BE(body.length);
       s.on('error', () => undefined);
-      s.on('connect', () => {
-        s.write(Buffer.concat([head, body]));
-        setTimeout(() => s.destroy(), 100);
-      });
-      await sleep(200);
+      const closed = new Promise((resolve) => s.on('close', resolve));
+      s.on('connect', () => s.write(Buffer.concat([head, body])));
+      await rt.waitForHandlerLine('sleeping 0.5 s');
+      s.destroy(); // while the handler runs
+      await closed;
       assert.deepEqual(((await rt.send(env({ s: 0 }))) as Array<{ payload: unknown }>)[0]?.payload, { slept: 0 });
     } finally {
       await rt.stop();
@@ -230,7 +240,7 @@ describe('as PID 1', () => {
     const inner = rt.logs.find((l) => l.msg === 'starting Asya runtime');
     assert.equal(inner?.pid, 1, 'the runtime is PID 1 in its namespace');
     const inFlight = rt.send(env({ s: 1 }));
-    await sleep(300);
+    await rt.waitForHandlerLine('sleeping 1 s');
     // signal PID 1 of the namespace from outside: find it as the child of unshare
     const nodePid = Number(
       spawnSync('pgrep', ['-P', String(rt.child.pid)], { encoding: 'utf8' })

@@ -9,14 +9,9 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { env, processesWithEnv, startRuntime, tempDir } from './helpers.js';
+import { env, processesWithEnv, seeded, startRuntime, tempDir } from './helpers.js';
 
-const seed = Number(process.env.ASYA_TEST_SEED ?? Date.now() % 1e9);
-let state = seed;
-const next = (n: number) => {
-  state = (state * 1103515245 + 12345) % 2 ** 31;
-  return state % n;
-};
+const { seed, next } = seeded();
 const KINDS = ['sleep', 'lock', 'select'] as const;
 
 describe(`threads left behind do not hold up a stop (seed ${seed})`, () => {

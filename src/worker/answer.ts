@@ -1,6 +1,6 @@
 /**
  * From how a call ended to what the client is sent and what is logged: one pure function per ending,
- * no I/O. The supervisor writes the bytes and the line; the table in test/answer.test.ts holds the rules.
+ * no I/O. The supervisor writes the bytes and the line; the table in test/internals/answer.test.ts holds the rules.
  */
 import type { RequestEnvelope } from '../envelope/envelope.js';
 import { envelopeModeResponse, payloadModeResponse } from '../envelope/envelope.js';

@@ -80,6 +80,8 @@ def length(payload):
 
 
 def sleep(payload):
+    sys.stderr.write("sleeping %s s\n" % payload["s"])  # the tests' sign that the call is running
+    sys.stderr.flush()
     time.sleep(payload["s"])
     return {"slept": payload["s"]}
 

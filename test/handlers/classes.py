@@ -1,5 +1,6 @@
 """Class handlers for loading and state tests."""
 import os
+import sys
 import time
 
 
@@ -51,7 +52,10 @@ class InitRaises:
 
 class SlowInit:
     def __init__(self):
-        time.sleep(float(os.environ.get("SLOW_INIT_SECONDS", "2")))
+        seconds = os.environ.get("SLOW_INIT_SECONDS", "2")
+        sys.stderr.write("__init__ for %s s\n" % seconds)  # the tests' sign that the model is loading
+        sys.stderr.flush()
+        time.sleep(float(seconds))
         self.pid = os.getpid()
 
     def process(self, payload):

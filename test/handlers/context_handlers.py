@@ -14,12 +14,19 @@ def plain(payload):
     return {"payload": payload}
 
 
+def started(payload):
+    """Leaves an empty file at payload["started"], if named: the test's sign that the call is running."""
+    if payload.get("started"):
+        open(payload["started"], "w").close()
+
+
 def watch(payload, context):
     """Runs until its client leaves (or its deadline passes); leaves a mark with when it noticed."""
-    started = time.time()
+    started(payload)
+    started_at = time.time()
     while not context.cancelled():
         time.sleep(0.005)
-        if time.time() - started > 30:
+        if time.time() - started_at > 30:
             return "never cancelled"
     with open(payload["mark"], "w") as f:
         f.write("%f" % time.time())
@@ -27,6 +34,7 @@ def watch(payload, context):
 
 
 async def wait_async(payload, context):
+    started(payload)
     try:
         await asyncio.sleep(60)
     except asyncio.CancelledError:

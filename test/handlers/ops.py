@@ -17,5 +17,7 @@ def chatty(payload):
 def counted(payload):
     """Returns how many times it has been called in this process, after sleeping `sleep` seconds."""
     CALLS[0] += 1
+    sys.stderr.write("call %d started\n" % CALLS[0])  # the tests' sign that the call is running
+    sys.stderr.flush()
     time.sleep(payload.get("sleep", 0))
     return {"calls": CALLS[0]}

@@ -1,6 +1,13 @@
 """Handlers for the worker pool tests (ASYA_WORKERS)."""
 import os
+import sys
 import time
+
+
+def say(line):
+    """A line on stderr, which the runtime logs: the test's sign that the call is running."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def work(payload):
@@ -8,6 +15,7 @@ def work(payload):
     started = time.time()
     if payload.get("crash"):
         os._exit(1)
+    say("work %s started" % payload.get("n"))
     time.sleep(payload.get("sleep", 0))
     return {"pid": os.getpid(), "n": payload.get("n"), "start": started, "end": time.time()}
 
@@ -19,6 +27,7 @@ class SlowInit:
         time.sleep(float(os.environ.get("POOL_INIT_SECONDS", "3")))
 
     def process(self, payload):
+        say("process %s started" % payload.get("n"))
         time.sleep(payload.get("sleep", 0))
         return {"pid": os.getpid(), "n": payload.get("n")}
 

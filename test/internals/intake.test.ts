@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Intake, type Reader } from '../src/socket/intake.js';
+import { Intake, type Reader } from '../../src/socket/intake.js';
 
 const ROOM = 1000;
 

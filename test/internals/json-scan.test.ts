@@ -1,18 +1,85 @@
 /**
- * Fuzzing the byte-level JSON reader (src/envelope/json-scan.ts) against JSON.parse and Python's json on the
- * same texts: generated valid documents, and the same documents with bytes inserted, deleted and
+ * envelope/json-scan.ts, the byte-level JSON reader: member spans, escapes and bounds as a table, then
+ * fuzzing against JSON.parse and Python's json on the same texts: generated valid documents, and the same documents with bytes inserted, deleted and
  * replaced. Both must agree with the reader on every text about whether it is JSON, and member
  * spans must hold what JSON.parse finds under each name.
  *
- * Replay with the printed seed: SCAN_SEED=<seed> node scripts/run-tests.mjs test/json-scan.test.ts
+ * Replay with the printed seed: SCAN_SEED=<seed> node scripts/run-tests.mjs test/internals/json-scan.test.ts
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { handlerMeta, parseRequest, payloadModeResponse } from '../src/envelope/envelope.js';
-import { JsonScanError, lastMember, scanObject, skipSpace, validate } from '../src/envelope/json-scan.js';
-import { WireError } from '../src/errors.js';
+import { handlerMeta, parseRequest, payloadModeResponse } from '../../src/envelope/envelope.js';
+import {
+  JsonScanError,
+  lastMember,
+  MAX_NESTING,
+  type Member,
+  scanObject,
+  skipSpace,
+  validate,
+} from '../../src/envelope/json-scan.js';
+import { WireError } from '../../src/errors.js';
+
+describe('JSON scanner', () => {
+  const scan = (text: string, skipped?: string) =>
+    scanObject(Buffer.from(text), 0, Buffer.byteLength(text), { depth: 1, skipped });
+  const byKey = (members: Member[]) => new Map(members.map((m) => [m.key, m]));
+
+  it('finds member spans, skipping strings with escaped quotes and nested containers', () => {
+    const text = ' { "a" : "x\\"}]" , "payload":[{"k":"]"},[1,2]], "z":null } ';
+    const m = byKey(scan(text, 'payload')!.members);
+    const slice = (k: string) => text.slice(m.get(k)!.start, m.get(k)!.end);
+    assert.equal(slice('a'), '"x\\"}]"');
+    assert.equal(slice('payload'), '[{"k":"]"},[1,2]]');
+    assert.equal(slice('z'), 'null');
+  });
+
+  it('handles an escaped backslash before a closing quote, and keeps duplicates in order', () => {
+    const r = scan('{"a":"x\\\\","b":1,"a":2}');
+    assert.deepEqual(
+      r!.members.map((m) => m.key),
+      ['a', 'b', 'a'],
+    );
+  });
+
+  it('decodes escaped member names and keeps __proto__ as data', () => {
+    assert.deepEqual(
+      scan('{"pay\\u006coad":1,"__proto__":{"route":1}}')!.members.map((m) => m.key),
+      ['payload', '__proto__'],
+    );
+  });
+
+  it('returns null for non-objects and throws on broken structure', () => {
+    assert.equal(scan('[1]'), null);
+    assert.throws(() => scan('{"a":1'), /expected ',' or '}'/);
+    assert.throws(() => scan('{"a":"x'), /unterminated string/);
+    assert.throws(() => scan('{"a":1}x'), /unexpected data/);
+    assert.throws(() => scan('{"a":NaN}'), /expected a value/);
+    assert.throws(() => scan('{"a":01}'), /expected ','/);
+    assert.throws(() => scan('{"a":"\t"}'), /control character/); // a raw tab inside a string
+  });
+
+  it('bounds nesting everywhere, the skipped member included', () => {
+    const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+    assert.ok(scan(`{"h":${deep(MAX_NESTING - 1)}}`));
+    assert.throws(() => scan(`{"h":${deep(MAX_NESTING)}}`), /nesting deeper than/);
+    assert.throws(() => scan(`{"payload":${deep(100_000)}}`, 'payload'), /nesting deeper than/);
+  });
+
+  it('notices integers too wide for 64 bits in the skipped member only where they are integers', () => {
+    const wide = (payload: string) => scan(`{"payload":${payload}}`, 'payload')!.wideIntegers;
+    assert.equal(wide('18446744073709551616'), true);
+    assert.equal(wide('[1,-9223372036854775809]'), true);
+    assert.equal(wide('{"a":[123456789012345678901234567890]}'), true);
+    assert.equal(
+      wide('[0.0021060533511106927, 1e1234567890123456789, 12345678901234567890.5, "12345678901234567890"]'),
+      false,
+    );
+    assert.equal(wide('[123456789012345678]'), false);
+  });
+});
 
 const SEED = process.env.SCAN_SEED ? Number(process.env.SCAN_SEED) : Date.now() % 2 ** 31;
 const RUNS = Number(process.env.SCAN_RUNS ?? 2000);

@@ -4,10 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseRequest } from '../src/envelope/envelope.js';
-import { type AnswerContext, answerFromDeath, answerFromOutcome, answerPastDeadline } from '../src/worker/answer.js';
-import type { CallOutcome } from '../src/worker/channel.js';
-import { DEFAULT_POLICY } from '../src/worker/policy.js';
+import { parseRequest } from '../../src/envelope/envelope.js';
+import { type AnswerContext, answerFromDeath, answerFromOutcome, answerPastDeadline } from '../../src/worker/answer.js';
+import type { CallOutcome } from '../../src/worker/channel.js';
+import { DEFAULT_POLICY } from '../../src/worker/policy.js';
 
 const request = parseRequest(
   Buffer.from('{"id":"a-1","route":{"actors":["x","y"],"current":0},"headers":{"trace_id":"t-9"},"payload":{"n":1}}'),
