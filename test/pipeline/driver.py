@@ -1,6 +1,6 @@
 """Messages through the real Go sidecar and a private RabbitMQ (../shared/pipeline's stack.py) to this runtime.
 
-    python3 test/pipeline/driver.py [--pipeline DIR] [--node PATH] [CASE ...]   (after npm run build; default: all)
+    python3 test/pipeline/driver.py [--pipeline DIR] [--node PATH | --runtime CMD] [CASE ...]   (after npm run build)
 
 One broker for the run; each case starts its actors (runtime + sidecar each), sends, collects what reaches
 asya-happy-end and asya-error-end, stops its actors, and prints one JSON line {"case": NAME, ...} with what it
@@ -87,11 +87,10 @@ class Cases:
                          {"name": "translator", "handler": "translator.process"}], self._texts)
 
     def pipeline_envelope(self):
-        return self.run([{"name": "preprocessor", "handler": "pipeline_handlers.preprocess_envelope", "mode": "envelope"},
-                         {"name": "classifier", "handler": "pipeline_handlers.ClassifierEnvelope.process",
-                          "mode": "envelope"},
-                         {"name": "translator", "handler": "pipeline_handlers.translate_envelope", "mode": "envelope"}],
-                        self._texts)
+        handlers = ["pipeline_handlers.preprocess_envelope", "pipeline_handlers.ClassifierEnvelope.process",
+                    "pipeline_handlers.translate_envelope"]
+        actors = [{"name": name, "handler": handler, "mode": "envelope"} for name, handler in zip(PIPELINE, handlers)]
+        return self.run(actors, self._texts)
 
     def _texts(self, _actors):
         for i, text in enumerate(TEXTS):
@@ -173,7 +172,8 @@ class Cases:
                 pass  # the test reports the count
             return {"sent": n_messages, "killed": killed, "happy": [m["payload"] for m in happy],
                     "happy_ids": [m["id"] for m in happy],
-                    "errors": [{"id": m["id"], "error": m["payload"].get("error"), "details": m["payload"].get("details"),
+                    "errors": [{"id": m["id"], "error": m["payload"].get("error"),
+                                "details": m["payload"].get("details"),
                                 "original_payload": m["payload"].get("original_payload")} for m in errors],
                     "queue_depth": self.s.depth("worker")}
         out = self.run([{"name": "worker", "handler": "pipeline_handlers.Worker.process", "env": env}], body)
