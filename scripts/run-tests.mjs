@@ -39,8 +39,27 @@ function ensureRootfs() {
   }
 }
 
-ensureVenv();
-ensureRootfs();
+/**
+ * test/sidecar.test.ts runs messages through the real Go sidecar and RabbitMQ of ../shared/pipeline (or
+ * $ASYA_PIPELINE_DIR, the same rule as the test). Where that folder exists, its prepare.sh makes sure the
+ * broker, pika and the sidecar binary are there (idempotent, quiet when nothing is missing). Its build
+ * directory follows one rule in prepare.sh and stack.py (build/ beside it, else $PIPELINE_BUILD_DIR, else
+ * ~/.cache/asya-pipeline), and both see this environment, so the test finds what was built. A failure is
+ * not hidden: the test then fails with stack.py's reason.
+ */
+function ensurePipeline() {
+  const dir = process.env.ASYA_PIPELINE_DIR ?? path.join(root, '..', 'shared', 'pipeline');
+  if (!fs.existsSync(path.join(dir, 'prepare.sh'))) {
+    console.log(`no ${dir}: test/sidecar.test.ts (the real sidecar and RabbitMQ) will be skipped`);
+    return;
+  }
+  const prepared = spawnSync('bash', [path.join(dir, 'prepare.sh')], { stdio: 'inherit' });
+  if (prepared.status !== 0)
+    console.log(
+      `${dir}/prepare.sh failed (exit ${prepared.status ?? prepared.signal}, above): test/sidecar.test.ts will fail`,
+    );
+}
+
 const files = process.argv.slice(2).length
   ? process.argv.slice(2)
   : ['test', path.join('test', 'internals')].flatMap((dir) =>
@@ -50,6 +69,9 @@ const files = process.argv.slice(2).length
         .sort()
         .map((f) => path.join(dir, f)),
     );
+ensureVenv();
+ensureRootfs();
+if (files.some((f) => path.basename(f) === 'sidecar.test.ts')) ensurePipeline();
 // Every process a test starts carries this marker in its environment (test/helpers.ts passes it on to
 // runtimes, and they to Python), so whatever a cancelled or interrupted test leaves behind is found and
 // stopped at the end, whoever its parent was.
