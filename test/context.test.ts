@@ -149,10 +149,18 @@ describe('context: cancellation', () => {
     const noticed = Number(await fileText(mark));
     // 100 ms is the target (docs/handler-guide.md); 5x for a loaded machine.
     assert.ok(noticed - left < 0.5, `noticed ${((noticed - left) * 1000).toFixed(0)} ms after the client left`);
-    await rt.waitForLog((l) => l.msg === 'the client left before the answer: it was dropped');
+    const dropped = await rt.waitForLog((l) => l.msg === 'the client left before the answer: it was dropped');
     // The runtime goes on: the next message is served.
-    const ok = await first(rt, envelope({ mark: path.join(dir, 'mark2') }, { deadline: iso(Date.now() / 1000 + 0.3) }));
+    const ok = await first(
+      rt,
+      envelope({ mark: path.join(dir, 'mark2') }, { id: 'ctx-2', deadline: iso(Date.now() / 1000 + 0.3) }),
+    );
     assert.equal(ok as unknown, 'cancelled', 'the deadline passing flips it too');
+    // Dropped is not answered: no 'message handled' line for it; the next message has its own.
+    await rt.waitForLog((l) => l.msg === 'message handled' && l.id === 'ctx-2');
+    assert.equal(dropped.id, 'ctx-1');
+    const handled = rt.logs.filter((l) => l.msg === 'message handled').map((l) => l.id);
+    assert.deepEqual(handled, ['ctx-2']);
     await rt.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -477,10 +477,10 @@ export class Supervisor {
     }
     // Python answered: the process is healthy, whatever the answer says.
     this.streak = 0;
-    const answer = answerFromOutcome(outcome, this.at(job));
-    // Nobody reads it: its failure (a cancelled coroutine's CancelledError, typically) is no error to log.
-    if (gone) answer.line = undefined;
-    this.deliver(job, answer, secondsSince(started));
+    // Nobody reads it: no answer, no 'message handled' line and not counted as answered (the line
+    // above says what became of it); a cancelled coroutine's CancelledError is no error to log.
+    if (gone) return job.exchange.abort();
+    this.deliver(job, answerFromOutcome(outcome, this.at(job)), secondsSince(started));
   }
 
   /** What an answer needs to know of the message and the rules. */
