@@ -16,7 +16,7 @@ COPY package.json package-lock.json tsconfig.json ./
 RUN npm ci --no-audit --no-fund
 COPY src ./src
 COPY python-shim ./python-shim
-COPY scripts/package.mjs ./scripts/package.mjs
+COPY scripts/package.mjs scripts/bundle-deps.mjs ./scripts/
 RUN npm run package
 RUN ./dist/asya-runtime --version
 

@@ -14,7 +14,7 @@ cp "$root/package.json" "$root/package-lock.json" "$root/tsconfig.json" "$src/"
 (cd "$src" && npm ci --no-audit --no-fund)
 cp -r "$root/src" "$src/src"
 cp -r "$root/python-shim" "$src/python-shim"
-mkdir -p "$src/scripts" && cp "$root/scripts/package.mjs" "$src/scripts/package.mjs"
+mkdir -p "$src/scripts" && cp "$root/scripts/package.mjs" "$root/scripts/bundle-deps.mjs" "$src/scripts/"
 (cd "$src" && npm run package)
 (cd "$src" && ./dist/asya-runtime --version)
 
