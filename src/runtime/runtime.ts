@@ -3,6 +3,7 @@
  * serve until SIGTERM/SIGINT, then drain and clean up. Every way out is one log line and an
  * exit code.
  */
+import fs from 'node:fs';
 import type { Config } from '../config.js';
 import { parseRequest } from '../envelope/envelope.js';
 import { ExitCode, FatalError, WireError } from '../errors.js';
@@ -20,11 +21,11 @@ import type { EarlyPython } from '../worker/spawn.js';
 import { Template } from '../worker/template.js';
 import { PythonWorker, type ReadyInfo, type WorkerOptions } from '../worker/worker.js';
 import { tuneSupervisorMemory } from './heap.js';
-import { boundExternalMemory, collectWhenIdle } from './idle-gc.js';
+import { MessageMemory } from './message-memory.js';
 import type { MetricsServer, RuntimeMetrics } from './metrics.js';
 import { ReadyFile } from './readiness.js';
 
-/** How often the socket file and the ready file are checked (two lstat calls). */
+/** Where the socket directory cannot be watched, how often it is checked instead. */
 const WATCH_INTERVAL_MS = 1000;
 
 export interface RunningRuntime {
@@ -106,7 +107,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
     'starting Asya runtime',
   );
   tuneSupervisorMemory(env, process.execArgv);
-  collectWhenIdle((freed) =>
+  const messageMemory = new MessageMemory((freed) =>
     log.debug({ freed_mib: Math.round(freed / 2 ** 20) }, 'idle: collected dead message buffers'),
   );
   const ready = new ReadyFile(config.readyFile, log);
@@ -155,26 +156,45 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
   /**
    * While the runtime runs, someone may remove its socket file, its directory or its ready file
    * (an operator in the pod, a cleanup script). A lost socket cannot be served again: exit 5 and
-   * let Kubernetes restart the container; a lost ready file is put back.
+   * let Kubernetes restart the container; a lost ready file is put back. The directory is watched
+   * (inotify): the check runs when an entry in it changes, so an idle runtime does not wake up for
+   * it. Where watching is refused (no inotify, or its limit reached), it is polled once a second.
    */
-  let watch: NodeJS.Timeout | null = null;
+  let watch: { close(): void } | null = null;
+  const checkFiles = () => {
+    if (stopping) return;
+    const lost = server.socketProblem();
+    if (lost !== null) return void stop(new FatalError(ExitCode.socket, lost));
+    try {
+      ready.restoreIfMissing();
+    } catch (err) {
+      void stop(err as FatalError);
+    }
+  };
+  const pollFiles = () => {
+    const timer = setInterval(checkFiles, WATCH_INTERVAL_MS);
+    timer.unref();
+    watch = { close: () => clearInterval(timer) };
+  };
   const watchFiles = () => {
-    watch = setInterval(() => {
-      if (stopping) return;
-      const lost = server.socketProblem();
-      if (lost !== null) return void stop(new FatalError(ExitCode.socket, lost));
-      try {
-        ready.restoreIfMissing();
-      } catch (err) {
-        void stop(err as FatalError);
-      }
-    }, WATCH_INTERVAL_MS);
-    watch.unref();
+    try {
+      const watcher = fs.watch(config.socketDir, { persistent: false }, checkFiles);
+      watcher.on('error', () => {
+        watcher.close();
+        if (stopping) return;
+        pollFiles();
+        checkFiles();
+      });
+      watch = watcher;
+    } catch (err) {
+      log.debug({ err }, 'cannot watch the socket directory; checking it once a second');
+      pollFiles();
+    }
   };
 
   const server = new SocketServer(config, log, (frame, exchange) => {
     const received = process.hrtime.bigint();
-    boundExternalMemory(frame.length);
+    messageMemory.request(frame.length);
     try {
       const envelope = parseRequest(frame, config.validate);
       if (supervisor) supervisor.submit({ envelope, exchange, received });
@@ -190,7 +210,8 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
   const stop = async (cause: FatalError | string): Promise<number> => {
     if (stopping) return done;
     stopping = true;
-    if (watch) clearInterval(watch);
+    watch?.close();
+    messageMemory.stop();
     updateReady();
     server.stopAccepting();
     if (cause instanceof FatalError) {

@@ -25,8 +25,16 @@ const LISTEN_BACKLOG = 4096;
  * answered by libuv closing every waiting connection silently (its EMFILE "trick").
  */
 const FD_HEADROOM = 32;
-/** How often the fd budget follows the limit (which `prlimit` can change under a running process). */
+/**
+ * When the fd budget is checked again (and refusals logged, one line at most per this period) after a
+ * refused connection, or while many are open. The limit can change under a running process
+ * (`prlimit`): a lower one shows as a failed accept or, with many clients, at the next check; a higher
+ * one as connections dropped over the old budget. Nothing runs while a few connections come and go:
+ * an idle runtime does not wake up for it.
+ */
 const FD_CHECK_MS = 1000;
+/** From this many open connections on, the budget is checked once a second while they arrive. */
+const FD_WATCH_CONNECTIONS = 16;
 
 export class SocketServer {
   /** Told of every request answered here with an error before reaching the handler (metrics). */
@@ -56,7 +64,11 @@ export class SocketServer {
     private readonly log: Logger,
     onFrame: FrameHandler,
   ) {
-    this.server = net.createServer({ allowHalfOpen: true }, (socket) => new Connection(socket, this.context));
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      new Connection(socket, this.context);
+      // Many connections at once: follow the limit while they last (the sidecar holds one at a time).
+      if (this.open.size >= FD_WATCH_CONNECTIONS) this.scheduleDescriptorCheck();
+    });
     this.context = {
       maxMessageSize: config.maxMessageSize,
       readTimeoutMs: config.readTimeoutMs,
@@ -87,7 +99,10 @@ export class SocketServer {
     // spare descriptor is gone): without a listener they would crash the runtime.
     this.server.on('error', (err) => this.acceptFailed(err));
     // Over maxConnections (the fd budget), Node accepts and closes at once: counted and logged.
-    this.server.on('drop', () => this.refused++);
+    this.server.on('drop', () => {
+      this.refused++;
+      this.scheduleDescriptorCheck();
+    });
     try {
       const stat = fs.lstatSync(socketPath);
       this.identity = { dev: stat.dev, ino: stat.ino };
@@ -112,7 +127,7 @@ export class SocketServer {
   stopAccepting(): void {
     this.server.close();
     this.removeSocketFile();
-    if (this.fdTimer) clearInterval(this.fdTimer);
+    if (this.fdTimer) clearTimeout(this.fdTimer);
     this.fdTimer = null;
     if (this.spare !== null) fs.closeSync(this.spare);
     this.spare = null;
@@ -158,13 +173,25 @@ export class SocketServer {
   private watchDescriptors(): void {
     if (!fs.existsSync('/proc/self/limits')) return; // not Linux: no budget, libuv's defaults
     this.checkDescriptors();
-    this.fdTimer = setInterval(() => this.checkDescriptors(), FD_CHECK_MS);
+  }
+
+  private scheduleDescriptorCheck(): void {
+    if (this.fdTimer !== null || !this.bound) return;
+    this.fdTimer = setTimeout(() => {
+      this.fdTimer = null;
+      this.checkDescriptors();
+    }, FD_CHECK_MS);
     this.fdTimer.unref();
   }
 
-  /** Log what was refused (one line a second at most) and fit the connection budget to the current limit. */
+  /**
+   * Log what was refused (one line a second at most) and fit the connection budget to the current
+   * limit. While connections are still being refused, or no descriptor could be set aside, it checks
+   * again a second later.
+   */
   private checkDescriptors(): void {
-    if (this.refused > 0) {
+    const refusing = this.refused > 0;
+    if (refusing) {
       this.log.warn(
         { refused: this.refused, open_connections: this.open.size, fd_limit: this.fdLimit },
         `refused ${this.refused} connection(s) in the last second: the runtime is short of file descriptors ` +
@@ -184,10 +211,12 @@ export class SocketServer {
         // still exhausted; next round
       }
     }
+    if (refusing || this.spare === null) this.scheduleDescriptorCheck();
   }
 
   private acceptFailed(err: Error): void {
     this.refused++;
+    this.scheduleDescriptorCheck();
     // libuv retries the accept at once: free one descriptor and shrink the budget, so it accepts
     // and closes (drops) the waiting connections instead of failing in a loop.
     this.server.maxConnections = Math.max(1, this.open.size);
