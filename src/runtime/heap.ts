@@ -41,17 +41,20 @@ function keepFreedMemory(env: NodeJS.ProcessEnv): void {
   collectGarbage();
 }
 
+let gcFunction: (() => void) | null = null;
+
 /** A full, atomic collection now (a few ms on this ~10 MB heap). */
 export function collectGarbage(): void {
-  const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) {
-    exposed();
-    return;
+  if (gcFunction === null) {
+    const exposed = (globalThis as { gc?: () => void }).gc;
+    if (exposed) gcFunction = exposed;
+    else {
+      v8.setFlagsFromString('--expose-gc');
+      gcFunction = vm.runInNewContext('gc') as () => void;
+      v8.setFlagsFromString('--no-expose-gc');
+    }
   }
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
-  v8.setFlagsFromString('--no-expose-gc');
-  gc();
+  gcFunction();
 }
 
 /**

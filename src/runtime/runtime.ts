@@ -194,7 +194,6 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
 
   const server = new SocketServer(config, log, (frame, exchange) => {
     const received = process.hrtime.bigint();
-    messageMemory.request(frame.length);
     try {
       const envelope = parseRequest(frame, config.validate);
       if (supervisor) supervisor.submit({ envelope, exchange, received });
@@ -241,6 +240,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
     try {
       // Before the socket: without Python there is nothing to serve.
       const options = workerOptions(config, env, log, extraPath, early);
+      options.onCallWritten = (bytes) => messageMemory.request(bytes);
       // In a pool, what each Python process prints names its worker as the supervisor's lines do.
       const optionsOf = (worker: number) => (config.workers > 1 ? { ...options, log: log.child({ worker }) } : options);
       // prom-client and node:http are loaded only when metrics are on: at every start they cost the

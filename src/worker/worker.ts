@@ -83,6 +83,11 @@ export interface WorkerOptions {
   background?: boolean;
   /** Where the handler's own metrics (context.metrics) go; unset: the shim checks them and drops them. */
   onMetrics?: (updates: MetricUpdate[]) => void;
+  /**
+   * A call of several chunks (a large payload) was handed to the pipe whole: Python now decodes it and
+   * the supervisor waits, the moment for its own housekeeping (runtime/message-memory.ts).
+   */
+  onCallWritten?: (bytes: number) => void;
   /** What each handler metric name already is (kind, label names): a new process refuses the same conflicts. */
   metricKinds?: () => Record<string, [string, string[]]>;
 }
@@ -316,8 +321,14 @@ export class PythonWorker implements Worker {
     if (chunks.length === 1) {
       stdin.write(chunks[0]); // the common small message: one write
     } else {
+      const { onCallWritten } = this.opts;
+      const last = chunks.length - 1;
       stdin.cork();
-      for (const chunk of chunks) stdin.write(chunk);
+      for (let i = 0; i < last; i++) stdin.write(chunks[i]);
+      if (onCallWritten) {
+        const bytes = totalBytes(chunks);
+        stdin.write(chunks[last], () => onCallWritten(bytes));
+      } else stdin.write(chunks[last]);
       stdin.uncork();
     }
     return reply;
@@ -561,4 +572,10 @@ function tooOld(err: unknown, python: string): HandlerLoadFailed | null {
     'UnsupportedPython',
     '',
   );
+}
+
+function totalBytes(chunks: Buffer[]): number {
+  let n = 0;
+  for (const chunk of chunks) n += chunk.length;
+  return n;
 }
