@@ -22,8 +22,10 @@
  * Caveat: O_NONBLOCK is a property of the pipe's open file, so a parent that shares our stderr (a
  * shell that did not `exec`) sees it too.
  */
+
 import fs from 'node:fs';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import tty from 'node:tty';
 
 /** Log text allowed to wait for a slow reader (~4 000 typical lines). Beyond it, lines are dropped. */
@@ -77,8 +79,8 @@ export function markBatched(logger: object): void {
 }
 
 /**
- * Lines from marked loggers (the one line per handled message) wait up to BATCH_MS and are written
- * together: under load one write(2) carries many of them, instead of one system call a message, and
+ * Lines from marked loggers (the one line per handled message) that come faster than one per BATCH_MS
+ * wait up to BATCH_MS and are written together: under load one write(2) carries many of them, instead of one system call a message, and
  * a log agent reading a pipe wakes once per batch instead of once per message (~10% of the
  * supervisor's CPU a message with a busy pool, issue #17). Any other line writes what waits first, so
  * the order on stderr is the order of the calls, and a warning or a FATAL line is never late.
@@ -90,6 +92,8 @@ export class Batching implements LogSink {
   lastLogger: object | undefined = undefined;
   private waiting = '';
   private timer: NodeJS.Timeout | null = null;
+  /** When the last batched line came (performance.now()). */
+  private lastBatched = -Infinity;
 
   constructor(private readonly inner: LogSink) {
     process.on('exit', () => this.writeWaiting());
@@ -111,6 +115,12 @@ export class Batching implements LogSink {
     const from = this.lastLogger;
     this.lastLogger = undefined;
     if (from !== undefined && batchedLoggers.has(from)) {
+      // Sparse lines (the last came BATCH_MS or more ago: slow handlers, light traffic) gain nothing
+      // from waiting, and the timer would cost a wake-up of its own per line: written at once.
+      const now = performance.now();
+      const sparse = now - this.lastBatched >= BATCH_MS;
+      this.lastBatched = now;
+      if (sparse && this.waiting === '') return this.inner.write(line);
       this.waiting += line;
       if (this.waiting.length >= BATCH_BYTES) this.writeWaiting();
       else this.timer ??= setTimeout(() => this.writeWaiting(), BATCH_MS).unref();
