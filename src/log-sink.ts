@@ -120,7 +120,10 @@ export class Batching implements LogSink {
       const now = performance.now();
       const sparse = now - this.lastBatched >= BATCH_MS;
       this.lastBatched = now;
-      if (sparse && this.waiting === '') return this.inner.write(line);
+      if (sparse && this.waiting === '') {
+        this.inner.write(line);
+        return;
+      }
       this.waiting += line;
       if (this.waiting.length >= BATCH_BYTES) this.writeWaiting();
       else this.timer ??= setTimeout(() => this.writeWaiting(), BATCH_MS).unref();
