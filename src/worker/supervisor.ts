@@ -20,7 +20,6 @@ import {
   answerPastDeadline,
   type MessageOutcome,
 } from './answer.js';
-import { CallClock } from './call-clock.js';
 import { type DeathReason, SpawnFailed, toFatal, WorkerDied } from './errors.js';
 import type { Job } from './job-queue.js';
 import { type RecycleReason, recycleReason, restartDelay, spawnRetryDelay, type WorkerPolicy } from './policy.js';
@@ -81,8 +80,6 @@ export class Supervisor {
   private draining = false;
   /** Deaths and failed inits since the last successful call. */
   private streak = 0;
-  /** The soft time limit of the call in flight (one call at a time). */
-  private readonly clock = new CallClock();
 
   constructor(
     private readonly config: Config,
@@ -414,9 +411,10 @@ export class Supervisor {
     }
     const { softMs, killGraceMs } = this.policy.timeLimit;
     let killTimer: NodeJS.Timeout | null = null;
+    let softTimer: NodeJS.Timeout | null = null;
     if (softMs !== null) {
       // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
-      this.clock.start(softMs, () => {
+      softTimer = setTimeout(() => {
         this.log.warn(
           { id: envelope.id, timeout_s: softMs / 1000 },
           'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
@@ -429,7 +427,7 @@ export class Supervisor {
           );
           worker.terminate('timeout');
         }, killGraceMs);
-      });
+      }, softMs);
     }
     let outcome: CallOutcome;
     const context = { id: envelope.id, headers: envelope.headers };
@@ -453,7 +451,7 @@ export class Supervisor {
       if (err.reason === 'stopped') return job.exchange.abort();
       return this.deliver(job, answerFromDeath(err, this.at(job)), secondsSince(started));
     } finally {
-      this.clock.stop();
+      if (softTimer) clearTimeout(softTimer);
       if (killTimer) clearTimeout(killTimer);
       if (takesContext) job.exchange.onGone?.(null);
     }
