@@ -3,7 +3,17 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { asError, env, runToExit, startRuntime, tempDir, until, waitForFile } from './helpers.js';
+import {
+  asError,
+  bytesRead,
+  env,
+  rawExchange,
+  runToExit,
+  startRuntime,
+  tempDir,
+  until,
+  waitForFile,
+} from './helpers.js';
 
 function mode(file: string): number {
   return fs.statSync(file).mode & 0o777;
@@ -159,6 +169,39 @@ describe('signals', () => {
     assert.deepEqual(fs.readdirSync(dir), []);
     await rt.stop();
   });
+
+  for (const preload of [false, true]) {
+    it(`SIGTERM, then the only worker dies with messages queued: only its message is answered (worker_crashed), the queued ones are closed unanswered at once, never run${preload ? ' (ASYA_PRELOAD)' : ''}`, async () => {
+      const rt = await startRuntime({
+        handler: 'crash.crash_after',
+        env: preload ? { ASYA_PRELOAD: 'true' } : {},
+      });
+      const first = rt.send(env({ n: 0, s: 1, crash: true }));
+      await rt.waitForHandlerLine('running 0');
+      const pid = rt.child.pid!;
+      const bodies = Array.from({ length: 5 }, (_, i) => Buffer.from(JSON.stringify(env({ n: i + 1 }))));
+      const before = bytesRead(pid);
+      const queued = bodies.map((body) => rawExchange(rt.socketPath, body));
+      // Queued behind the crashing call before the signal: the runtime has read all five requests.
+      const total = bodies.reduce((n, b) => n + 4 + b.length, 0);
+      await until('the 5 requests read by the runtime', () => bytesRead(pid) >= before + total);
+      rt.child.kill('SIGTERM');
+      const signalled = Date.now();
+      assert.equal(asError(await first).error, 'worker_crashed');
+      const answers = await Promise.all(queued);
+      assert.deepEqual(
+        answers.map((a) => (a === null ? null : a.toString())),
+        [null, null, null, null, null],
+        "queued messages are closed without an answer (redelivered), never answered with the dead worker's error",
+      );
+      assert.ok(!rt.logs.some((l) => l.msg === 'running 1'), 'a queued message ran');
+      const { code } = await rt.exited;
+      assert.equal(code, 0);
+      // Well inside ASYA_SHUTDOWN_TIMEOUT (25 s): nothing is left that could take them.
+      assert.ok(Date.now() - signalled < 10_000, `stopped ${Date.now() - signalled} ms after SIGTERM`);
+      await rt.stop();
+    });
+  }
 
   it('SIGTERM with a message in flight: its answer arrives, then exit 0, files gone', async () => {
     const rt = await startRuntime({ handler: 'basic.sleep' });

@@ -140,15 +140,16 @@ export class Connection implements Exchange, Reader {
 
   // ---------------------------------------------------------------- Reader (intake)
 
-  /** Paused by the intake: the wait is ours, so the client's read timeout starts again afterwards. */
+  /**
+   * Paused by the intake. Its read timeout keeps running (see intake.ts): stalled clients that fill the
+   * room are dropped when their time is up, together, not one timeout after another.
+   */
   pause(): void {
     this.socket.pause();
-    this.stopClock();
   }
 
   resume(): void {
     this.socket.resume();
-    if (!this.complete) this.armReadTimeout();
   }
 
   // ---------------------------------------------------------------- the request arriving

@@ -3,14 +3,16 @@
  * for their answer. One rule, in arrival order, over one room (INTAKE_BYTES):
  *
  * - Over the room, connections still arriving are paused, newest first, and read on in arrival order
- *   once half the room is free. Paused clients wait in the kernel (their writes block), their read
- *   timeouts suspended.
+ *   once half the room is free. Paused clients wait in the kernel (their writes block).
  * - Over twice the room, the newest connections still arriving are refused (`connection_error`) until
  *   the total is back within it. Pausing alone keeps the total near the room; it can only be crossed
  *   by many connections each reading a chunk at the same moment, before their pause.
- * - The oldest connection still arriving is never paused or refused while no complete request is held:
- *   a request larger than the room still completes, and nothing waits on itself. While complete
- *   requests are held, everyone waits: they free their room when answered.
+ * - The oldest connection still arriving is never refused, and never paused while no complete request
+ *   is held: a request larger than the room still completes, and nothing waits on itself. While
+ *   complete requests are held, everyone still arriving waits: they free their room when answered.
+ * - Pausing does not stop a connection's clock: a request must arrive whole within ASYA_READ_TIMEOUT of
+ *   its connection, waiting included, so clients that stall in the queue are dropped together, not one
+ *   read timeout after another.
  *
  * Why: 40 clients sending 10 MB each at once made the supervisor read all 400 MB concurrently (peak
  * RSS 744 MiB) and, since glibc cannot return a fragmented heap, keep ~310 MiB of it for good after the
@@ -92,7 +94,9 @@ export class Intake {
   private refuseNewest(): void {
     const held = this.total;
     const holders = this.held.size;
-    const exempt = this.exempt();
+    // The oldest still arriving is never refused, complete requests held or not: one request larger
+    // than the room must still complete.
+    const exempt = this.receiving.values().next().value;
     const newestFirst = [...this.receiving].reverse();
     for (const reader of newestFirst) {
       if (this.total <= this.limit) break;

@@ -153,7 +153,10 @@ export class Pool {
       const job = this.queue.takeLive(this.log);
       if (job) supervisor.take(job);
     }
-    if (this.idleWaiters.length > 0 && this.queued === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    // Shutdown waits until nothing is queued or in flight, or until no worker is left to take what is.
+    const stuck = () => !this.supervisors.some((s) => s.busy || s.free);
+    if (this.idleWaiters.length > 0 && (this.queued === 0 || stuck()))
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   /** Messages received and not yet answered, those in the handlers included. */

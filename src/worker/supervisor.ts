@@ -242,7 +242,16 @@ export class Supervisor {
   }
 
   private onExit(worker: Worker, death: WorkerDied): void {
-    if (worker !== this.worker || this.state === 'stopping') return;
+    if (worker !== this.worker) return;
+    if (this.state === 'stopping') {
+      // Not restarted, and no longer free: what is queued waits for the pool's other workers or is
+      // closed unanswered (the sidecar redelivers it), never handed to the dead process.
+      this.worker = null;
+      this.active = null;
+      this.draining = false;
+      this.hooks.onFree();
+      return;
+    }
     this.worker = null;
     this.active = null;
     this.activePid = null;

@@ -15,6 +15,18 @@ def ok(payload):
     return {"ok": True, "pid": os.getpid()}
 
 
+def crash_after(payload):
+    """Runs `s` seconds (saying so on stderr), then ends the process if asked to, else answers."""
+    import sys
+    import time
+    sys.stderr.write("running %s\n" % payload.get("n"))
+    sys.stderr.flush()
+    time.sleep(payload.get("s", 0))
+    if payload.get("crash"):
+        os._exit(3)
+    return {"n": payload.get("n")}
+
+
 def maybe_crash(payload):
     if payload.get("crash"):
         os._exit(1)
