@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { asError, bytesRead, type Runtime, rawExchange, startRuntime, until } from './helpers.js';
+import { asError, bytesRead, quietFor, type Runtime, rawExchange, startRuntime, until } from './helpers.js';
 
 const send = async (rt: Runtime, text: string): Promise<string> => {
   const answer = await rawExchange(rt.socketPath, Buffer.from(text));
@@ -225,6 +225,42 @@ describe('clients that claim much and send little', () => {
     );
     await rt.waitForLog((l) => /over the runtime's bound/.test(l.msg));
     assert.match(await send(rt, '{"route":{"actors":["a"]},"payload":"after"}'), /"after"/);
+  });
+});
+
+describe('clients that stall in the intake queue', () => {
+  it('nine clients each send 90% of a 9 MiB request and stall: dropped together at ASYA_READ_TIMEOUT, not one after another; a real client behind them is served', async () => {
+    const rt = await startRuntime({ handler: 'basic.length', env: { ASYA_READ_TIMEOUT: '2' } });
+    const sockets: net.Socket[] = [];
+    try {
+      const body = Buffer.concat([
+        Buffer.from('{"route":{"actors":["a"]},"payload":"'),
+        Buffer.alloc(9 * 1024 * 1024, 0x61),
+        Buffer.from('"}'),
+      ]);
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(body.length);
+      const frame = Buffer.concat([head, body]);
+      // 9 x 8.1 MiB = 73 MiB, over the 64 MiB room: the later ones are paused, their clocks running.
+      const stalled = Array.from({ length: 9 }, () => {
+        const s = net.connect(rt.socketPath);
+        sockets.push(s);
+        s.on('error', () => undefined);
+        s.write(frame.subarray(0, Math.floor(frame.length * 0.9)));
+        return new Promise<void>((resolve) => s.on('close', () => resolve()));
+      });
+      await quietFor(1000, 'the real client arrives a second after the stalled ones, so their time is up first');
+      const sent = Date.now();
+      const answer = await rawExchange(rt.socketPath, body, 20_000);
+      const ms = Date.now() - sent;
+      assert.ok(answer, 'the real client got an answer');
+      // Their read timeouts end 1 s after it arrived; one after another, 9 x 2 s (measured 18.9 s with 7).
+      assert.ok(ms < 4000, `the real client waited ${ms} ms`);
+      assert.equal(stalled.length, 9);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await rt.stop();
+    }
   });
 });
 

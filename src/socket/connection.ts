@@ -10,7 +10,6 @@
 import type net from 'node:net';
 import { type ErrorCode, type WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Deadline, Deadlines } from './deadlines.js';
 import { errorResponse, FrameDecoder, FrameTooLarge } from './framing.js';
 import type { Intake, Reader } from './intake.js';
 
@@ -40,8 +39,6 @@ export interface ConnectionContext {
   readonly intake: Intake;
   /** Connections still open. */
   readonly open: Set<net.Socket>;
-  /** Every connection's read timeout and reaper (ASYA_READ_TIMEOUT). */
-  readonly deadlines: Deadlines;
 }
 
 /** Answers up to this size are written as one buffer. */
@@ -56,8 +53,8 @@ export class Connection implements Exchange, Reader {
   private complete = false;
   private answered = false;
   private goneListener: (() => void) | null = null;
-  /** The read timeout while the request arrives; the reaper's after a refusal. */
-  private deadline: Deadline | null = null;
+  /** The read timeout while the request arrives (ASYA_READ_TIMEOUT); the reaper's after a refusal. */
+  private deadline: NodeJS.Timeout | null = null;
   /** Bytes read on this connection, and how many of them the request was: the rest is logged at close. */
   private read = 0;
   private used = 0;
@@ -114,7 +111,7 @@ export class Connection implements Exchange, Reader {
     // under its write, losing the answer. Half-close and let it finish (Node closes once the client has
     // closed its side); a client that never does is reaped after ASYA_READ_TIMEOUT.
     socket.end();
-    if (socket.writableLength === 0) this.deadline = this.ctx.deadlines.add(() => this.reap());
+    if (socket.writableLength === 0) this.deadline = this.after(() => this.reap());
     else socket.setTimeout(this.ctx.readTimeoutMs, closeSocket);
   }
 
@@ -242,13 +239,20 @@ export class Connection implements Exchange, Reader {
   }
 
   private stopClock(): void {
-    this.ctx.deadlines.cancel(this.deadline);
+    if (this.deadline !== null) clearTimeout(this.deadline);
     this.deadline = null;
   }
 
   private armReadTimeout(): void {
     this.stopClock();
-    this.deadline = this.ctx.deadlines.add(() => this.readTimedOut());
+    this.deadline = this.after(() => this.readTimedOut());
+  }
+
+  /** ASYA_READ_TIMEOUT from now; the connection, not its timer, keeps the runtime alive. */
+  private after(expire: () => void): NodeJS.Timeout {
+    const timer = setTimeout(expire, this.ctx.readTimeoutMs);
+    timer.unref();
+    return timer;
   }
 }
 

@@ -11,7 +11,6 @@ import type { Config } from '../config.js';
 import { type ErrorCode, ExitCode, FatalError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { Connection, type ConnectionContext, type FrameHandler } from './connection.js';
-import { Deadlines } from './deadlines.js';
 import { Intake } from './intake.js';
 
 export type { Exchange, FrameHandler } from './connection.js';
@@ -77,7 +76,6 @@ export class SocketServer {
       onRefused: (code) => this.onRefused?.(code),
       intake: this.intake,
       open: this.open,
-      deadlines: new Deadlines(config.readTimeoutMs),
     };
   }
 
