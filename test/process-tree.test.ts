@@ -72,11 +72,17 @@ function survivors(tree: Proc[]): Proc[] {
 function pythonProcesses(runtimePid: number): { reapers: Proc[]; shims: Proc[] } {
   const tree = descendants(runtimePid).filter((p) => p.state !== 'Z');
   const reapers = tree.filter((p) => p.ppid === runtimePid && p.comm === 'asya-reaper');
-  const shims = tree.filter(
-    (p) =>
-      reapers.some((r) => r.pid === p.ppid) && fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes('asya_shim'),
-  );
+  const shims = tree.filter((p) => reapers.some((r) => r.pid === p.ppid) && cmdline(p.pid).includes('asya_shim'));
   return { reapers, shims };
+}
+
+/** A process's command line; empty once it has exited (an orphan ends while the tree is read). */
+function cmdline(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function assertOnePython(runtimePid: number): number {
@@ -302,7 +308,9 @@ describe('as PID 1 of a PID namespace', () => {
       assert.deepEqual(zombies, [], 'no zombies in the namespace');
       assert.deepEqual(tree.map((p) => p.comm).sort(), expected, 'the runtime, one reaper, one shim');
     } finally {
-      killAll(tree);
+      // Whatever failed above: the namespace's processes go, or unshare (which ignores SIGTERM while it
+      // waits for its child) would keep the test waiting for ever.
+      killAll(tree.length > 0 ? tree : descendants(rt.child.pid!));
       await rt.stop();
     }
   });
