@@ -10,7 +10,7 @@
 import type net from 'node:net';
 import { type ErrorCode, type WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { errorResponse, FrameDecoder, FrameTooLarge } from './framing.js';
+import { errorResponse, FrameDecoder, FrameTooLarge, totalLength } from './framing.js';
 import type { Intake, Reader } from './intake.js';
 
 /** One request's way back to its client. */
@@ -274,12 +274,6 @@ function closeSocket(this: net.Socket): void {
 }
 
 function ignore(): void {}
-
-function totalLength(chunks: readonly Buffer[]): number {
-  let n = 0;
-  for (const chunk of chunks) n += chunk.length;
-  return n;
-}
 
 /**
  * Tell a client that closed its connection from one that only shut down its sending side

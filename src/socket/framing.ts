@@ -143,3 +143,10 @@ export function frameChunks(body: Buffer[]): Buffer[] {
 export function errorResponse(err: WireError): Buffer[] {
   return frameChunks([Buffer.from(JSON.stringify(err.toJSON()))]);
 }
+
+/** The bytes a list of chunks holds (a frame written as several). */
+export function totalLength(chunks: readonly Buffer[]): number {
+  let n = 0;
+  for (const chunk of chunks) n += chunk.length;
+  return n;
+}

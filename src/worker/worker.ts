@@ -18,7 +18,7 @@ import type { HandlerMode, JsonCodec, LogLevel } from '../config.js';
 import { type MessageContext, type MessageLogFields, messageLogFields } from '../envelope/trace.js';
 import { LineSplitter, type Logger } from '../logger.js';
 import { residentBytes } from '../proc-memory.js';
-import { FrameCorrupt, FrameDecoder } from '../socket/framing.js';
+import { FrameCorrupt, FrameDecoder, totalLength } from '../socket/framing.js';
 import {
   type CallOutcome,
   type CallRequest,
@@ -326,7 +326,7 @@ export class PythonWorker implements Worker {
       stdin.cork();
       for (let i = 0; i < last; i++) stdin.write(chunks[i]);
       if (onCallWritten) {
-        const bytes = totalBytes(chunks);
+        const bytes = totalLength(chunks);
         stdin.write(chunks[last], () => onCallWritten(bytes));
       } else stdin.write(chunks[last]);
       stdin.uncork();
@@ -572,10 +572,4 @@ function tooOld(err: unknown, python: string): HandlerLoadFailed | null {
     'UnsupportedPython',
     '',
   );
-}
-
-function totalBytes(chunks: Buffer[]): number {
-  let n = 0;
-  for (const chunk of chunks) n += chunk.length;
-  return n;
 }
