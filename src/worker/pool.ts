@@ -154,8 +154,8 @@ export class Pool {
       if (job) supervisor.take(job);
     }
     // Shutdown waits until nothing is queued or in flight, or until no worker is left to take what is.
-    const stuck = () => !this.supervisors.some((s) => s.busy || s.free);
-    if (this.idleWaiters.length > 0 && (this.queued === 0 || stuck()))
+    if (this.idleWaiters.length === 0) return;
+    if (this.queued === 0 || !this.supervisors.some((s) => s.busy || s.free))
       for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
