@@ -1,0 +1,33 @@
+/** What `call` prints on stderr for people: its own lines, and the REPORT line after each answer. */
+import { stderrSink } from '../log-sink.js';
+import { peakResidentBytes } from '../proc-memory.js';
+import type { RunningRuntime } from '../runtime/runtime.js';
+
+/** A line for people on stderr, in order with the log lines (the same sink). */
+export function say(line: string): void {
+  stderrSink().write(`${line}\n`);
+}
+
+/** The REPORT line after each answer; the load time only on a freshly loaded process's first one. */
+export class Reporter {
+  /** The pid whose load time was already reported. */
+  private reportedPid: number | null = null;
+
+  constructor(
+    private readonly runtime: RunningRuntime,
+    private readonly enabled: boolean,
+  ) {}
+
+  answered(ms: number): void {
+    if (!this.enabled) return;
+    const loaded = this.runtime.loaded();
+    const fields = [`duration: ${ms.toFixed(2)} ms`];
+    if (loaded && loaded.pid !== this.reportedPid) {
+      fields.push(`init duration: ${loaded.load_ms} ms`);
+      this.reportedPid = loaded.pid;
+    }
+    const peak = loaded ? peakResidentBytes(loaded.pid) : null;
+    fields.push(`peak RSS: ${peak === null ? 'n/a' : `${(peak / 2 ** 20).toFixed(1)} MiB`}`);
+    say(`REPORT  ${fields.join('  ')}`);
+  }
+}
