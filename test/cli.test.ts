@@ -117,6 +117,63 @@ describe('asya-runtime call', () => {
 });
 
 describe('asya-runtime check', () => {
+  it('loads as call does (the current directory, then PYTHONPATH) and notes when only the current directory found it', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'plain.py'), 'def process(payload):\n    return {"seen": payload}\n');
+    const run = (args: string[], pythonPath: string) =>
+      runNode([CLI, ...args], { cwd: dir, env: { PYTHONPATH: pythonPath } });
+    const called = await run(['call', '--handler', 'plain.process', '{"a": 1}'], '');
+    assert.equal(called.code, 0, called.stderr);
+    const checked = await run(['check', '--handler', 'plain.process'], '');
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(checked.stdout, /^ok: plain\.process \(function, payload mode\)/);
+    assert.ok(
+      checked.stderr.includes(
+        `note: plain.py was found in the current directory, which the deployed runtime does not search: set PYTHONPATH=${dir}`,
+      ),
+      checked.stderr,
+    );
+    const onPath = await run(['check', '--handler', 'plain.process'], dir);
+    assert.equal(onPath.code, 0, onPath.stderr);
+    assert.doesNotMatch(onPath.stderr, /note:/, 'on PYTHONPATH, the pod finds it too');
+    // and both fail alike where neither finds it
+    const elsewhere = tempDir();
+    const a = await runNode([CLI, 'call', '--handler', 'plain.process', '{}'], {
+      cwd: elsewhere,
+      env: { PYTHONPATH: '' },
+    });
+    const b = await runNode([CLI, 'check', '--handler', 'plain.process'], { cwd: elsewhere, env: { PYTHONPATH: '' } });
+    assert.deepEqual([a.code, b.code], [4, 4]);
+    assert.match(fatal(a.stderr), /no module found/);
+    assert.match(fatal(b.stderr), /no module found/);
+    fs.rmSync(dir, { recursive: true });
+    fs.rmSync(elsewhere, { recursive: true });
+  });
+
+  it('every load failure names the interpreter, its version and path, in the FATAL line and its fields', async () => {
+    const cases = [
+      ['check', '--handler', 'no_such_module.process'],
+      ['check', '--handler', 'broken_import.process'],
+      ['check', '--handler', 'classes.NeedsArg.process'],
+      ['call', '--handler', 'no_such_module.process', '{}'],
+    ];
+    for (const args of cases) {
+      const r = await cli(args);
+      assert.equal(r.code, 4, `${args.join(' ')}: ${r.stderr}`);
+      const line = r.stderr
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { level: string; msg: string; python?: string; python_version?: string })
+        .find((l) => l.level === 'fatal');
+      assert.ok(line?.python && line.python_version, `${args.join(' ')}: ${r.stderr}`);
+      assert.ok(fs.existsSync(line.python), line.python);
+      assert.ok(
+        line.msg.endsWith(`[Python ${line.python_version} at ${line.python}]`),
+        `${args.join(' ')}: ${line.msg}`,
+      );
+    }
+  });
+
   it('reports a loadable handler with its interpreter, exit 0', async () => {
     const r = await cli(['check', '--handler', 'classes.Counter.process']);
     assert.equal(r.code, 0, r.stderr);

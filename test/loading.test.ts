@@ -140,7 +140,7 @@ describe('handler load failures: FATAL line naming the cause, non-zero exit, no 
     await expectFatal(
       { handler: 'basic.echo', env: { ASYA_PYTHONEXECUTABLE: fake } },
       4,
-      /the Python process ended before loading handler .* \(Python process exited with code 9\); its last output:\nthis is not python/,
+      /the Python process \(\/.*\/python3\) ended before loading handler .* \(Python process exited with code 9\); its last output:\nthis is not python/,
     );
     fs.rmSync(dir, { recursive: true });
   });

@@ -59,10 +59,8 @@ describe('Python versions via ASYA_PYTHONEXECUTABLE', () => {
       env: { ASYA_PYTHONEXECUTABLE: pyenvPython('3.6') as string },
     });
     assert.equal(result.code, 4);
-    assert.match(
-      result.logs.find((l) => l.level === 'fatal')?.msg ?? '',
-      /Python 3\.6\.\d+ is too old: the runtime needs 3\.7 or newer/,
-    );
+    const fatal = result.logs.find((l) => l.level === 'fatal')?.msg ?? '';
+    assert.match(fatal, /Python 3\.6\.\d+ is too old: the runtime needs 3\.7 or newer \[Python 3\.6\.\d+ at \//);
   });
 });
 

@@ -819,6 +819,13 @@ def setup_logging(level):
 
 # -------------------------------------------------------------- main loop ---
 
+def fatal(chan_out, reply):
+    """The load failed: why, and in which interpreter (the FATAL line names it)."""
+    message = {"t": "fatal"}  # "t" first: the supervisor checks every frame's head
+    message.update(reply, t="fatal", python=sys.version.split()[0], executable=sys.executable)
+    write_message(chan_out, message)
+
+
 def main():
     lifeline = take_fd(LIFELINE_VARIABLE)
     fork_requests = take_fd(FORK_VARIABLE)
@@ -830,9 +837,8 @@ def main():
         os.close(lifeline)
     chan_in, chan_out = claim_channel()
     if sys.version_info < MIN_PYTHON:
-        write_message(chan_out, {"t": "fatal", "type": "UnsupportedPython", "traceback": "",
-                                 "message": "Python %s is too old: the runtime needs 3.7 or newer"
-                                            % sys.version.split()[0]})
+        fatal(chan_out, {"type": "UnsupportedPython", "traceback": "",
+                         "message": "Python %s is too old: the runtime needs 3.7 or newer" % sys.version.split()[0]})
         return 3
     # The shim's own directory (or, run with -c by the single executable, the working directory)
     # is not part of the user's import path.
@@ -859,11 +865,10 @@ def main():
         if preload:
             refuse_cuda()
     except LoadError as exc:
-        write_message(chan_out, {"t": "fatal", "type": exc.kind, "message": str(exc),
-                                 "traceback": _cause_traceback(exc)})
+        fatal(chan_out, {"type": exc.kind, "message": str(exc), "traceback": _cause_traceback(exc)})
         return 3
     except Exception as exc:
-        write_message(chan_out, dict(error_reply("fatal", exc)))
+        fatal(chan_out, error_reply("fatal", exc))
         return 3
     settle_heap()
     try:

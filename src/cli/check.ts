@@ -9,14 +9,21 @@ import { createLogger, logFatal } from '../logger.js';
 import { workerOptions } from '../runtime/runtime.js';
 import { toFatal } from '../worker/errors.js';
 import { PythonWorker, type ReadyInfo } from '../worker/worker.js';
-import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
+import {
+  handlerConfig,
+  handlerEnvironment,
+  handlerOptions,
+  handlerOptionsHelp,
+  LOCAL_PATH,
+  onlyThroughWorkingDirectory,
+} from './environment.js';
 
 export const checkHelp = `Usage: asya-runtime check --handler SPEC [options]
 
-Load the handler exactly as the runtime will (find Python, import the module from PYTHONPATH,
-instantiate the class with ASYA_HANDLER_ARGS, check it can be called with one argument), say
-what kind of callable it is, call its close() and report. Nothing is served. Unlike \`call\`, the
-current directory is not on the import path: the runtime does not add it either.
+Load the handler as the runtime will (find Python, import the module, instantiate the class with
+ASYA_HANDLER_ARGS, check it can be called with one argument), say what kind of callable it is, call
+its close() and report. Nothing is served. The module is found as \`call\` finds it; when that was
+only through the current directory, which the deployed runtime does not search, a note says so.
 
 Options:
 ${handlerOptionsHelp}
@@ -34,20 +41,24 @@ export async function check(args: string[]): Promise<number> {
   const config = handlerConfig(env);
   const log = createLogger(config.logLevel);
   try {
-    // No extra path (call adds the working directory): what imports here imports in the pod.
     // With ASYA_PRELOAD it loads as the template does, so what a template refuses (CUDA) shows here too.
-    const worker = PythonWorker.spawn({ ...workerOptions(config, env, log), fork: config.preload ? 'template' : null });
+    const worker = PythonWorker.spawn({
+      ...workerOptions(config, env, log, LOCAL_PATH()),
+      fork: config.preload ? 'template' : null,
+    });
     let ready: ReadyInfo;
     try {
       ready = await worker.handshake();
     } catch (err) {
-      throw toFatal(err, config.handler);
+      throw toFatal(err, config);
     }
     await worker.stop(2000);
     process.stdout.write(
       `ok: ${config.handler} (${ready.callable}${ready.close ? ' with close()' : ''}, ${config.mode} mode) loaded in ${ready.load_ms} ms ` +
         `by Python ${ready.python} at ${ready.executable}${ready.codec ? `, JSON codec ${ready.codec}` : ''}\n`,
     );
+    const note = onlyThroughWorkingDirectory(ready.module_file, env.PYTHONPATH);
+    if (note) process.stderr.write(`${note}\n`);
     return ExitCode.ok;
   } catch (err) {
     if (!(err instanceof FatalError)) throw err;

@@ -3,6 +3,7 @@
  * command's flags on top, parsed by the same schema as the injected runtime (so a bad value gets
  * the same message).
  */
+import path from 'node:path';
 import { type Config, parseConfig } from '../config.js';
 import { UsageError } from './messages.js';
 
@@ -52,9 +53,35 @@ export const handlerOptions = {
   codec: { type: 'string' },
 } as const;
 
-export const handlerOptionsHelp = `  --handler SPEC     module.function or module.Class.method (default: $ASYA_HANDLER); modules
-                     are imported from the current directory and PYTHONPATH
+export const handlerOptionsHelp = `  --handler SPEC     module.function or module.Class.method (default: $ASYA_HANDLER); call and
+                     check import modules from the current directory first, then PYTHONPATH
+                     (the deployed runtime: PYTHONPATH only)
   --mode MODE        payload (default) or envelope (default: $ASYA_HANDLER_MODE)
   --python PATH      the interpreter (default: $ASYA_PYTHONEXECUTABLE, else python3 on PATH)
   --codec CODEC      auto, json or orjson (default: $ASYA_JSON_CODEC, else auto)
   --log-level LEVEL  DEBUG, INFO, WARNING, ERROR (default: $ASYA_LOG_LEVEL, else INFO)`;
+
+/**
+ * Where `call` and `check` look for modules before PYTHONPATH: the current directory, as `python -m`
+ * does. One rule for both, so a handler that `call` runs, `check` passes.
+ */
+export const LOCAL_PATH = (): string[] => [process.cwd()];
+
+/**
+ * The note `check` prints when the module was found only through the current directory: the deployed
+ * runtime searches PYTHONPATH alone, so the pod needs that directory on it.
+ */
+export function onlyThroughWorkingDirectory(moduleFile: string | null | undefined, pythonPath = ''): string | null {
+  if (!moduleFile) return null;
+  const cwd = process.cwd();
+  const inside = (dir: string) => {
+    const relative = path.relative(path.resolve(dir), moduleFile);
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+  };
+  if (!inside(cwd)) return null;
+  if (pythonPath.split(path.delimiter).some((dir) => dir !== '' && inside(dir))) return null;
+  return (
+    `note: ${path.relative(cwd, moduleFile)} was found in the current directory, which the deployed runtime ` +
+    `does not search: set PYTHONPATH=${cwd} (or the image's directory that holds it) in the pod`
+  );
+}

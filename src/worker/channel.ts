@@ -128,7 +128,7 @@ export interface ErrorFields {
 
 export type ShimMessage =
   | ({ t: 'ready' } & ReadyInfo)
-  | ({ t: 'fatal' } & ErrorFields)
+  | ({ t: 'fatal'; python?: string; executable?: string } & ErrorFields)
   | ({ t: 'err' } & ErrorFields)
   | ({ t: 'bad'; field?: string } & ErrorFields)
   | ({ t: 'timeout'; returned: boolean } & ErrorFields)

@@ -27,12 +27,19 @@ export class WorkerDied extends Error {
   }
 }
 
+/** Which Python said it, as the shim reports it: `sys.version` and `sys.executable`. */
+export interface Interpreter {
+  python: string;
+  executable: string;
+}
+
 /** The shim started but could not load the handler. */
 export class HandlerLoadFailed extends Error {
   constructor(
     message: string,
     readonly type: string,
     readonly traceback: string,
+    readonly interpreter: Interpreter | null = null,
   ) {
     super(message);
     this.name = 'HandlerLoadFailed';
@@ -69,20 +76,28 @@ export const SPAWN_ERRORS: Record<string, string> = {
   EACCES: 'permission denied',
 };
 
-/** Any failure to start or load a worker, as the FATAL reason the runtime exits with. */
-export function toFatal(err: unknown, handler: string): FatalError {
+/**
+ * Any failure to start or load a worker, as the FATAL reason the runtime exits with. A load failure
+ * names the interpreter it happened in (version and path, or the configured command when the process
+ * never said), since "works on my machine" is most often another Python.
+ */
+export function toFatal(err: unknown, { handler, python }: { handler: string; python: string }): FatalError {
   if (err instanceof FatalError) return err;
   if (err instanceof HandlerLoadFailed) {
-    return new FatalError(ExitCode.handler, `cannot load handler ${JSON.stringify(handler)}: ${err.message}`, {
+    const by = err.interpreter ? `Python ${err.interpreter.python} at ${err.interpreter.executable}` : python;
+    return new FatalError(ExitCode.handler, `cannot load handler ${JSON.stringify(handler)}: ${err.message} [${by}]`, {
       type: err.type,
       traceback: err.traceback || undefined,
+      python: err.interpreter?.executable ?? python,
+      python_version: err.interpreter?.python,
     });
   }
   if (err instanceof WorkerDied) {
     const tail = err.stderrTail ? `; its last output:\n${err.stderrTail}` : '';
     return new FatalError(
       ExitCode.handler,
-      `the Python process ended before loading handler ${JSON.stringify(handler)} (${err.message})${tail}`,
+      `the Python process (${python}) ended before loading handler ${JSON.stringify(handler)} (${err.message})${tail}`,
+      { python },
     );
   }
   return new FatalError(ExitCode.handler, `cannot start the Python process: ${(err as Error).message}`);

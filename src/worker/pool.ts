@@ -117,7 +117,7 @@ export class Pool {
             resolve(ready);
           },
           (err: unknown) => {
-            const fatal = this.startFailure(i + 1, toFatal(err, this.config.handler));
+            const fatal = this.startFailure(i + 1, toFatal(err, this.config));
             if (settled) return this.hooks.onFatal(fatal);
             settled = true;
             reject(fatal);

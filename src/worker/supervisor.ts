@@ -126,7 +126,7 @@ export class Supervisor {
       this.hooks.onFree(); // messages may have queued up during a long __init__
       return ready;
     } catch (err) {
-      throw toFatal(err, this.config.handler);
+      throw toFatal(err, this.config);
     }
   }
 
@@ -321,7 +321,7 @@ export class Supervisor {
     try {
       ready = await this.spawn();
     } catch (err) {
-      throw toFatal(err, this.config.handler);
+      throw toFatal(err, this.config);
     }
     if (this.stopping()) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
     this.streak = 0;
@@ -347,7 +347,7 @@ export class Supervisor {
         if (this.stopping()) return;
         failures++;
         this.streak++;
-        const fatal = toFatal(err, this.config.handler);
+        const fatal = toFatal(err, this.config);
         this.log.error({ attempt: failures, of: maxInitFailures }, `restart failed: ${fatal.message}`);
         if (failures >= maxInitFailures) {
           this.hooks.onFatal(

@@ -282,7 +282,7 @@ export class PythonWorker implements Worker {
     try {
       msg = await reply;
     } catch (err) {
-      throw tooOld(err, opts.python) ?? err;
+      throw tooOld(err) ?? err;
     }
     if (msg.t === 'ready') {
       this.shimPid = msg.pid;
@@ -290,7 +290,11 @@ export class PythonWorker implements Worker {
       return msg;
     }
     await this.stop(1000);
-    if (msg.t === 'fatal') throw new HandlerLoadFailed(msg.message, msg.type, msg.traceback);
+    if (msg.t === 'fatal') {
+      const { python, executable } = msg;
+      const interpreter = python !== undefined && executable !== undefined ? { python, executable } : null;
+      throw new HandlerLoadFailed(msg.message, msg.type, msg.traceback, interpreter);
+    }
     throw new HandlerLoadFailed(`unexpected first message '${msg.t}' from the shim`, 'ProtocolError', '');
   }
 
@@ -561,14 +565,14 @@ function lowerPriority(pid: number): void {
 
 /**
  * A Python too old to start the shim at all (Python 2 refuses `-X faulthandler`; one before 3.7 may not
- * parse the shim) dies before its first word: said as the shim says it for 3.6, naming the interpreter.
+ * parse the shim) dies before its first word: said as the shim says it for 3.6 (toFatal names the interpreter).
  */
-function tooOld(err: unknown, python: string): HandlerLoadFailed | null {
+function tooOld(err: unknown): HandlerLoadFailed | null {
   if (!(err instanceof WorkerDied) || err.exitCode === null) return null;
   const refused = /-X is reserved for implementation-specific arguments|SyntaxError/.exec(err.stderrTail);
   if (!refused) return null;
   return new HandlerLoadFailed(
-    `the Python at ${python} is too old: the runtime needs 3.7 or newer (it could not start the shim: ${refused[0]})`,
+    `this Python is too old: the runtime needs 3.7 or newer (it could not start the shim: ${refused[0]})`,
     'UnsupportedPython',
     '',
   );
