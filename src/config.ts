@@ -303,6 +303,11 @@ export function socketPathOf(env: {
   return path.resolve(explicit ?? path.join(dir, trimmed(env.ASYA_SOCKET_NAME) ?? DEFAULTS.socketName));
 }
 
+/** The ready file: beside the socket, whatever its name. */
+export function readyFileOf(socketPath: string): string {
+  return path.join(path.dirname(socketPath), READY_FILE_NAME);
+}
+
 /** What depends on several variables: checked only once each of them is valid on its own. */
 function toConfig(env: Variables, issues: string[]): Config | null {
   const handler = resolveHandler(env.ASYA_HANDLER, env.ASYA_PROCESS_MODULE, issues);
@@ -341,7 +346,7 @@ function toConfig(env: Variables, issues: string[]): Config | null {
     python: env.ASYA_PYTHONEXECUTABLE,
     socketPath,
     socketDir,
-    readyFile: path.join(socketDir, READY_FILE_NAME),
+    readyFile: readyFileOf(socketPath),
     socketChmod: env.ASYA_SOCKET_CHMOD,
     validate: env.ASYA_ENABLE_VALIDATION,
     includeMetadata: env.ASYA_INCLUDE_METADATA,

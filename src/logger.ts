@@ -4,7 +4,7 @@
  * reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
  * at INFO (~9 µs, docs/observing.md).
  */
-import { type Logger, pino } from 'pino';
+import { type LogFn, type Logger, pino } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import type { LogLevel } from './config.js';
 import type { FatalError } from './errors.js';
@@ -21,8 +21,22 @@ export function logFatal(log: Logger, err: FatalError): void {
   log.fatal({ exit_code: err.exitCode, ...err.fields }, `FATAL: ${err.message}`);
 }
 
-export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), human = sink.kind === 'terminal'): Logger {
-  const options = { name: 'asya-runtime', level, base: { pid: process.pid } };
+/**
+ * `hideLifecycle`: INFO lines only from the handler (what it prints and logs), for `call`, whose user
+ * wants the handler's output and the answers; warnings and errors always show.
+ */
+export function createLogger(
+  level: LogLevel,
+  sink: LogSink = stderrSink(),
+  human = sink.kind === 'terminal',
+  { hideLifecycle = false } = {},
+): Logger {
+  const options = {
+    name: 'asya-runtime',
+    level,
+    base: { pid: process.pid },
+    ...(hideLifecycle ? { hooks: { logMethod: handlerLinesAtInfo } } : {}),
+  };
   let log: Logger;
   if (human) {
     const pretty = prettyFactory({
@@ -44,6 +58,13 @@ export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), huma
       `stderr was not being read: dropped ${dropped} log line(s) while its buffer was full`,
     );
   return log;
+}
+
+const INFO = 30;
+
+function handlerLinesAtInfo(this: Logger, args: Parameters<LogFn>, method: LogFn, level: number): void {
+  if (level === INFO && (args[0] as { src?: unknown } | null)?.src !== 'handler') return;
+  method.apply(this, args);
 }
 
 const batchedChildren = new WeakMap<Logger, Logger>();

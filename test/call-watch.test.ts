@@ -25,7 +25,15 @@ const reports = (stderr: string) =>
 describe('asya-runtime call: the REPORT line', () => {
   it('after each answer: duration, init duration on the first call only, peak RSS of the Python process', async () => {
     const r = await runNode(
-      [CLI, 'call', '--handler', 'classes.Counter.process', '--payload', '{}', '--payload', '{}', '--payload', '{}'],
+      // --verbose: the 'handler loaded' line the load time is compared with
+      [
+        CLI,
+        'call',
+        '--verbose',
+        '--handler',
+        'classes.Counter.process',
+        ...['{}', '{}', '{}'].flatMap((p) => ['--payload', p]),
+      ],
       {
         env: { PYTHONPATH: HANDLERS },
       },

@@ -3,7 +3,19 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, env, type Finished, HANDLERS, jsonLines, ROOT, runNode, startRuntime, tempDir } from './helpers.js';
+import {
+  CLI,
+  env,
+  type Finished,
+  HANDLERS,
+  jsonLines,
+  processesWithEnv,
+  ROOT,
+  runNode,
+  startRuntime,
+  tempDir,
+  until,
+} from './helpers.js';
 
 /** The CLI as a user would run it: compact JSON answers and JSON logs, handlers from test/handlers. */
 function cli(
@@ -31,7 +43,7 @@ describe('asya-runtime call', () => {
     const [answer] = jsonLines(r.stdout) as Array<Array<{ route: unknown; payload: Record<string, unknown> }>>;
     assert.deepEqual(answer?.[0]?.route, { actors: ['prep', 'model'], current: 1 });
     assert.equal(answer?.[0]?.payload.text, 'hi');
-    assert.ok(r.stderr.includes('handler loaded'), 'logs go to stderr');
+    assert.match(r.stderr, /^REPORT {2}duration: /m, 'REPORT goes to stderr');
   });
 
   it('sends repeated --payload, --file and JSON lines on stdin to one started handler', async () => {
@@ -113,6 +125,125 @@ describe('asya-runtime call', () => {
     assert.equal(missing.code, 4);
     assert.match(fatal(missing.stderr), /^FATAL: cannot load handler "no_such_module.process": no module found/);
     assert.equal(missing.stdout, '');
+  });
+});
+
+describe('asya-runtime call in a terminal session', () => {
+  const records = (stderr: string) =>
+    stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: string; msg: string; src?: string; report?: boolean });
+
+  it("shows the handler's output, the answers and REPORT; the runtime's own lines only with --verbose", async () => {
+    const quiet = await cli(['call', '--handler', 'basic.printer', '{}']);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    const lines = records(quiet.stderr);
+    assert.ok(lines.length >= 4, quiet.stderr);
+    assert.deepEqual(
+      lines.filter((l) => l.src !== 'handler'),
+      [],
+      'at INFO, only what the handler wrote',
+    );
+    assert.match(quiet.stderr, /^REPORT {2}duration: /m);
+    const verbose = await cli(['call', '--verbose', '--handler', 'basic.printer', '{}']);
+    const own = records(verbose.stderr)
+      .filter((l) => l.src !== 'handler')
+      .map((l) => l.msg);
+    for (const msg of ['starting Asya runtime', 'listening', 'handler loaded', 'ready: accepting messages', 'stopped'])
+      assert.ok(own.includes(msg), `--verbose shows ${msg}: ${own.join(' | ')}`);
+    const debug = await cli(['call', '--log-level', 'DEBUG', '--handler', 'basic.echo', '{}']);
+    assert.ok(
+      records(debug.stderr).some((l) => l.msg === 'handler loaded'),
+      'DEBUG shows everything',
+    );
+    const failing = await cli(['call', '--handler', 'basic.raise_value', '{}']);
+    assert.ok(
+      records(failing.stderr).some((l) => l.level === 'error' || l.level === 'warn'),
+      `warnings and errors always show: ${failing.stderr}`,
+    );
+  });
+
+  it('--report json: one JSON object per answer; --report none: no REPORT', async () => {
+    const r = await cli(['call', '--report', 'json', '--handler', 'classes.Counter.process', '{}', '--payload', '{}']);
+    assert.equal(r.code, 0, r.stderr);
+    const reports = r.stderr
+      .split('\n')
+      .filter((l) => l.includes('"report":true'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(reports.length, 2, r.stderr);
+    assert.equal(typeof reports[0]?.init_duration_ms, 'number');
+    assert.equal(reports[1]?.init_duration_ms, null, 'the load time on the first answer only');
+    for (const rep of reports) {
+      assert.ok((rep.duration_ms as number) > 0);
+      assert.ok((rep.peak_rss_bytes as number) > 2 ** 20);
+      assert.equal(typeof rep.python_pid, 'number');
+    }
+    const none = await cli(['call', '--report', 'none', '--handler', 'basic.echo', '{}']);
+    assert.doesNotMatch(none.stderr, /REPORT|"report"/);
+    const bad = await cli(['call', '--report', 'xml', '--handler', 'basic.echo', '{}']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--report "xml" is not valid: expected text, json or none/);
+  });
+
+  it('--env-file sets variables under the flags; --args gives the constructor its arguments', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, '.env');
+    fs.writeFileSync(
+      file,
+      '# the team\'s .env\nASYA_HANDLER=basic.environ\nexport GREETING="hello\\nworld"\nMODE=from-file # note\n',
+    );
+    const r = await cli(['call', '--env-file', file, '--payloads-only', '{"names": ["GREETING", "MODE"]}'], {
+      env: { MODE: 'from-environment' },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(jsonLines(r.stdout), [{ GREETING: 'hello\nworld', MODE: 'from-file' }]);
+    const flagWins = await cli(['call', '--env-file', file, '--handler', 'basic.echo', '--payloads-only', '{"x": 1}']);
+    assert.deepEqual(jsonLines(flagWins.stdout), [{ x: 1 }], '--handler wins over the file');
+    fs.writeFileSync(path.join(dir, 'bad.env'), 'A=1\nnot a variable\n');
+    const bad = await cli(['call', '--env-file', path.join(dir, 'bad.env'), '--handler', 'basic.echo', '{}']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--env-file .*bad\.env, line 2: expected KEY=VALUE, got "not a variable"/);
+    // Node.js looks for a file named by --env-file anywhere on the command line (nodejs/node#54232) and
+    // ends the process before the CLI runs: exit 9, naming the file, as the help says.
+    const missing = await cli(['check', '--env-file', path.join(dir, 'nope.env'), '--handler', 'basic.echo']);
+    assert.equal(missing.code, 9);
+    assert.match(missing.stderr, /nope\.env: not found/);
+
+    const args = await cli(['call', '--handler', 'classes.NeedsArg.process', '--args', '{"model_path": "/m"}', '{}']);
+    assert.equal(args.code, 0, args.stderr);
+    const checked = await cli(['check', '--handler', 'classes.NeedsArg.process', '--args', '{"model_path": "/m"}']);
+    assert.equal(checked.code, 0, checked.stderr);
+    const badArgs = await cli(['check', '--handler', 'classes.NeedsArg.process', '--args', '[1]']);
+    assert.equal(badArgs.code, 2);
+    assert.match(badArgs.stderr, /ASYA_HANDLER_ARGS="\[1\]" is not valid/);
+    fs.rmSync(dir, { recursive: true });
+  });
+
+  it('Ctrl-C while the handler runs: exit 130 at once, nothing left running', async () => {
+    const marker = `ctrl-c-${process.pid}-${Date.now()}`;
+    const child = spawn(process.execPath, [CLI, 'call', '--handler', 'basic.sleep', '{"s": 60}'], {
+      env: { ...process.env, PYTHONPATH: HANDLERS, CTRL_C_TEST: marker },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await until(
+      () => `the handler to start:\n${stderr}`,
+      () => stderr.includes('sleeping 60 s'),
+      20_000,
+      20,
+    );
+    const pressed = Date.now();
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, stderr);
+    assert.ok(Date.now() - pressed < 5000, `exited ${Date.now() - pressed} ms after Ctrl-C`);
+    await until(
+      () => `no process of the call left: ${JSON.stringify(processesWithEnv('CTRL_C_TEST', marker))}`,
+      () => processesWithEnv('CTRL_C_TEST', marker).length === 0,
+      10_000,
+    );
   });
 });
 

@@ -229,7 +229,7 @@ describe('interpreter resolution by the executable', () => {
 });
 
 describe('an unchanged image: Debian with only Python (debootstrap), the executable mounted in', () => {
-  it('serves a client outside the root filesystem through the shared socket directory; the seeds probe passes inside', async (t) => {
+  it("serves a client outside the root filesystem through the shared socket directory; the manifests' probe passes inside", async (t) => {
     if (process.getuid?.() !== 0) return t.skip('needs root for chroot');
     assert.ok(
       fs.existsSync(path.join(ROOTFS, '.complete')),
@@ -246,14 +246,8 @@ describe('an unchanged image: Debian with only Python (debootstrap), the executa
     // Debian's /var/run is a link to /run: from outside, the socket directory is <rootfs>/run/asya.
     const socketDir = path.join(ROOTFS, 'run', 'asya');
     fs.rmSync(socketDir, { recursive: true, force: true });
-    const probe = [
-      'chroot',
-      ROOTFS,
-      'sh',
-      '-c',
-      'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready',
-    ];
-    const probeOk = () => spawnStatus(probe) === 0;
+    // The manifests' probe, run inside with the runtime's environment: the executable alone, no shell.
+    const probeOk = () => spawnStatus(['chroot', ROOTFS, '/asya/bin/asya-runtime', 'probe'], PROBE_ENV) === 0;
 
     const child = spawn(
       'unshare',
@@ -306,7 +300,7 @@ describe('docs/deploy manifests', () => {
       return d.toJS() as Record<string, any>;
     });
 
-  it('injection.yaml: the init container fills the volume the runtime runs from; the socket volume is shared; the seeds probe', () => {
+  it('injection.yaml: the init container fills the volume the runtime runs from; the socket volume is shared; the probe is the executable', () => {
     const [deployment] = docs('injection.yaml');
     assert.equal(deployment!.kind, 'Deployment');
     const pod = deployment!.spec.template.spec;
@@ -328,11 +322,11 @@ describe('docs/deploy manifests', () => {
       mountOf(runtime) && mountOf(runtime) === mountOf(sidecar),
       'runtime and sidecar share the socket directory',
     );
-    assert.deepEqual(runtime.readinessProbe.exec.command, [
-      'sh',
-      '-c',
-      'test -S /var/run/asya/asya-runtime.sock && test -f /var/run/asya/runtime-ready',
-    ]);
+    assert.deepEqual(
+      runtime.readinessProbe.exec.command,
+      [runtime.command[0], 'probe'],
+      'the probe is the runtime executable itself: no shell needed in the image',
+    );
     const volumes = pod.volumes.map((v: { name: string }) => v.name);
     for (const c of [init, runtime, sidecar])
       for (const m of c.volumeMounts) assert.ok(volumes.includes(m.name), `volume ${m.name} is declared`);
@@ -371,9 +365,12 @@ describe('docs/deploy manifests', () => {
   });
 });
 
-function spawnStatus(cmd: string[]): number | null {
+/** What the kubelet's exec probe gets: the container's environment (here, the runtime's socket directory). */
+const PROBE_ENV = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/bin', ASYA_SOCKET_DIR: '/var/run/asya' };
+
+function spawnStatus(cmd: string[], env?: NodeJS.ProcessEnv): number | null {
   try {
-    execFileSync(cmd[0]!, cmd.slice(1), { stdio: 'ignore' });
+    execFileSync(cmd[0]!, cmd.slice(1), { stdio: 'ignore', env });
     return 0;
   } catch (err) {
     return (err as { status: number | null }).status;

@@ -17,6 +17,7 @@ import { startRuntime } from '../runtime/runtime.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp, LOCAL_PATH } from './environment.js';
 import {
   messageOptions,
+  NoAnswerError,
   parseRoute,
   positiveSeconds,
   printAnswer,
@@ -25,14 +26,15 @@ import {
   sendMessages,
   UsageError,
 } from './messages.js';
-import { Reporter } from './report.js';
+import { isReportFormat, Reporter } from './report.js';
 import { watch } from './watch.js';
 
 export const callHelp = `Usage: asya-runtime call --handler SPEC [options] [JSON | -]
 
 Start the runtime on your handler, send it messages through its socket the way the sidecar does,
-print the answers (the output envelopes), and stop. Logs, including what the handler prints, go to
-stderr; answers go to stdout. After each answer, one line on stderr reports it:
+print the answers (the output envelopes), and stop. Answers go to stdout; what the handler prints and
+logs, warnings and errors go to stderr (the runtime's own lifecycle lines too with --verbose or at
+DEBUG). After each answer, one line on stderr reports it:
   REPORT  duration: 3.21 ms  init duration: 412 ms  peak RSS: 38.4 MiB
 duration is from sending the message to its whole answer; init duration is the handler's load time
 (import and __init__), on the first answer of a freshly loaded Python process only; peak RSS is the
@@ -48,6 +50,9 @@ ${handlerOptionsHelp}
   --route a,b,c      actors of that route (default: actor)
   --timeout SECONDS  handler time limit per message (default: $ASYA_HANDLER_TIMEOUT, else none)
   --payloads-only    print only each output's payload (one line each), and no REPORT lines
+  --report FORMAT    text (default), json (one object per answer on stderr: duration_ms,
+                     init_duration_ms, peak_rss_bytes, python_pid) or none
+  -v, --verbose      also the runtime's own lines (starting, listening, loaded, ready, stopped)
   --watch            keep running: when a .py file under the handler module's directory changes,
                      restart the Python process, print the new load time and send the messages
                      again; Ctrl-C stops (exit 0). A handler that no longer loads is reported and
@@ -57,7 +62,8 @@ ${handlerOptionsHelp}
 
 JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
 Exit code: 0 every answer ok (with --watch: stopped by Ctrl-C), 1 an answer was an error,
-2 bad usage or configuration, 3 Python not found, 4 the handler failed to load.
+2 bad usage or configuration, 3 Python not found, 4 the handler failed to load, 130 stopped by
+Ctrl-C (143 by SIGTERM) before every answer was printed.
 
 Examples:
   asya-runtime call --handler my_module.process '{"text": "hi"}'
@@ -67,6 +73,8 @@ Examples:
 
 const callOptions = {
   'payloads-only': { type: 'boolean', default: false },
+  report: { type: 'string', default: 'text' },
+  verbose: { type: 'boolean', short: 'v', default: false },
   watch: { type: 'boolean', default: false },
   'watch-dir': { type: 'string', multiple: true },
 } as const;
@@ -78,6 +86,9 @@ export async function call(args: string[]): Promise<number> {
     options: { ...handlerOptions, ...messageOptions, ...callOptions },
   });
   if (values.timeout !== undefined) positiveSeconds('--timeout', values.timeout);
+  const report = values['payloads-only'] ? 'none' : values.report;
+  if (!isReportFormat(report))
+    throw new UsageError(`--report ${JSON.stringify(report)} is not valid: expected text, json or none`);
   const actors = parseRoute(values.route);
   // Read everything first: a typo in a message should not cost a model load.
   const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');
@@ -90,23 +101,41 @@ export async function call(args: string[]): Promise<number> {
   try {
     const env = handlerEnvironment(values, dir);
     const config = handlerConfig(env);
-    const log = createLogger(config.logLevel);
+    const log = createLogger(config.logLevel, undefined, undefined, {
+      hideLifecycle: !values.verbose && config.logLevel !== 'debug',
+    });
     // One Python process whatever ASYA_WORKERS says: messages are sent one at a time, and --watch reloads one.
     const runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: LOCAL_PATH() });
-    const stop = () => void runtime.shutdown('interrupted');
+    let interrupted: NodeJS.Signals | null = null;
+    const stop = (signal: NodeJS.Signals) => {
+      interrupted ??= signal;
+      // Whoever presses Ctrl-C wants the terminal back, not the message in flight finished.
+      void runtime.shutdown('interrupted', 0);
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    if (!(await runtime.ready)) return await runtime.done;
-    const reporter = new Reporter(runtime, !values['payloads-only']);
+    // Stopped by a signal before every answer was printed: the shell's code for it (130 for Ctrl-C), so
+    // `call ... && next` does not go on. --watch runs until stopped: Ctrl-C is its normal end.
+    const signalled = (code: number) =>
+      interrupted !== null && !values.watch ? 128 + os.constants.signals[interrupted] : code;
+    if (!(await runtime.ready)) return signalled(await runtime.done);
+    const reporter = new Reporter(runtime, report);
     const send = () =>
       sendMessages(config.socketPath, messages, values.envelope, actors, {
         print: values['payloads-only'] ? printPayloads : printAnswer,
         answered: (ms) => reporter.answered(ms),
       });
     if (values.watch) return await watch(runtime, send, extraDirs);
-    const failed = await send();
+    let failed: boolean;
+    try {
+      failed = await send();
+    } catch (err) {
+      // The runtime stopping under a message (Ctrl-C) closes its connection: the signal is the cause.
+      if (interrupted === null || !(err instanceof NoAnswerError)) throw err;
+      return signalled(await runtime.done);
+    }
     const code = await runtime.shutdown('call finished');
-    return code !== 0 ? code : failed ? 1 : 0;
+    return signalled(code !== 0 ? code : failed ? 1 : 0);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

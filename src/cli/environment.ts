@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { type Config, parseConfig } from '../config.js';
+import { readEnvFile } from './env-file.js';
 import { UsageError } from './messages.js';
 
 export interface HandlerFlags {
@@ -14,9 +15,16 @@ export interface HandlerFlags {
   'log-level'?: string;
   timeout?: string;
   codec?: string;
+  args?: string;
+  'env-file'?: string;
 }
 
+/**
+ * The environment, then --env-file's variables over it, then the flags over both. The file's variables
+ * go into this process's environment, so the handler's Python process, which inherits it, sees them too.
+ */
 export function handlerEnvironment(flags: HandlerFlags, socketDir: string | null): NodeJS.ProcessEnv {
+  if (flags['env-file'] !== undefined) Object.assign(process.env, readEnvFile(flags['env-file']));
   const env: NodeJS.ProcessEnv = { ...process.env };
   const set = (name: string, value: string | undefined) => {
     if (value !== undefined) env[name] = value;
@@ -27,6 +35,7 @@ export function handlerEnvironment(flags: HandlerFlags, socketDir: string | null
   set('ASYA_LOG_LEVEL', flags['log-level']);
   set('ASYA_HANDLER_TIMEOUT', flags.timeout);
   set('ASYA_JSON_CODEC', flags.codec);
+  set('ASYA_HANDLER_ARGS', flags.args);
   if (socketDir !== null) {
     // A private socket: the operator's socket settings belong to the deployed runtime.
     delete env.ASYA_SOCKET_PATH;
@@ -51,6 +60,8 @@ export const handlerOptions = {
   python: { type: 'string' },
   'log-level': { type: 'string' },
   codec: { type: 'string' },
+  args: { type: 'string' },
+  'env-file': { type: 'string' },
 } as const;
 
 export const handlerOptionsHelp = `  --handler SPEC     module.function or module.Class.method (default: $ASYA_HANDLER); call and
@@ -59,7 +70,11 @@ export const handlerOptionsHelp = `  --handler SPEC     module.function or modul
   --mode MODE        payload (default) or envelope (default: $ASYA_HANDLER_MODE)
   --python PATH      the interpreter (default: $ASYA_PYTHONEXECUTABLE, else python3 on PATH)
   --codec CODEC      auto, json or orjson (default: $ASYA_JSON_CODEC, else auto)
-  --log-level LEVEL  DEBUG, INFO, WARNING, ERROR (default: $ASYA_LOG_LEVEL, else INFO)`;
+  --log-level LEVEL  DEBUG, INFO, WARNING, ERROR (default: $ASYA_LOG_LEVEL, else INFO)
+  --args JSON        keyword arguments for the class's constructor (default: $ASYA_HANDLER_ARGS)
+  --env-file FILE    variables from a file (KEY=VALUE lines, as docker --env-file and .env files),
+                     over the environment; the flags win over both. A FILE that cannot be read
+                     ends the command with exit 9 ("FILE: not found"): Node.js reads it first`;
 
 /**
  * Where `call` and `check` look for modules before PYTHONPATH: the current directory, as `python -m`

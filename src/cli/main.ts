@@ -11,6 +11,7 @@ import type { EarlyPython } from '../worker/spawn.js';
 import { call, callHelp } from './call.js';
 import { check, checkHelp } from './check.js';
 import { UsageError } from './messages.js';
+import { probe, probeHelp } from './probe.js';
 import { send, sendHelp } from './send.js';
 import { serve } from './serve.js';
 
@@ -23,6 +24,7 @@ Usage:
   asya-runtime check --handler SPEC load a handler and report whether it works (pre-deploy check)
   asya-runtime send [--socket PATH] [JSON]
                                     send messages to a running runtime, as the sidecar does
+  asya-runtime probe               exit 0 when the runtime is ready (a readiness probe)
   asya-runtime COMMAND --help       options of a command
   asya-runtime --version | --help
 
@@ -38,6 +40,7 @@ const commands: Record<string, { run: (args: string[]) => Promise<number>; help:
   call: { run: call, help: callHelp },
   check: { run: check, help: checkHelp },
   send: { run: send, help: sendHelp },
+  probe: { run: probe, help: probeHelp },
 };
 
 async function main(argv: string[], early: EarlyPython | null): Promise<number> {

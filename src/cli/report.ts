@@ -8,25 +8,46 @@ export function say(line: string): void {
   stderrSink().write(`${line}\n`);
 }
 
-/** The REPORT line after each answer; the load time only on a freshly loaded process's first one. */
+export type ReportFormat = 'text' | 'json' | 'none';
+
+export const isReportFormat = (value: string): value is ReportFormat =>
+  value === 'text' || value === 'json' || value === 'none';
+
+/**
+ * The REPORT after each answer, as a line for people (`text`) or one JSON object for scripts (`json`);
+ * the load time only on a freshly loaded process's first one.
+ */
 export class Reporter {
   /** The pid whose load time was already reported. */
   private reportedPid: number | null = null;
 
   constructor(
     private readonly runtime: RunningRuntime,
-    private readonly enabled: boolean,
+    private readonly format: ReportFormat,
   ) {}
 
   answered(ms: number): void {
-    if (!this.enabled) return;
+    if (this.format === 'none') return;
     const loaded = this.runtime.loaded();
-    const fields = [`duration: ${ms.toFixed(2)} ms`];
+    let initMs: number | null = null;
     if (loaded && loaded.pid !== this.reportedPid) {
-      fields.push(`init duration: ${loaded.load_ms} ms`);
+      initMs = loaded.load_ms;
       this.reportedPid = loaded.pid;
     }
     const peak = loaded ? peakResidentBytes(loaded.pid) : null;
+    if (this.format === 'json') {
+      const fields = {
+        report: true,
+        duration_ms: Number(ms.toFixed(3)),
+        init_duration_ms: initMs,
+        peak_rss_bytes: peak,
+        python_pid: loaded?.pid ?? null,
+      };
+      say(JSON.stringify(fields));
+      return;
+    }
+    const fields = [`duration: ${ms.toFixed(2)} ms`];
+    if (initMs !== null) fields.push(`init duration: ${initMs} ms`);
     fields.push(`peak RSS: ${peak === null ? 'n/a' : `${(peak / 2 ** 20).toFixed(1)} MiB`}`);
     say(`REPORT  ${fields.join('  ')}`);
   }

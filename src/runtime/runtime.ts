@@ -33,7 +33,8 @@ export interface RunningRuntime {
   done: Promise<number>;
   /** Resolves true when the runtime first becomes ready, false if it stops before that. */
   ready: Promise<boolean>;
-  shutdown(reason: string): Promise<number>;
+  /** Stop: messages in flight get `graceMs` (default ASYA_SHUTDOWN_TIMEOUT) to finish. */
+  shutdown(reason: string, graceMs?: number): Promise<number>;
   /** What the Python process now serving reported when it loaded the handler (pid, load time, module file). */
   loaded(): ReadyInfo | null;
   /**
@@ -206,7 +207,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
     }
   });
 
-  const stop = async (cause: FatalError | string): Promise<number> => {
+  const stop = async (cause: FatalError | string, graceMs = config.shutdownTimeoutMs): Promise<number> => {
     if (stopping) return done;
     stopping = true;
     watch?.close();
@@ -217,9 +218,11 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
       logFatal(log, cause);
       await supervisor?.shutdown(0);
     } else {
-      log.info({ reason: cause, grace_s: config.shutdownTimeoutMs / 1000 }, 'shutting down');
-      const { unfinished } = (await supervisor?.shutdown(config.shutdownTimeoutMs)) ?? { unfinished: 0 };
-      if (unfinished > 0)
+      log.info({ reason: cause, grace_s: graceMs / 1000 }, 'shutting down');
+      const { unfinished } = (await supervisor?.shutdown(graceMs)) ?? { unfinished: 0 };
+      if (unfinished > 0 && graceMs === 0)
+        log.info({ unfinished }, 'stopped without waiting for the messages in flight');
+      else if (unfinished > 0)
         log.warn(
           { unfinished },
           'closed unfinished messages without an answer at the end of the grace period; the sidecar will retry them',
@@ -306,7 +309,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
   return {
     done,
     ready: readyOnce,
-    shutdown: (reason) => stop(reason),
+    shutdown: (reason, graceMs) => stop(reason, graceMs),
     loaded: () => supervisor?.loaded ?? null,
     reload: async (reason) => {
       if (!supervisor || stopping) throw new FatalError(ExitCode.ok, 'the runtime is stopping');

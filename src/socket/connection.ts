@@ -182,11 +182,18 @@ export class Connection implements Exchange, Reader {
     }
     const { received, expected } = this.decoder.progress();
     this.finished();
+    if (received === 0 && expected === null) {
+      // Connecting and closing is how a readiness probe (`asya-runtime probe`) or a port check asks
+      // whether the socket accepts: a question answered by accepting, not an error to log or count.
+      this.answered = true;
+      this.ctx.intake.release(this);
+      this.ctx.log.debug('client closed the connection without sending a request (a probe)');
+      this.socket.end();
+      return;
+    }
     this.fail(
       wireError.connection(
-        received === 0 && expected === null
-          ? 'client closed the connection without sending a request'
-          : `client closed the connection mid-frame (received ${received} of ${expected ?? 'at least 4'} bytes)`,
+        `client closed the connection mid-frame (received ${received} of ${expected ?? 'at least 4'} bytes)`,
       ),
     );
   }

@@ -1,0 +1,75 @@
+/**
+ * `--env-file FILE`: variables for `call` and `check` from a file, as `docker run --env-file` and
+ * dotenv read them, so a team's `.env` works as it is. A line that is none of these is an error
+ * naming the file and line: a silently skipped variable is a handler configured wrongly.
+ *
+ *   KEY=value            value trimmed, a ` #` starts a comment
+ *   export KEY=value     the shell's form
+ *   KEY="a\nb"           double quotes: \n \t \" \\ escapes, may span lines
+ *   KEY='raw'            single quotes: as written
+ *   # comment, blank lines
+ */
+import fs from 'node:fs';
+import { UsageError } from './messages.js';
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ESCAPES: Record<string, string> = { n: '\n', t: '\t', r: '\r', '"': '"', '\\': '\\' };
+
+export function readEnvFile(file: string): Record<string, string> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read --env-file ${file}: ${(err as Error).message}`);
+  }
+  return parseEnvFile(text, file);
+}
+
+export function parseEnvFile(text: string, file: string): Record<string, string> {
+  const vars = new Map<string, string>(); // a Map: `__proto__=x` is a variable like any other
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const where = `--env-file ${file}, line ${i + 1}`;
+    const line = (lines[i] as string).trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq < 0) throw new UsageError(`${where}: expected KEY=VALUE, got ${JSON.stringify(line)}`);
+    const name = line
+      .slice(0, eq)
+      .replace(/^export\s+/, '')
+      .trim();
+    if (!NAME.test(name)) throw new UsageError(`${where}: ${JSON.stringify(name)} is not a variable name`);
+    let rest = line.slice(eq + 1).trim();
+    const quote = rest[0];
+    if (quote === '"' || quote === "'") {
+      // A quoted value ends at its closing quote, on this line or a later one.
+      let value = '';
+      let j = 1;
+      for (;;) {
+        if (j >= rest.length) {
+          if (i + 1 >= lines.length) throw new UsageError(`${where}: the ${quote} quote is never closed`);
+          rest += `\n${lines[++i]}`;
+          continue;
+        }
+        const c = rest[j] as string;
+        if (c === quote) break;
+        if (quote === '"' && c === '\\' && j + 1 < rest.length) {
+          const next = rest[j + 1] as string;
+          value += ESCAPES[next] ?? `\\${next}`;
+          j += 2;
+          continue;
+        }
+        value += c;
+        j++;
+      }
+      const after = rest.slice(j + 1).trim();
+      if (after !== '' && !after.startsWith('#'))
+        throw new UsageError(`${where}: unexpected ${JSON.stringify(after)} after the quoted value of ${name}`);
+      vars.set(name, value);
+    } else {
+      const comment = rest.search(/\s#/);
+      vars.set(name, (comment < 0 ? rest : rest.slice(0, comment)).trim());
+    }
+  }
+  return Object.fromEntries(vars);
+}
