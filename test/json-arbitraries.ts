@@ -142,3 +142,7 @@ export const { value: valueText, object: objectText } = fc.letrec<{ value: strin
       .map(([items, gap]) => joined(items, '[', ']', gap)),
   }),
 );
+
+/** The text without whitespace between tokens, by another road than the CLI's layout: a regular expression. */
+export const withoutSpace = (text: string): string =>
+  text.replace(/("(?:[^"\\]|\\.)*")|[ \t\n\r]+/g, (_m, s: string | undefined) => s ?? '');
