@@ -17,7 +17,7 @@ import {
   validate,
 } from '../envelope/json-scan.js';
 
-/** Where a message came from, in the words of a usage error: `the argument`, `--payload`, a file name, `stdin`. */
+/** A message the runtime would refuse, named by its source (`the argument`, `--payload`, a file, `stdin`), line and column. */
 export class InvalidMessage extends Error {
   constructor(message: string) {
     super(message);
