@@ -9,6 +9,7 @@ import {
   type Finished,
   HANDLERS,
   jsonLines,
+  onTerminal,
   processesWithEnv,
   ROOT,
   runNode,
@@ -386,19 +387,8 @@ describe('help and version', () => {
 
 describe('logs on a terminal', () => {
   it('are human-readable lines, not JSON', async () => {
-    // `script` gives the CLI a pseudo-terminal, as an interactive shell would
-    const r = await new Promise<string>((resolve, reject) => {
-      const child = spawn(
-        'script',
-        ['-qec', `${process.execPath} ${CLI} check --handler basic.echo --python /nonexistent/python3`, '/dev/null'],
-        {
-          env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', TERM: 'dumb' },
-        },
-      );
-      let out = '';
-      child.stdout.on('data', (c) => (out += c));
-      child.on('error', reject);
-      child.on('close', () => resolve(out));
+    const r = await onTerminal(`${process.execPath} ${CLI} check --handler basic.echo --python /nonexistent/python3`, {
+      NO_COLOR: '1',
     });
     assert.match(r, /FATAL.*Python interpreter not found/);
     assert.doesNotMatch(r, /"level":/);

@@ -149,6 +149,23 @@ export function runNode(
   });
 }
 
+/**
+ * Run a shell command on a pseudo-terminal (util-linux `script`), as in an interactive shell, with a
+ * minimal environment (PATH, TERM=dumb, then `env`); resolves with what it wrote to the terminal,
+ * line ends as the terminal gives them (\r\n).
+ */
+export function onTerminal(command: string, env: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qec', command, '/dev/null'], {
+      env: { PATH: process.env.PATH ?? '', TERM: 'dumb', ...coverageEnv(), ...env },
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('error', reject);
+    child.on('close', () => resolve(out));
+  });
+}
+
 /** scripts/run-tests.mjs collects V8 coverage from every runtime a test starts: pass its directory on. */
 export function coverageEnv(): Record<string, string> {
   return process.env.NODE_V8_COVERAGE ? { NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE } : {};

@@ -49,7 +49,8 @@ ${handlerOptionsHelp}
                      whose route is --route, starting at its first actor)
   --route a,b,c      actors of that route (default: actor)
   --timeout SECONDS  handler time limit per message (default: $ASYA_HANDLER_TIMEOUT, else none)
-  --payloads-only    print only each output's payload (one line each), and no REPORT lines
+  --payloads-only    print only each output's payload (one line each, as the runtime wrote it; an
+                     error is printed whole), and no REPORT lines
   --report FORMAT    text (default), json (one object per answer on stderr: duration_ms,
                      init_duration_ms, peak_rss_bytes, python_pid) or none
   -v, --verbose      also the runtime's own lines (starting, listening, loaded, ready, stopped)
@@ -61,6 +62,10 @@ ${handlerOptionsHelp}
   -h, --help
 
 JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
+A message reaches the handler as the text you gave, read by Python's json.loads (9007199254740993, 1.0,
+-0.0, escapes and repeated keys as Python reads them; NaN and Infinity are refused, as the runtime
+refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,
+values untouched (1.0, -0.0 and 2**70 print as Python encoded them).
 Exit code: 0 every answer ok (with --watch: stopped by Ctrl-C), 1 an answer was an error,
 2 bad usage or configuration, 3 Python not found, 4 the handler failed to load, 130 stopped by
 Ctrl-C (143 by SIGTERM) before every answer was printed.
@@ -91,7 +96,11 @@ export async function call(args: string[]): Promise<number> {
     throw new UsageError(`--report ${JSON.stringify(report)} is not valid: expected text, json or none`);
   const actors = parseRoute(values.route);
   // Read everything first: a typo in a message should not cost a model load.
-  const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');
+  const messages = readMessages(
+    { positionals, payloads: values.payload, file: values.file },
+    'message',
+    values.envelope,
+  );
   const extraDirs = (values['watch-dir'] ?? []).map((d) => path.resolve(d));
   for (const d of extraDirs) if (!isDirectory(d)) throw new UsageError(`--watch-dir ${d} is not a directory`);
   // With --watch, Python must read the edited source, never a .pyc it wrote a moment before (its

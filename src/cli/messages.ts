@@ -4,7 +4,10 @@
  */
 import fs from 'node:fs';
 import { parseSeconds, SECONDS_EXPECTED } from '../config.js';
+import { JsonScanError } from '../envelope/json-scan.js';
 import { exchange } from '../socket/client.js';
+import { layout } from './json-layout.js';
+import { answerElements, InvalidMessage, messageDepth, payloadOf, splitMessages, wrapPayload } from './json-text.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -37,18 +40,19 @@ export interface MessageSource {
 }
 
 /**
- * Every message, in order. A text that is one JSON value is one message; otherwise each non-empty
- * line must be one (JSON lines), so `cat requests.jsonl | asya-runtime call ...` sends them all.
+ * Every message, in order, as the bytes the user gave: a text that is one JSON value is one message;
+ * otherwise each line with a value on it is one (JSON lines), so `cat requests.jsonl | asya-runtime
+ * call ...` sends them all. A payload is checked at its depth inside the envelope (`asEnvelope` false).
  */
-export function readMessages(source: MessageSource, what: string): unknown[] {
-  const texts: Array<{ text: string; from: string }> = [];
+export function readMessages(source: MessageSource, what: string, asEnvelope: boolean): Buffer[] {
+  const texts: Array<{ text: Buffer; from: string }> = [];
   for (const p of source.positionals)
-    texts.push(p === '-' ? { text: readStdin(), from: 'stdin' } : { text: p, from: 'the argument' });
-  for (const p of source.payloads ?? []) texts.push({ text: p, from: '--payload' });
+    texts.push(p === '-' ? { text: readStdin(), from: 'stdin' } : { text: Buffer.from(p), from: 'the argument' });
+  for (const p of source.payloads ?? []) texts.push({ text: Buffer.from(p), from: '--payload' });
   if (source.file !== undefined) {
-    let text: string;
+    let text: Buffer;
     try {
-      text = fs.readFileSync(source.file, 'utf8');
+      text = fs.readFileSync(source.file);
     } catch (err) {
       throw new UsageError(`cannot read --file ${source.file}: ${(err as Error).message}`);
     }
@@ -59,27 +63,17 @@ export function readMessages(source: MessageSource, what: string): unknown[] {
       throw new UsageError(`no ${what} given: pass it as an argument, with --payload or --file, or on stdin`);
     texts.push({ text: readStdin(), from: 'stdin' });
   }
-  return texts.flatMap(({ text, from }) => parseMessages(text, from));
-}
-
-function readStdin(): string {
-  return fs.readFileSync(0, 'utf8');
-}
-
-export function parseMessages(text: string, from: string): unknown[] {
+  const depth = messageDepth(asEnvelope);
   try {
-    return [JSON.parse(text)];
-  } catch (whole) {
-    const lines = text.split('\n').filter((l) => l.trim() !== '');
-    if (lines.length < 2) throw new UsageError(`${from} is not valid JSON: ${(whole as Error).message}`);
-    return lines.map((line, i) => {
-      try {
-        return JSON.parse(line) as unknown;
-      } catch (err) {
-        throw new UsageError(`${from}, line ${i + 1}, is not valid JSON: ${(err as Error).message}`);
-      }
-    });
+    return texts.flatMap(({ text, from }) => splitMessages(text, from, depth));
+  } catch (err) {
+    if (err instanceof InvalidMessage) throw new UsageError(err.message);
+    throw err;
   }
+}
+
+function readStdin(): Buffer {
+  return fs.readFileSync(0);
 }
 
 export function parseRoute(route: string): string[] {
@@ -98,48 +92,78 @@ export function positiveSeconds(option: string, text: string): number {
 
 let counter = 0;
 
-/** A payload becomes an envelope whose route starts at the first actor, as the gateway would send it. */
-export function toEnvelope(message: unknown, asEnvelope: boolean, actors: string[]): unknown {
-  if (asEnvelope) return message;
-  return { id: `cli-${process.pid}-${++counter}`, route: { actors, current: 0 }, payload: message };
-}
-
-/** Pretty on a terminal, one compact line otherwise (so output can be piped to jq or a file). */
-export function printAnswer(answer: unknown): void {
-  process.stdout.write(`${process.stdout.isTTY ? JSON.stringify(answer, null, 2) : JSON.stringify(answer)}\n`);
+/**
+ * What goes on the wire: a whole envelope as given, or a payload written into an envelope whose
+ * route starts at the first actor, as the gateway would send it.
+ */
+export function requestOf(message: Buffer, asEnvelope: boolean, actors: readonly string[]): Buffer {
+  return asEnvelope ? message : wrapPayload(message, `cli-${process.pid}-${++counter}`, actors);
 }
 
 /**
- * `--payloads-only`: each output's payload on its own line (a handler that returned nothing prints
- * nothing), so answers can be piped on as they are; an error element is printed whole.
+ * An answer as the runtime wrote it: one line (its whitespace between tokens, if any, removed),
+ * indented on a terminal. Tokens are never re-encoded: the values are the ones Python encoded. (A
+ * text that is not JSON, which the runtime never sends, is printed as it came.)
  */
-export function printPayloads(answer: unknown): void {
-  for (const element of Array.isArray(answer) ? answer : [answer]) {
-    const plain = typeof element === 'object' && element !== null && 'payload' in element && !isErrorAnswer([element]);
-    printAnswer(plain ? (element as { payload: unknown }).payload : element);
+export function printAnswer(answer: Buffer): void {
+  let shown: Buffer;
+  try {
+    shown = layout(answer, process.stdout.isTTY ? '  ' : null);
+  } catch (err) {
+    if (!(err instanceof JsonScanError)) throw err;
+    shown = answer;
   }
+  process.stdout.write(Buffer.concat([shown, NEWLINE]));
 }
 
-/** The sidecar treats an answer as failed when any element carries a non-empty `error`. */
-export function isErrorAnswer(answer: unknown): boolean {
-  return (
-    Array.isArray(answer) &&
-    answer.some(
-      (e) =>
-        typeof e === 'object' &&
-        e !== null &&
-        typeof (e as { error?: unknown }).error === 'string' &&
-        (e as { error: string }).error !== '',
-    )
+const NEWLINE = Buffer.from('\n');
+
+/**
+ * `--payloads-only`: each output's payload on its own line, as the runtime wrote it (a handler that
+ * returned nothing prints nothing), so answers can be piped on as they are; an error element is
+ * printed whole.
+ */
+export function printPayloads(answer: Buffer): void {
+  let texts: Buffer[];
+  try {
+    texts = answerElements(answer).map((element) => {
+      const whole = answer.subarray(element.start, element.end);
+      const payload = isErrorAnswer(whole) ? null : payloadOf(answer, element);
+      return payload ? answer.subarray(payload.start, payload.end) : whole;
+    });
+  } catch (err) {
+    if (!(err instanceof JsonScanError)) throw err;
+    texts = [answer];
+  }
+  for (const text of texts) printAnswer(text);
+}
+
+/**
+ * The sidecar treats an answer as failed when any element carries a non-empty `error` (JSON.parse
+ * reads it well enough: only that string matters), or when it cannot read the answer at all.
+ */
+export function isErrorAnswer(answer: Buffer): boolean {
+  let value: unknown;
+  try {
+    value = JSON.parse(answer.toString('utf8'));
+  } catch {
+    return true;
+  }
+  return (Array.isArray(value) ? value : [value]).some(
+    (e) =>
+      typeof e === 'object' &&
+      e !== null &&
+      typeof (e as { error?: unknown }).error === 'string' &&
+      (e as { error: string }).error !== '',
   );
 }
 
 export interface SendOptions {
   timeoutMs?: number;
   /** How an answer is printed (default: printAnswer). */
-  print?: (answer: unknown) => void;
+  print?: (answer: Buffer) => void;
   /** Called after each answer is printed, with the time from sending the message to its whole answer. */
-  answered?: (ms: number, answer: unknown) => void;
+  answered?: (ms: number) => void;
 }
 
 /**
@@ -148,26 +172,25 @@ export interface SendOptions {
  */
 export async function sendMessages(
   socket: string,
-  messages: unknown[],
+  messages: readonly Buffer[],
   asEnvelope: boolean,
-  actors: string[],
+  actors: readonly string[],
   options: SendOptions = {},
 ): Promise<boolean> {
   const { timeoutMs = 0, print = printAnswer, answered } = options;
   let failed = false;
   for (const message of messages) {
-    const request = Buffer.from(JSON.stringify(toEnvelope(message, asEnvelope, actors)));
-    let raw: Buffer;
+    const request = requestOf(message, asEnvelope, actors);
+    let answer: Buffer;
     const sent = process.hrtime.bigint();
     try {
-      raw = await exchange(socket, request, timeoutMs);
+      answer = await exchange(socket, request, timeoutMs);
     } catch (err) {
       throw new NoAnswerError(`no answer from ${socket}: ${(err as Error).message}`);
     }
     const ms = Number(process.hrtime.bigint() - sent) / 1e6;
-    const answer = JSON.parse(raw.toString('utf8')) as unknown;
     print(answer);
-    answered?.(ms, answer);
+    answered?.(ms);
     failed ||= isErrorAnswer(answer);
   }
   return failed;

@@ -20,6 +20,10 @@ Options:
   -h, --help
 
 JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
+A message reaches the handler as the text you gave, read by Python's json.loads (9007199254740993, 1.0,
+-0.0, escapes and repeated keys as Python reads them; NaN and Infinity are refused, as the runtime
+refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,
+values untouched (1.0, -0.0 and 2**70 print as Python encoded them).
 Exit code: 0 all answers ok, 1 an answer was an error, 2 bad usage, 5 the socket is unreachable.
 
 Example:
@@ -34,7 +38,11 @@ export async function send(args: string[]): Promise<number> {
   const socket = values.socket ?? socketPathOf(process.env);
   const timeoutMs = values.timeout === undefined ? 0 : positiveSeconds('--timeout', values.timeout) * 1000;
   const actors = parseRoute(values.route);
-  const messages = readMessages({ positionals, payloads: values.payload, file: values.file }, 'message');
+  const messages = readMessages(
+    { positionals, payloads: values.payload, file: values.file },
+    'message',
+    values.envelope,
+  );
   try {
     return (await sendMessages(socket, messages, values.envelope, actors, { timeoutMs })) ? 1 : 0;
   } catch (err) {
