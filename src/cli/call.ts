@@ -103,7 +103,7 @@ export async function call(args: string[]): Promise<number> {
         print: values['payloads-only'] ? printPayloads : printAnswer,
         answered: (ms) => reporter.answered(ms),
       });
-    if (values.watch) return await watch(runtime, send, extraDirs);
+    if (values.watch) return await watch(runtime, send, extraDirs, log);
     const failed = await send();
     const code = await runtime.shutdown('call finished');
     return code !== 0 ? code : failed ? 1 : 0;

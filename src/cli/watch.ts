@@ -1,14 +1,16 @@
 /**
  * `call --watch`: reload the Python process (the supervisor's recycle path) when a source file of
- * the handler's changes, and send the messages again.
+ * the handler's changes, and send the messages again. What is watched is watch-dirs.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FatalError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import type { RunningRuntime } from '../runtime/runtime.js';
 import type { ReadyInfo } from '../worker/worker.js';
 import { NoAnswerError } from './messages.js';
 import { say } from './report.js';
+import { DirectoryWatch } from './watch-dirs.js';
 
 /** Editors write a file in several steps (truncate, write, rename): one reload for all of them. */
 const WATCH_DEBOUNCE_MS = 150;
@@ -27,20 +29,11 @@ export function watchRoots(loaded: ReadyInfo | null, extra: string[]): string[] 
   return [...roots];
 }
 
-/** A .py file of the user's, not one in a cache, a virtualenv or a hidden directory. */
-function isSource(relative: string): boolean {
-  if (!relative.endsWith('.py')) return false;
-  return !relative
-    .split(path.sep)
-    .some(
-      (part) => part === '__pycache__' || part === 'site-packages' || part === 'node_modules' || part.startsWith('.'),
-    );
-}
-
 export async function watch(
   runtime: RunningRuntime,
   send: () => Promise<boolean>,
   extraDirs: string[],
+  log: Logger,
 ): Promise<number> {
   const roots = watchRoots(runtime.loaded(), extraDirs);
   let changed: string | null = null;
@@ -72,11 +65,9 @@ export async function watch(
     say(`RELOAD  handler loaded in ${ready.load_ms} ms (pid ${ready.pid})`);
     await cycle();
   };
-  const onChange = (root: string, name: string | Buffer | null) => {
-    if (name === null || stopped) return;
-    const relative = name.toString();
-    if (!isSource(relative)) return;
-    changed = path.relative(process.cwd(), path.join(root, relative)) || relative;
+  const onChange = (file: string) => {
+    if (stopped) return;
+    changed = path.relative(process.cwd(), file) || file;
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {
       timer = null;
@@ -86,18 +77,8 @@ export async function watch(
     }, WATCH_DEBOUNCE_MS);
   };
 
-  const watchers: fs.FSWatcher[] = [];
-  for (const root of roots) {
-    let watcher: fs.FSWatcher;
-    try {
-      watcher = fs.watch(root, { recursive: true }, (_event, name) => onChange(root, name));
-    } catch {
-      // recursive watching is not available here: the directory itself only
-      watcher = fs.watch(root, (_event, name) => onChange(root, name));
-    }
-    watcher.on('error', (err) => say(`WATCH  ${root}: ${err.message}`));
-    watchers.push(watcher);
-  }
+  const dirs = new DirectoryWatch({ log, onChange });
+  dirs.setRoots(roots);
   say(
     roots.length > 0
       ? `WATCH  watching ${roots.map((r) => path.relative(process.cwd(), r) || '.').join(', ')} for .py changes; Ctrl-C to stop`
@@ -108,7 +89,7 @@ export async function watch(
   const code = await runtime.done;
   stopped = true;
   if (timer) clearTimeout(timer);
-  for (const w of watchers) w.close();
+  dirs.close();
   await chain.catch(() => undefined);
   return code;
 }
