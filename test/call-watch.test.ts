@@ -199,6 +199,65 @@ describe('asya-runtime call --watch', () => {
     });
   }
 
+  it('a first load that fails keeps watching, says why each time, and loads the handler once it is fixed', async () => {
+    const dir = tempDir();
+    const module = path.join(dir, 'live.py');
+    const run = watchCall(dir, ['--handler', 'live.predict', '{}']);
+    const failures = () => lines(run.stderr(), 'WATCH  the handler did not load').length;
+    await run.stoppedAfter(async () => {
+      // no module file at all yet: the current directory is watched
+      await run.waitFor('the first failure', () => failures() === 1);
+      assert.match(run.stderr(), /no module found for handler 'live\.predict'/);
+      assert.match(run.stderr(), /^WATCH {2}the handler did not load \(above\): watching \. for \.py changes/m);
+      fs.writeFileSync(module, 'def predict(payload:\n');
+      await run.waitFor('the syntax error', () => failures() === 2);
+      assert.match(run.stderr(), /^RELOAD {2}live\.py changed: loading the handler again$/m);
+      assert.match(run.stderr(), /SyntaxError/);
+      fs.writeFileSync(module, 'import helper\n\ndef predict(payload):\n    return {"version": helper.VERSION}\n');
+      await run.waitFor('the import error', () => failures() === 3);
+      assert.match(run.stderr(), /No module named 'helper'/);
+      fs.writeFileSync(module, 'def predicted(payload):\n    return {}\n');
+      await run.waitFor('the missing function', () => failures() === 4);
+      assert.match(run.stderr(), /has no attribute 'predict'/);
+      assert.equal(run.answers().length, 0, 'nothing was sent to a handler that did not load');
+      // the fix is a new module next to it, written after the handler: that alone starts the runtime
+      fs.writeFileSync(module, 'import helper\n\ndef predict(payload):\n    return {"version": helper.VERSION}\n');
+      await run.waitFor('the failure that waits for helper.py', () => failures() === 5);
+      fs.writeFileSync(path.join(dir, 'helper.py'), 'VERSION = 1\n');
+      await run.waitFor('the first answer', () => run.answers().length === 1);
+      assert.deepEqual(run.answers(), [{ version: 1 }]);
+      assert.match(run.stderr(), /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
+      assert.match(run.stderr(), /^WATCH {2}watching \. for \.py changes; Ctrl-C to stop$/m);
+      assert.notEqual(reports(run.stderr())[0]?.init, null);
+      // from then on, as after a first load that worked
+      fs.writeFileSync(path.join(dir, 'helper.py'), 'VERSION = 2\n');
+      await run.waitFor('the reloaded answer', () => run.answers().length === 2);
+      assert.deepEqual(run.answers()[1], { version: 2 });
+    });
+  });
+
+  it('Ctrl-C while waiting for a handler that does not load exits 0 and leaves nothing running', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'live.py'), 'raise RuntimeError("not yet")\n');
+    const run = watchCall(dir, ['--handler', 'live.predict', '{}']);
+    await run.waitFor('the failure', () => lines(run.stderr(), 'WATCH  the handler did not load').length === 1);
+    assert.match(run.stderr(), /RuntimeError: not yet/);
+    assert.equal(await run.interrupt(), 0, run.stderr());
+  });
+
+  it('what a save cannot fix still ends it: no Python is exit 3, as without --watch', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'live.py'), 'def predict(payload):\n    return {}\n');
+    const r = await runNode(
+      [CLI, 'call', '--watch', '--handler', 'live.predict', '--python', path.join(dir, 'no-python'), '{}'],
+      {
+        cwd: dir,
+      },
+    );
+    assert.equal(r.code, 3, r.stderr);
+    assert.doesNotMatch(r.stderr, /^WATCH/m);
+  });
+
   it('watches the source directories only: not a virtualenv, site-packages, .git, node_modules, __pycache__ or hidden ones', async () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'live.py'), 'from lib import helper\n\ndef predict(payload):\n    return {}\n');

@@ -6,14 +6,15 @@
  * After each answer a REPORT line on stderr (like AWS Lambda's) gives the duration, the handler's
  * load time (on the first call to a freshly loaded process only) and the Python process's peak
  * resident memory. `--watch` keeps the runtime up and reloads the Python process (the supervisor's
- * recycle path) whenever a .py file under the handler's directory changes, then sends the messages again.
+ * recycle path) whenever a .py file in the handler's source directories changes, then sends the messages
+ * again (watch.ts; what is watched, watch-dirs.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../logger.js';
-import { startRuntime } from '../runtime/runtime.js';
+import { type RunningRuntime, startRuntime } from '../runtime/runtime.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
 import {
   messageOptions,
@@ -92,20 +93,26 @@ export async function call(args: string[]): Promise<number> {
     const config = handlerConfig(env);
     const log = createLogger(config.logLevel);
     // One Python process whatever ASYA_WORKERS says: messages are sent one at a time, and --watch reloads one.
-    const runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: [process.cwd()] });
-    const stop = () => void runtime.shutdown('interrupted');
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    if (!(await runtime.ready)) return await runtime.done;
-    const reporter = new Reporter(runtime, !values['payloads-only']);
+    let runtime: RunningRuntime | null = null;
+    const start = () => {
+      runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: [process.cwd()] });
+      return runtime;
+    };
+    const reporter = new Reporter(() => runtime?.loaded() ?? null, !values['payloads-only']);
     const send = () =>
       sendMessages(config.socketPath, messages, values.envelope, actors, {
         print: values['payloads-only'] ? printPayloads : printAnswer,
         answered: (ms) => reporter.answered(ms),
       });
-    if (values.watch) return await watch(runtime, send, extraDirs, log);
+    if (values.watch)
+      return await watch({ start, send, handler: config.handler, pythonPath: env.PYTHONPATH, extraDirs, log });
+    const once = start();
+    const stop = () => void once.shutdown('interrupted');
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    if (!(await once.ready)) return await once.done;
     const failed = await send();
-    const code = await runtime.shutdown('call finished');
+    const code = await once.shutdown('call finished');
     return code !== 0 ? code : failed ? 1 : 0;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
