@@ -28,6 +28,7 @@ import {
 } from './messages.js';
 import { Reporter } from './report.js';
 import { watch } from './watch.js';
+import { WATCH_MAX_DIRS } from './watch-dirs.js';
 
 export const callHelp = `Usage: asya-runtime call --handler SPEC [options] [JSON | -]
 
@@ -49,16 +50,27 @@ ${handlerOptionsHelp}
   --route a,b,c      actors of that route (default: actor)
   --timeout SECONDS  handler time limit per message (default: $ASYA_HANDLER_TIMEOUT, else none)
   --payloads-only    print only each output's payload (one line each), and no REPORT lines
-  --watch            keep running: when a .py file under the handler module's directory changes,
-                     restart the Python process, print the new load time and send the messages
-                     again; Ctrl-C stops (exit 0). A handler that no longer loads is reported and
-                     retried on the next change.
-  --watch-dir DIR    also watch this directory (repeatable), e.g. a library on your PYTHONPATH
+  --watch            keep running: when a .py file in the handler's source directories changes
+                     (however it is saved: in place, renamed over, deleted and created, git
+                     checkout; a new module or package directory too), restart the Python process,
+                     print the new load time and send the messages again; Ctrl-C stops (exit 0).
+                     Watched: the directory the module was imported from (above its packages) and
+                     every directory below it, except hidden ones, __pycache__, site-packages,
+                     dist-packages, node_modules, venv and any virtualenv (pyvenv.cfg) or conda
+                     environment (conda-meta); symbolic links are not followed; at most
+                     ${WATCH_MAX_DIRS} directories (a WARNING says when more were found;
+                     --log-level DEBUG logs the count).
+                     A handler that does not load is reported and loaded again on the next
+                     change, the first load too: after a failed first load the current directory
+                     is watched as well as the one on PYTHONPATH that holds the module.
+  --watch-dir DIR    also watch this directory and the ones below it (repeatable), e.g. a library
+                     on your PYTHONPATH
   -h, --help
 
 JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
 Exit code: 0 every answer ok (with --watch: stopped by Ctrl-C), 1 an answer was an error,
-2 bad usage or configuration, 3 Python not found, 4 the handler failed to load.
+2 bad usage or configuration, 3 Python not found, 4 the handler failed to load (not with
+--watch: it waits for the next change).
 
 Examples:
   asya-runtime call --handler my_module.process '{"text": "hi"}'

@@ -18,7 +18,13 @@ import path from 'node:path';
 import type { Logger } from '../logger.js';
 
 /** Directories that never hold the handler's own sources. */
-const SKIPPED_NAMES = new Set(['__pycache__', 'site-packages', 'dist-packages', 'node_modules', 'venv']);
+export const SKIPPED_NAMES: ReadonlySet<string> = new Set([
+  '__pycache__',
+  'site-packages',
+  'dist-packages',
+  'node_modules',
+  'venv',
+]);
 
 /** The most directories one `call --watch` watches. */
 export const WATCH_MAX_DIRS = 1000;

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { DirectoryWatch, skipReason } from '../../src/cli/watch-dirs.js';
+import { callHelp } from '../../src/cli/call.js';
+import { DirectoryWatch, SKIPPED_NAMES, skipReason, WATCH_MAX_DIRS } from '../../src/cli/watch-dirs.js';
 import type { LogSink } from '../../src/log-sink.js';
 import { createLogger } from '../../src/logger.js';
-import { tempDir, until } from '../helpers.js';
+import { ROOT, tempDir, until } from '../helpers.js';
 
 interface Line {
   level: string;
@@ -54,6 +55,18 @@ describe('call --watch: the directories watched', () => {
     assert.equal(skipReason(made('miniconda/conda-meta')), null);
     assert.equal(skipReason(path.join(dir, 'miniconda')), 'conda environment');
     assert.equal(skipReason(made('models', '__init__.py')), null);
+  });
+
+  it('docs/handler-guide.md and call --help state these rules and the cap', () => {
+    const guide = fs.readFileSync(path.join(ROOT, 'docs', 'handler-guide.md'), 'utf8').replace(/\s+/g, ' ');
+    for (const name of [...SKIPPED_NAMES, 'pyvenv.cfg', 'conda-meta']) assert.ok(guide.includes(`\`${name}\``), name);
+    assert.ok(guide.includes(`At most ${WATCH_MAX_DIRS} directories are watched`));
+    const help = callHelp.replace(/\s+/g, ' ');
+    for (const name of [...SKIPPED_NAMES, 'pyvenv.cfg', 'conda-meta'])
+      assert.ok(help.includes(name), `--help: ${name}`);
+    assert.ok(help.includes(`at most ${WATCH_MAX_DIRS} directories`));
+    const troubleshooting = fs.readFileSync(path.join(ROOT, 'docs', 'troubleshooting.md'), 'utf8');
+    assert.ok(troubleshooting.includes(`watch: ${WATCH_MAX_DIRS} directories is the most --watch follows`));
   });
 
   it('watches at most maxDirs, the shallowest first, with one WARNING; the count is a DEBUG line', () => {
