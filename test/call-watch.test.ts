@@ -1,14 +1,26 @@
 /**
  * `asya-runtime call` for the inner loop: the REPORT line after each answer, --payloads-only, and
- * --watch (edit the handler, see the new answer; Ctrl-C stops it and leaves nothing running).
+ * --watch (edit the handler however an editor or a tool saves it, see the new answer; a handler that
+ * does not load yet is waited for; Ctrl-C stops it and leaves nothing running).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, HANDLERS, jsonLines, processesWithEnv, runNode, tempDir, until } from './helpers.js';
+import {
+  CLI,
+  coverageEnv,
+  HANDLERS,
+  jsonLines,
+  processesWithEnv,
+  ROOT,
+  runNode,
+  seeded,
+  tempDir,
+  until,
+} from './helpers.js';
 
 const REPORT = /^REPORT {2}duration: (\d+\.\d\d) ms(?: {2}init duration: (\d+) ms)? {2}peak RSS: (\d+\.\d) MiB$/;
 
@@ -77,11 +89,78 @@ describe('asya-runtime call: the REPORT line', () => {
   });
 });
 
+/** A running `call --watch`: what it printed, waits on it, and Ctrl-C. */
+interface WatchRun {
+  pid: number;
+  stdout(): string;
+  stderr(): string;
+  /** The payload of each answer printed so far. */
+  answers(): Array<Record<string, unknown> | undefined>;
+  waitFor(what: string, ok: () => boolean, timeoutMs?: number): Promise<true>;
+  /** SIGINT, as Ctrl-C sends: resolves with the exit code once no process of this run is left. */
+  interrupt(): Promise<number | null>;
+  /** Run `body`, then Ctrl-C whatever happened; unless `body` failed, the exit code must be 0. */
+  stoppedAfter(body: () => Promise<void>): Promise<void>;
+}
+
+/** Start `call --watch` in `cwd` (node dist/cli.js, or the packaged executable), with a minimal environment. */
+function watchCall(cwd: string, args: string[], opts: { env?: Record<string, string>; executable?: string } = {}) {
+  const marker = randomUUID();
+  const command = opts.executable ? [opts.executable] : [process.execPath, CLI];
+  const child = spawn(command[0]!, [...command.slice(1), 'call', '--watch', ...args], {
+    cwd,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/root',
+      ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '',
+      WATCH_TEST: marker,
+      ...coverageEnv(),
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += c));
+  child.stderr.on('data', (c) => (stderr += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const run: WatchRun = {
+    pid: child.pid!,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    answers: () => jsonLines(stdout).map((a) => (a as Array<{ payload: Record<string, unknown> }>)[0]?.payload),
+    waitFor: (what, ok, timeoutMs = 30_000) =>
+      until(() => `${what}\nstdout:\n${stdout}\nstderr:\n${stderr.slice(-6000)}`, ok, timeoutMs, 20),
+    interrupt: async () => {
+      child.kill('SIGINT');
+      const code = await exited;
+      await until(
+        () => `no process of this call left: ${JSON.stringify(processesWithEnv('WATCH_TEST', marker))}`,
+        () => processesWithEnv('WATCH_TEST', marker).length === 0,
+        10_000,
+      );
+      return code;
+    },
+    stoppedAfter: async (body) => {
+      try {
+        await body();
+      } catch (err) {
+        await run.interrupt();
+        throw err;
+      }
+      assert.equal(await run.interrupt(), 0, stderr);
+    },
+  };
+  return run;
+}
+
+/** Lines of `text` that start with `prefix`. */
+const lines = (text: string, prefix: string) => text.split('\n').filter((l) => l.startsWith(prefix));
+
 describe('asya-runtime call --watch', () => {
   for (const preload of [false, true]) {
     it(`reloads the handler when its .py file changes, sends the messages again; Ctrl-C exits 0 and leaves nothing running${preload ? ' (ASYA_PRELOAD: a new template each time)' : ''}`, async () => {
       const dir = tempDir();
-      const marker = randomUUID();
       const module = path.join(dir, 'live_model.py');
       fs.mkdirSync(path.join(dir, 'lib'));
       fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 1\n');
@@ -89,68 +168,337 @@ describe('asya-runtime call --watch', () => {
         module,
         'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 1, "x": payload["x"] * FACTOR}\n',
       );
-      const child = spawn(process.execPath, [CLI, 'call', '--handler', 'live_model.predict', '--watch', '{"x": 2}'], {
-        cwd: dir,
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '/root',
-          ASYA_TEST_RUN: process.env.ASYA_TEST_RUN ?? '',
-          WATCH_TEST: marker,
-          ...(preload ? { ASYA_PRELOAD: 'true' } : {}),
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
+      const run = watchCall(dir, ['--handler', 'live_model.predict', '{"x": 2}'], {
+        env: preload ? { ASYA_PRELOAD: 'true' } : {},
       });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c) => (stdout += c));
-      child.stderr.on('data', (c) => (stderr += c));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const waitFor = (what: string, ok: () => boolean) =>
-        until(() => `${what}\nstdout:\n${stdout}\nstderr:\n${stderr}`, ok, 30_000, 50);
-      const answers = () =>
-        jsonLines(stdout).map((a) => (a as Array<{ payload: { version: number; x: number } }>)[0]?.payload);
-      try {
-        await waitFor(
+      await run.stoppedAfter(async () => {
+        await run.waitFor(
           'the watch line and the first answer',
-          () => /^WATCH {2}watching \. for \.py changes/m.test(stderr) && answers().length === 1,
+          () => /^WATCH {2}watching \. for \.py changes/m.test(run.stderr()) && run.answers().length === 1,
         );
-        assert.deepEqual(answers(), [{ version: 1, x: 2 }]);
-        assert.equal(reports(stderr)[0]?.init !== null, true);
+        assert.deepEqual(run.answers(), [{ version: 1, x: 2 }]);
+        assert.equal(reports(run.stderr())[0]?.init !== null, true);
 
         fs.writeFileSync(
           module,
           'from lib.helper import FACTOR\n\ndef predict(payload):\n    return {"version": 2, "x": payload["x"] * FACTOR}\n',
         );
-        await waitFor('the answer of the edited handler', () => answers().length === 2);
-        assert.deepEqual(answers()[1], { version: 2, x: 2 });
-        assert.match(stderr, /^RELOAD {2}live_model\.py changed: restarting the Python process$/m);
-        assert.match(stderr, /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
-        const got = reports(stderr);
+        await run.waitFor('the answer of the edited handler', () => run.answers().length === 2);
+        assert.deepEqual(run.answers()[1], { version: 2, x: 2 });
+        assert.match(run.stderr(), /^RELOAD {2}live_model\.py changed: restarting the Python process$/m);
+        assert.match(run.stderr(), /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
+        const got = reports(run.stderr());
         assert.equal(got.length, 2);
         assert.notEqual(got[1]?.init, null, 'a reloaded process reports its load time on its first call');
 
         // a module it imports, in a subdirectory: a reload too
         fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), 'FACTOR = 100\n');
-        await waitFor('the answer with the edited helper', () => answers().length === 3);
-        assert.deepEqual(answers()[2], { version: 2, x: 200 });
+        await run.waitFor('the answer with the edited helper', () => run.answers().length === 3);
+        assert.deepEqual(run.answers()[2], { version: 2, x: 200 });
 
         // a broken edit is reported, the watch goes on, the fix is picked up
         fs.writeFileSync(module, 'def predict(payload):\n    return {"version": \n');
-        await waitFor('the failed reload', () => /^RELOAD {2}waiting for the next change$/m.test(stderr));
-        assert.match(stderr, /^RELOAD {2}failed: cannot load handler "live_model\.predict".*SyntaxError/m);
+        await run.waitFor('the failed reload', () => /^RELOAD {2}waiting for the next change$/m.test(run.stderr()));
+        assert.match(run.stderr(), /^RELOAD {2}failed: cannot load handler "live_model\.predict".*SyntaxError/m);
         fs.writeFileSync(module, 'def predict(payload):\n    return {"version": 3333}\n');
-        await waitFor('the answer of the fixed handler', () => answers().length === 4);
-        assert.deepEqual(answers()[3], { version: 3333 });
-      } finally {
-        child.kill('SIGINT');
+        await run.waitFor('the answer of the fixed handler', () => run.answers().length === 4);
+        assert.deepEqual(run.answers()[3], { version: 3333 });
+      });
+    });
+  }
+
+  it('a first load that fails keeps watching, says why each time, and loads the handler once it is fixed', async () => {
+    const dir = tempDir();
+    const module = path.join(dir, 'live.py');
+    const run = watchCall(dir, ['--handler', 'live.predict', '{}']);
+    const failures = () => lines(run.stderr(), 'WATCH  the handler did not load').length;
+    await run.stoppedAfter(async () => {
+      // no module file at all yet: the current directory is watched
+      await run.waitFor('the first failure', () => failures() === 1);
+      assert.match(run.stderr(), /no module found for handler 'live\.predict'/);
+      assert.match(run.stderr(), /^WATCH {2}the handler did not load \(above\): watching \. for \.py changes/m);
+      fs.writeFileSync(module, 'def predict(payload:\n');
+      await run.waitFor('the syntax error', () => failures() === 2);
+      assert.match(run.stderr(), /^RELOAD {2}live\.py changed: loading the handler again$/m);
+      assert.match(run.stderr(), /SyntaxError/);
+      fs.writeFileSync(module, 'import helper\n\ndef predict(payload):\n    return {"version": helper.VERSION}\n');
+      await run.waitFor('the import error', () => failures() === 3);
+      assert.match(run.stderr(), /No module named 'helper'/);
+      fs.writeFileSync(module, 'def predicted(payload):\n    return {}\n');
+      await run.waitFor('the missing function', () => failures() === 4);
+      assert.match(run.stderr(), /has no attribute 'predict'/);
+      assert.equal(run.answers().length, 0, 'nothing was sent to a handler that did not load');
+      // the fix is a new module next to it, written after the handler: that alone starts the runtime
+      fs.writeFileSync(module, 'import helper\n\ndef predict(payload):\n    return {"version": helper.VERSION}\n');
+      await run.waitFor('the failure that waits for helper.py', () => failures() === 5);
+      fs.writeFileSync(path.join(dir, 'helper.py'), 'VERSION = 1\n');
+      await run.waitFor('the first answer', () => run.answers().length === 1);
+      assert.deepEqual(run.answers(), [{ version: 1 }]);
+      assert.match(run.stderr(), /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
+      assert.match(run.stderr(), /^WATCH {2}watching \. for \.py changes; Ctrl-C to stop$/m);
+      assert.notEqual(reports(run.stderr())[0]?.init, null);
+      // from then on, as after a first load that worked
+      fs.writeFileSync(path.join(dir, 'helper.py'), 'VERSION = 2\n');
+      await run.waitFor('the reloaded answer', () => run.answers().length === 2);
+      assert.deepEqual(run.answers()[1], { version: 2 });
+    });
+  });
+
+  it('Ctrl-C while waiting for a handler that does not load exits 0 and leaves nothing running', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'live.py'), 'raise RuntimeError("not yet")\n');
+    const run = watchCall(dir, ['--handler', 'live.predict', '{}']);
+    await run.waitFor('the failure', () => lines(run.stderr(), 'WATCH  the handler did not load').length === 1);
+    assert.match(run.stderr(), /RuntimeError: not yet/);
+    assert.equal(await run.interrupt(), 0, run.stderr());
+  });
+
+  it('what a save cannot fix still ends it: no Python is exit 3, as without --watch', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'live.py'), 'def predict(payload):\n    return {}\n');
+    const r = await runNode(
+      [CLI, 'call', '--watch', '--handler', 'live.predict', '--python', path.join(dir, 'no-python'), '{}'],
+      {
+        cwd: dir,
+      },
+    );
+    assert.equal(r.code, 3, r.stderr);
+    assert.doesNotMatch(r.stderr, /^WATCH/m);
+  });
+
+  it('watches the source directories only: not a virtualenv, site-packages, .git, node_modules, __pycache__ or hidden ones', async () => {
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'live.py'), 'from lib import helper\n\ndef predict(payload):\n    return {}\n');
+    const sources = ['lib', 'lib/inner'];
+    for (const d of sources) fs.mkdirSync(path.join(dir, d), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'lib', 'helper.py'), '');
+    // What a project directory also holds: each of these trees has many directories, none of them watched.
+    const many = (root: string, n: number) => {
+      for (let i = 0; i < n; i++) fs.mkdirSync(path.join(dir, root, `d${i}`, 'sub'), { recursive: true });
+    };
+    many('venv/lib/python3.11/site-packages', 200); // by its name
+    many('my-env/lib/python3.11/site-packages', 200); // by its pyvenv.cfg
+    fs.writeFileSync(path.join(dir, 'my-env', 'pyvenv.cfg'), 'home = /usr/bin\n');
+    many('conda-env/pkgs', 50); // a conda environment, by its conda-meta
+    fs.mkdirSync(path.join(dir, 'conda-env', 'conda-meta'));
+    many('.git/objects', 200);
+    many('node_modules', 100);
+    many('.venv/lib', 50);
+    many('lib/__pycache__', 5);
+    many('.mypy_cache', 20);
+    const run = watchCall(dir, ['--handler', 'live.predict', '--log-level', 'DEBUG', '{}']);
+    await run.stoppedAfter(async () => {
+      await run.waitFor('the first answer', () => run.answers().length === 1);
+      const counts = lines(run.stderr(), '{')
+        .map((l) => JSON.parse(l) as { msg: string; directories?: number })
+        .filter((l) => /^watch: watching \d+ director(y|ies)$/.test(l.msg));
+      assert.ok(counts.length > 0, 'a DEBUG line gives the count');
+      assert.equal(counts.at(-1)?.directories, 1 + sources.length, 'the directory, lib and lib/inner');
+      // What the kernel holds for this process: its inotify watches (the runtime's socket directory is one more).
+      assert.ok(inotifyWatches(run.pid) <= 1 + sources.length + 1, `${inotifyWatches(run.pid)} inotify watches`);
+      // a new directory under a watched one is watched, and a change in it reloads
+      fs.mkdirSync(path.join(dir, 'lib', 'inner', 'deeper'));
+      await run.waitFor('the new directory', () => /"added":"[^"]*deeper"/.test(run.stderr()));
+      fs.writeFileSync(path.join(dir, 'lib', 'inner', 'deeper', 'x.py'), '');
+      await run.waitFor('the reload', () => run.answers().length === 2);
+    });
+  });
+});
+
+/** How many inotify watches `pid` holds (each `inotify wd:` line of its descriptors' fdinfo). */
+function inotifyWatches(pid: number): number {
+  let n = 0;
+  for (const fd of fs.readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      n += fs
+        .readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('inotify wd:')).length;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+/**
+ * Every way an editor or a tool saves, in a seeded order: after each save the new version's answer
+ * must arrive. The version lives in one module at a time: the handler, then (after a "new module" or
+ * a "new package" step) the module it imports.
+ */
+const SAVES = [
+  'in place',
+  'temporary file renamed over',
+  'unlink, then create',
+  'truncate, then write',
+  'git checkout of another branch',
+  'new sibling module',
+  'new sub-package',
+] as const;
+type Save = (typeof SAVES)[number];
+
+const hasGit = spawnSync('git', ['--version']).status === 0;
+
+/** The versions the two committed branches hold (the steps' own versions are the step numbers). */
+const BRANCH_VERSIONS = { one: 100_001, two: 100_002 } as const;
+
+const handlerSource = (version: string) => `def predict(payload):\n    return {"version": ${version}}\n`;
+
+async function saveSequence(run: () => WatchRun, dir: string, steps: Save[], seed: number): Promise<number[]> {
+  const latencies: number[] = [];
+  let holder = 'handler.py'; // the file the version is in
+  let branch: keyof typeof BRANCH_VERSIONS = 'one';
+  const expect = async (version: number, step: string, since: number) => {
+    await run().waitFor(
+      `seed ${seed} (replay with ASYA_TEST_SEED=${seed}), step ${step}: the answer with version ${version}`,
+      () => run().answers().at(-1)?.version === version,
+      10_000,
+    );
+    latencies.push(Date.now() - since);
+  };
+  const write = (file: string, text: string, how: Save) => {
+    const full = path.join(dir, file);
+    if (how === 'temporary file renamed over') {
+      const temp = `${full}.${randomUUID().slice(0, 8)}.tmp`;
+      fs.writeFileSync(temp, text);
+      fs.renameSync(temp, full);
+    } else if (how === 'unlink, then create') {
+      fs.unlinkSync(full);
+      fs.writeFileSync(full, text);
+    } else if (how === 'truncate, then write') {
+      const fd = fs.openSync(full, 'r+');
+      fs.ftruncateSync(fd, 0);
+      fs.writeSync(fd, text, 0);
+      fs.closeSync(fd);
+    } else {
+      fs.writeFileSync(full, text);
+    }
+  };
+  for (const [i, how] of steps.entries()) {
+    const n = i + 1;
+    const step = `${n}/${steps.length} (${how}; ${steps.slice(0, n).join(', ')})`;
+    const since = Date.now();
+    if (how === 'git checkout of another branch') {
+      branch = branch === 'one' ? 'two' : 'one';
+      git(dir, 'checkout', '-q', '-f', branch);
+      holder = 'handler.py';
+      await expect(BRANCH_VERSIONS[branch], step, since);
+    } else if (how === 'new sibling module' || how === 'new sub-package') {
+      // First the handler imports a module that is not there yet (it answers -n meanwhile), then the
+      // module appears: that alone must reload it.
+      const name = how === 'new sibling module' ? `sibling_${n}` : `package_${n}.inner`;
+      fs.writeFileSync(
+        path.join(dir, 'handler.py'),
+        `try:\n    from ${name} import VERSION\nexcept ImportError:\n    VERSION = ${-n}\n\n${handlerSource('VERSION')}`,
+      );
+      await expect(-n, `${step}, the handler first`, since);
+      const started = Date.now();
+      if (how === 'new sibling module') {
+        holder = `sibling_${n}.py`;
+      } else {
+        fs.mkdirSync(path.join(dir, `package_${n}`, 'inner'), { recursive: true });
+        fs.writeFileSync(path.join(dir, `package_${n}`, '__init__.py'), '');
+        holder = path.join(`package_${n}`, 'inner', '__init__.py');
       }
-      assert.equal(await exited, 0, stderr);
-      assert.deepEqual(survivors(marker), [], 'no Python (or any) process of this call is left');
+      fs.writeFileSync(path.join(dir, holder), `VERSION = ${n}\n`);
+      await expect(n, step, started);
+    } else {
+      write(holder, holder === 'handler.py' ? handlerSource(String(n)) : `VERSION = ${n}\n`, how);
+      await expect(n, step, since);
+    }
+  }
+  return latencies;
+}
+
+function git(dir: string, ...args: string[]): void {
+  const r = spawnSync('git', ['-c', 'user.name=test', '-c', 'user.email=test@example.com', ...args], {
+    cwd: dir,
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, `git ${args.join(' ')}: ${r.stderr}`);
+}
+
+/** A handler directory at branch "one": a git repository with the two branches when git is there. */
+function savedProject(): string {
+  const dir = tempDir();
+  fs.writeFileSync(path.join(dir, 'handler.py'), handlerSource(String(BRANCH_VERSIONS.two)));
+  if (hasGit) {
+    git(dir, 'init', '-q', '-b', 'two');
+    git(dir, 'add', 'handler.py');
+    git(dir, 'commit', '-q', '-m', 'two');
+    git(dir, 'checkout', '-q', '-b', 'one');
+    fs.writeFileSync(path.join(dir, 'handler.py'), handlerSource(String(BRANCH_VERSIONS.one)));
+    git(dir, 'commit', '-q', '-am', 'one');
+  } else {
+    fs.writeFileSync(path.join(dir, 'handler.py'), handlerSource(String(BRANCH_VERSIONS.one)));
+  }
+  return dir;
+}
+
+/** Every kind of save once, in a seeded order, then `extra` more drawn at random. */
+function saveSteps(next: (n: number) => number, extra: number): Save[] {
+  const kinds = SAVES.filter((s) => hasGit || s !== 'git checkout of another branch');
+  const order = [...kinds];
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = next(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return [...order, ...Array.from({ length: extra }, () => kinds[next(kinds.length)]!)];
+}
+
+/** The packaged single executable, when it was built from the sources as they are (else why not). */
+function packagedExecutable(): { exe: string } | { why: string } {
+  const candidates = [
+    path.join(ROOT, 'dist', 'asya-runtime'),
+    path.join(ROOT, 'dist', 'carrier', 'rootfs', 'asya-runtime'),
+  ];
+  const built = candidates
+    .filter((c) => fs.existsSync(c))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  if (built.length === 0) return { why: 'the packaged executable is not built (npm run package): skipped' };
+  const newestSource = Math.max(
+    ...['src', 'python-shim'].flatMap((d) =>
+      fs
+        .readdirSync(path.join(ROOT, d), { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => fs.statSync(path.join(e.parentPath, e.name)).mtimeMs),
+    ),
+  );
+  const exe = built[0]!;
+  if (fs.statSync(exe).mtimeMs < newestSource)
+    return {
+      why: `${path.relative(ROOT, exe)} is older than src/ or python-shim/ (npm run package to rebuild it): skipped`,
+    };
+  return { exe };
+}
+
+describe('asya-runtime call --watch sees every save (seeded sequences)', () => {
+  const targets: Array<{ name: string; steps: number; executable?: () => { exe: string } | { why: string } }> = [
+    { name: 'node dist/cli.js', steps: 7 },
+    { name: 'the packaged executable', steps: 0, executable: packagedExecutable },
+  ];
+  for (const target of targets) {
+    it(`${target.name}: in place, renamed over, unlinked and created, truncated, git checkout, new module, new package${hasGit ? '' : ' (no git here: no checkout)'}`, async (t) => {
+      let executable: string | undefined;
+      if (target.executable) {
+        const found = target.executable();
+        if ('why' in found) return t.skip(found.why);
+        executable = found.exe;
+      }
+      const { seed, next } = seeded();
+      const steps = saveSteps(next, target.steps);
+      t.diagnostic(`seed ${seed}: ${steps.join(', ')}`);
+      const dir = savedProject();
+      const run = watchCall(dir, ['--handler', 'handler.predict', '{}'], executable ? { executable } : {});
+      await run.stoppedAfter(async () => {
+        await run.waitFor('the first answer', () => run.answers().length === 1);
+        assert.deepEqual(run.answers(), [{ version: BRANCH_VERSIONS.one }]);
+        const latencies = await saveSequence(() => run, dir, steps, seed);
+        const sorted = [...latencies].sort((a, b) => a - b);
+        t.diagnostic(
+          `save to answer over ${latencies.length} saves: median ${sorted[sorted.length >> 1]} ms, max ${sorted.at(-1)} ms`,
+        );
+      });
     });
   }
 });
-
-/** Processes (not zombies) whose environment carries `marker`. */
-function survivors(marker: string): string[] {
-  return processesWithEnv('WATCH_TEST', marker).map((p) => `${p.pid} ${p.comm}`);
-}

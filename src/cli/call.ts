@@ -6,14 +6,15 @@
  * After each answer a REPORT line on stderr (like AWS Lambda's) gives the duration, the handler's
  * load time (on the first call to a freshly loaded process only) and the Python process's peak
  * resident memory. `--watch` keeps the runtime up and reloads the Python process (the supervisor's
- * recycle path) whenever a .py file under the handler's directory changes, then sends the messages again.
+ * recycle path) whenever a .py file in the handler's source directories changes, then sends the messages
+ * again (watch.ts; what is watched, watch-dirs.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../logger.js';
-import { startRuntime } from '../runtime/runtime.js';
+import { type RunningRuntime, startRuntime } from '../runtime/runtime.js';
 import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp, LOCAL_PATH } from './environment.js';
 import {
   messageOptions,
@@ -28,6 +29,7 @@ import {
 } from './messages.js';
 import { isReportFormat, Reporter } from './report.js';
 import { watch } from './watch.js';
+import { WATCH_MAX_DIRS } from './watch-dirs.js';
 
 export const callHelp = `Usage: asya-runtime call --handler SPEC [options] [JSON | -]
 
@@ -54,11 +56,21 @@ ${handlerOptionsHelp}
   --report FORMAT    text (default), json (one object per answer on stderr: duration_ms,
                      init_duration_ms, peak_rss_bytes, python_pid) or none
   -v, --verbose      also the runtime's own lines (starting, listening, loaded, ready, stopped)
-  --watch            keep running: when a .py file under the handler module's directory changes,
-                     restart the Python process, print the new load time and send the messages
-                     again; Ctrl-C stops (exit 0). A handler that no longer loads is reported and
-                     retried on the next change.
-  --watch-dir DIR    also watch this directory (repeatable), e.g. a library on your PYTHONPATH
+  --watch            keep running: when a .py file in the handler's source directories changes
+                     (however it is saved: in place, renamed over, deleted and created, git
+                     checkout; a new module or package directory too), restart the Python process,
+                     print the new load time and send the messages again; Ctrl-C stops (exit 0).
+                     Watched: the directory the module was imported from (above its packages) and
+                     every directory below it, except hidden ones, __pycache__, site-packages,
+                     dist-packages, node_modules, venv and any virtualenv (pyvenv.cfg) or conda
+                     environment (conda-meta); symbolic links are not followed; at most
+                     ${WATCH_MAX_DIRS} directories (a WARNING says when more were found;
+                     --log-level DEBUG logs the count).
+                     A handler that does not load is reported and loaded again on the next
+                     change, the first load too: after a failed first load the current directory
+                     is watched as well as the one on PYTHONPATH that holds the module.
+  --watch-dir DIR    also watch this directory and the ones below it (repeatable), e.g. a library
+                     on your PYTHONPATH
   -h, --help
 
 JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
@@ -67,8 +79,9 @@ A message reaches the handler as the text you gave, read by Python's json.loads 
 refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,
 values untouched (1.0, -0.0 and 2**70 print as Python encoded them).
 Exit code: 0 every answer ok (with --watch: stopped by Ctrl-C), 1 an answer was an error,
-2 bad usage or configuration, 3 Python not found, 4 the handler failed to load, 130 stopped by
-Ctrl-C (143 by SIGTERM) before every answer was printed.
+2 bad usage or configuration, 3 Python not found, 4 the handler failed to load (not with
+--watch: it waits for the next change), 130 stopped by Ctrl-C (143 by SIGTERM) before every
+answer was printed.
 
 Examples:
   asya-runtime call --handler my_module.process '{"text": "hi"}'
@@ -114,36 +127,41 @@ export async function call(args: string[]): Promise<number> {
       hideLifecycle: !values.verbose && config.logLevel !== 'debug',
     });
     // One Python process whatever ASYA_WORKERS says: messages are sent one at a time, and --watch reloads one.
-    const runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: LOCAL_PATH() });
-    let interrupted: NodeJS.Signals | null = null;
-    const stop = (signal: NodeJS.Signals) => {
-      interrupted ??= signal;
-      // Whoever presses Ctrl-C wants the terminal back, not the message in flight finished.
-      void runtime.shutdown('interrupted', 0);
+    let runtime: RunningRuntime | null = null;
+    const start = () => {
+      runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: LOCAL_PATH() });
+      return runtime;
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    // Stopped by a signal before every answer was printed: the shell's code for it (130 for Ctrl-C), so
-    // `call ... && next` does not go on. --watch runs until stopped: Ctrl-C is its normal end.
-    const signalled = (code: number) =>
-      interrupted !== null && !values.watch ? 128 + os.constants.signals[interrupted] : code;
-    if (!(await runtime.ready)) return signalled(await runtime.done);
-    const reporter = new Reporter(runtime, report);
+    const reporter = new Reporter(() => runtime?.loaded() ?? null, report);
     const send = () =>
       sendMessages(config.socketPath, messages, values.envelope, actors, {
         print: values['payloads-only'] ? printPayloads : printAnswer,
         answered: (ms) => reporter.answered(ms),
       });
-    if (values.watch) return await watch(runtime, send, extraDirs);
+    if (values.watch)
+      return await watch({ start, send, handler: config.handler, pythonPath: env.PYTHONPATH, extraDirs, log });
+    const once = start();
+    let interrupted: NodeJS.Signals | null = null;
+    const stop = (signal: NodeJS.Signals) => {
+      interrupted ??= signal;
+      // Whoever presses Ctrl-C wants the terminal back, not the message in flight finished.
+      void once.shutdown('interrupted', 0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    // Stopped by a signal before every answer was printed: the shell's code for it (130 for Ctrl-C), so
+    // `call ... && next` does not go on. (--watch runs until stopped: there Ctrl-C is the normal end.)
+    const signalled = (code: number) => (interrupted === null ? code : 128 + os.constants.signals[interrupted]);
+    if (!(await once.ready)) return signalled(await once.done);
     let failed: boolean;
     try {
       failed = await send();
     } catch (err) {
       // The runtime stopping under a message (Ctrl-C) closes its connection: the signal is the cause.
       if (interrupted === null || !(err instanceof NoAnswerError)) throw err;
-      return signalled(await runtime.done);
+      return signalled(await once.done);
     }
-    const code = await runtime.shutdown('call finished');
+    const code = await once.shutdown('call finished');
     return signalled(code !== 0 ? code : failed ? 1 : 0);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 /** What `call` prints on stderr for people: its own lines, and the REPORT line after each answer. */
 import { stderrSink } from '../log-sink.js';
 import { peakResidentBytes } from '../proc-memory.js';
-import type { RunningRuntime } from '../runtime/runtime.js';
+import type { ReadyInfo } from '../worker/worker.js';
 
 /** A line for people on stderr, in order with the log lines (the same sink). */
 export function say(line: string): void {
@@ -21,14 +21,15 @@ export class Reporter {
   /** The pid whose load time was already reported. */
   private reportedPid: number | null = null;
 
+  /** `loaded`: what the Python process now serving reported (with --watch, of the runtime now running). */
   constructor(
-    private readonly runtime: RunningRuntime,
+    private readonly loaded: () => ReadyInfo | null,
     private readonly format: ReportFormat,
   ) {}
 
   answered(ms: number): void {
     if (this.format === 'none') return;
-    const loaded = this.runtime.loaded();
+    const loaded = this.loaded();
     let initMs: number | null = null;
     if (loaded && loaded.pid !== this.reportedPid) {
       initMs = loaded.load_ms;

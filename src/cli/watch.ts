@@ -1,52 +1,91 @@
 /**
  * `call --watch`: reload the Python process (the supervisor's recycle path) when a source file of
- * the handler's changes, and send the messages again.
+ * the handler's changes, and send the messages again. A handler that does not load ends nothing: a
+ * failed reload leaves the runtime up until the next change; a failed first load has stopped its
+ * runtime, so the next change starts a fresh one. Only Ctrl-C (or the runtime failing on its own
+ * once it has served) ends the watch. What is watched is watch-dirs.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FatalError } from '../errors.js';
+import { ExitCode, type FatalError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import type { RunningRuntime } from '../runtime/runtime.js';
 import type { ReadyInfo } from '../worker/worker.js';
 import { NoAnswerError } from './messages.js';
 import { say } from './report.js';
+import { DirectoryWatch } from './watch-dirs.js';
 
 /** Editors write a file in several steps (truncate, write, rename): one reload for all of them. */
 const WATCH_DEBOUNCE_MS = 150;
 
+export interface WatchOptions {
+  /** Start a runtime on the handler: the first one, and a fresh one after each failed first load. */
+  start(): RunningRuntime;
+  /** Send the messages to the runtime now serving, printing the answers. */
+  send(): Promise<boolean>;
+  /** The handler spec and the PYTHONPATH it is imported with: where its module is, before it loads. */
+  handler: string;
+  pythonPath: string | undefined;
+  /** --watch-dir directories, watched whatever else is. */
+  extraDirs: string[];
+  log: Logger;
+}
+
 /**
- * The directories to watch: the one the handler's module was imported from (above its packages,
- * so sibling modules count too) and the --watch-dir ones.
+ * The directories to watch once the handler has loaded: the one its module was imported from (above
+ * its packages, so sibling modules count too) and the --watch-dir ones. Null when the module has no
+ * file to find it by.
  */
-export function watchRoots(loaded: ReadyInfo | null, extra: string[]): string[] {
-  const roots = new Set(extra);
-  if (loaded?.module_file) {
-    let dir = path.dirname(loaded.module_file);
-    while (fs.existsSync(path.join(dir, '__init__.py')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-    roots.add(dir);
-  }
-  return [...roots];
+export function watchRoots(loaded: ReadyInfo | null, extra: string[]): string[] | null {
+  if (!loaded?.module_file) return null;
+  let dir = path.dirname(loaded.module_file);
+  while (fs.existsSync(path.join(dir, '__init__.py')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return [...new Set([dir, ...extra])];
 }
 
-/** A .py file of the user's, not one in a cache, a virtualenv or a hidden directory. */
-function isSource(relative: string): boolean {
-  if (!relative.endsWith('.py')) return false;
-  return !relative
-    .split(path.sep)
-    .some(
-      (part) => part === '__pycache__' || part === 'site-packages' || part === 'node_modules' || part.startsWith('.'),
-    );
+/**
+ * The directories to watch while the handler has not loaded (there may be no module file yet): the
+ * first directory of its import path (the current one, then PYTHONPATH's) that holds its top-level
+ * module or package, else the current directory; after a failed load the current directory as well;
+ * and the --watch-dir ones.
+ */
+export function expectedRoots(
+  handler: string,
+  pythonPath: string | undefined,
+  extra: string[],
+  failed: boolean,
+): string[] {
+  const top = handler.split('.')[0] ?? '';
+  const cwd = process.cwd();
+  const bases = [cwd, ...(pythonPath ?? '').split(path.delimiter).filter(Boolean)].map((b) => path.resolve(b));
+  const holder = bases.find(
+    (base) =>
+      top !== '' &&
+      (fs.existsSync(path.join(base, `${top}.py`)) ||
+        (fs.statSync(path.join(base, top), { throwIfNoEntry: false })?.isDirectory() ?? false)),
+  );
+  return [...new Set([...(holder === undefined || failed ? [cwd] : []), ...(holder ? [holder] : []), ...extra])];
 }
 
-export async function watch(
-  runtime: RunningRuntime,
-  send: () => Promise<boolean>,
-  extraDirs: string[],
-): Promise<number> {
-  const roots = watchRoots(runtime.loaded(), extraDirs);
+const shown = (dirs: string[]) => dirs.map((r) => path.relative(process.cwd(), r) || '.').join(', ');
+
+export async function watch(options: WatchOptions): Promise<number> {
+  const { send, log, extraDirs } = options;
+  let runtime: RunningRuntime | null = null;
+  /** Ctrl-C (or SIGTERM) was received. */
+  let stopped = false;
+  /** The last file changed, waiting for the debounce. */
   let changed: string | null = null;
   let timer: NodeJS.Timeout | null = null;
+  /** The reloads and sends of a serving runtime, one after the other. */
   let chain = Promise.resolve();
-  let stopped = false;
+  /** Whether a runtime has served: changes then reload it; before, they start the next attempt. */
+  let serving = false;
+  /** A change seen while the handler was loading for the first time (acted on once that settles). */
+  let pending: string | null = null;
+  /** Set while waiting for a change to try a failed first load again. */
+  let wake: ((file: string | null) => void) | null = null;
+  let announced = '';
 
   const cycle = async () => {
     try {
@@ -57,7 +96,7 @@ export async function watch(
     }
   };
   const reload = async (file: string) => {
-    if (stopped) return;
+    if (stopped || !runtime) return;
     say(`RELOAD  ${file} changed: restarting the Python process`);
     let ready: ReadyInfo;
     try {
@@ -70,45 +109,86 @@ export async function watch(
       return;
     }
     say(`RELOAD  handler loaded in ${ready.load_ms} ms (pid ${ready.pid})`);
+    follow(runtime);
     await cycle();
   };
-  const onChange = (root: string, name: string | Buffer | null) => {
-    if (name === null || stopped) return;
-    const relative = name.toString();
-    if (!isSource(relative)) return;
-    changed = path.relative(process.cwd(), path.join(root, relative)) || relative;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => {
-      timer = null;
-      const file = changed!;
-      changed = null;
-      chain = chain.then(() => reload(file));
-    }, WATCH_DEBOUNCE_MS);
+  const dirs = new DirectoryWatch({
+    log,
+    onChange: (changedFile) => {
+      if (stopped) return;
+      changed = path.relative(process.cwd(), changedFile) || changedFile;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        timer = null;
+        const file = changed!;
+        changed = null;
+        if (serving) chain = chain.then(() => reload(file));
+        else if (wake) wake(file);
+        else pending = file;
+      }, WATCH_DEBOUNCE_MS);
+    },
+  });
+  /**
+   * After each load, the loaded module's directories (it may be found elsewhere than expected, or move);
+   * the WATCH line again only when they are not the ones last said.
+   */
+  const follow = (served: RunningRuntime) => {
+    const roots =
+      watchRoots(served.loaded(), extraDirs) ?? expectedRoots(options.handler, options.pythonPath, extraDirs, false);
+    dirs.setRoots(roots);
+    const line = `WATCH  watching ${shown(roots)} for .py changes; Ctrl-C to stop`;
+    if (line !== announced) say(line);
+    announced = line;
   };
 
-  const watchers: fs.FSWatcher[] = [];
-  for (const root of roots) {
-    let watcher: fs.FSWatcher;
-    try {
-      watcher = fs.watch(root, { recursive: true }, (_event, name) => onChange(root, name));
-    } catch {
-      // recursive watching is not available here: the directory itself only
-      watcher = fs.watch(root, (_event, name) => onChange(root, name));
+  const interrupt = () => {
+    stopped = true;
+    if (runtime) void runtime.shutdown('interrupted', 0); // the terminal back now, as without --watch
+    wake?.(null);
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  try {
+    // While the handler loads the first time, its expected place is watched: an edit then is not lost.
+    dirs.setRoots(expectedRoots(options.handler, options.pythonPath, extraDirs, false));
+    for (let attempt = 1; ; attempt++) {
+      runtime = options.start();
+      if (await runtime.ready) {
+        const loaded = runtime.loaded();
+        if (attempt > 1 && loaded) say(`RELOAD  handler loaded in ${loaded.load_ms} ms (pid ${loaded.pid})`);
+        break;
+      }
+      const code = await runtime.done;
+      runtime = null;
+      // Only a handler that did not load can be fixed by a save (not a missing Python, not the socket).
+      if (stopped || code !== ExitCode.handler) return code;
+      // The runtime printed why (its FATAL line) and has exited; the next change starts another.
+      const roots = expectedRoots(options.handler, options.pythonPath, extraDirs, true);
+      dirs.setRoots(roots);
+      announced = `WATCH  the handler did not load (above): watching ${shown(roots)} for .py changes to load it again; Ctrl-C to stop`;
+      say(announced);
+      const file = pending ?? (await new Promise<string | null>((resolve) => (wake = resolve)));
+      wake = null;
+      pending = null;
+      if (stopped || file === null) return 0;
+      say(`RELOAD  ${file} changed: loading the handler again`);
     }
-    watcher.on('error', (err) => say(`WATCH  ${root}: ${err.message}`));
-    watchers.push(watcher);
+    const served = runtime;
+    serving = true;
+    follow(served);
+    chain = chain.then(cycle);
+    if (pending !== null) {
+      const file = pending;
+      pending = null;
+      chain = chain.then(() => reload(file));
+    }
+    return await served.done;
+  } finally {
+    stopped = true;
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+    if (timer) clearTimeout(timer);
+    dirs.close();
+    await chain.catch(() => undefined);
   }
-  say(
-    roots.length > 0
-      ? `WATCH  watching ${roots.map((r) => path.relative(process.cwd(), r) || '.').join(', ')} for .py changes; Ctrl-C to stop`
-      : 'WATCH  the handler has no module file to watch: pass --watch-dir DIR; Ctrl-C to stop',
-  );
-
-  chain = chain.then(cycle);
-  const code = await runtime.done;
-  stopped = true;
-  if (timer) clearTimeout(timer);
-  for (const w of watchers) w.close();
-  await chain.catch(() => undefined);
-  return code;
 }
