@@ -1,12 +1,12 @@
 /**
  * Logs on stderr (stdout stays free for CLI output): structured JSON for log collectors, or
- * human-readable lines when stderr is a terminal. Where the lines go, and why a reader that stops
+ * human-readable lines; ASYA_LOG_FORMAT chooses, and unset, a terminal gets human-readable lines. Where the lines go, and why a reader that stops
  * reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
  * at INFO (~9 µs, docs/observing.md).
  */
 import { type Logger, pino } from 'pino';
 import { prettyFactory } from 'pino-pretty';
-import type { LogLevel } from './config.js';
+import type { LogFormat, LogLevel } from './config.js';
 import type { FatalError } from './errors.js';
 import { type LogSink, markBatched, stderrSink } from './log-sink.js';
 
@@ -21,10 +21,14 @@ export function logFatal(log: Logger, err: FatalError): void {
   log.fatal({ exit_code: err.exitCode, ...err.fields }, `FATAL: ${err.message}`);
 }
 
-export function createLogger(level: LogLevel, sink: LogSink = stderrSink(), human = sink.kind === 'terminal'): Logger {
+/**
+ * The runtime's logger. `format`: 'json' or 'pretty' whatever the sink is; 'auto' is pretty on a
+ * terminal and JSON otherwise. Every line goes through it, the handler's output included.
+ */
+export function createLogger(level: LogLevel, format: LogFormat = 'auto', sink: LogSink = stderrSink()): Logger {
   const options = { name: 'asya-runtime', level, base: { pid: process.pid } };
   let log: Logger;
-  if (human) {
+  if (format === 'pretty' || (format === 'auto' && sink.kind === 'terminal')) {
     const pretty = prettyFactory({
       translateTime: 'SYS:HH:MM:ss.l',
       ignore: `pid,hostname,name,${MULTILINE_FIELDS.join(',')}`,

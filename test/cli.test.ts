@@ -196,24 +196,76 @@ describe('help and version', () => {
   });
 });
 
+/** The CLI on a pseudo-terminal (`script`), as an interactive shell runs it: everything it wrote there. */
+function onTerminal(args: string[], env: Record<string, string> = {}): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const child = spawn('script', ['-qec', command, '/dev/null'], {
+      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', TERM: 'dumb', PYTHONPATH: HANDLERS, ...env },
+    });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('error', reject);
+    child.on('close', () => resolve(out));
+  });
+}
+
 describe('logs on a terminal', () => {
   it('are human-readable lines, not JSON', async () => {
-    // `script` gives the CLI a pseudo-terminal, as an interactive shell would
-    const r = await new Promise<string>((resolve, reject) => {
-      const child = spawn(
-        'script',
-        ['-qec', `${process.execPath} ${CLI} check --handler basic.echo --python /nonexistent/python3`, '/dev/null'],
-        {
-          env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', TERM: 'dumb' },
-        },
-      );
-      let out = '';
-      child.stdout.on('data', (c) => (out += c));
-      child.on('error', reject);
-      child.on('close', () => resolve(out));
-    });
+    const r = await onTerminal(['check', '--handler', 'basic.echo', '--python', '/nonexistent/python3']);
     assert.match(r, /FATAL.*Python interpreter not found/);
     assert.doesNotMatch(r, /"level":/);
+  });
+});
+
+describe('ASYA_LOG_FORMAT', () => {
+  it("json on a terminal: every line is JSON, the handler's output too", async () => {
+    const r = await onTerminal(['call', '--handler', 'basic.printer', '--payloads-only', '{}'], {
+      ASYA_LOG_FORMAT: 'json',
+    });
+    const lines = r.split(/\r?\n/).filter((l) => l.startsWith('{"level"'));
+    const logs = lines.map((l) => JSON.parse(l) as { msg: string; src?: string });
+    assert.ok(
+      logs.some((l) => l.msg === 'handler loaded'),
+      r,
+    );
+    assert.ok(
+      logs.some((l) => l.src === 'handler' && l.msg === 'hello from print'),
+      r,
+    );
+  });
+
+  it("pretty on a pipe: human-readable lines, the handler's output and a FATAL line too", async () => {
+    const r = await cli(['call', '--handler', 'basic.printer', '--payloads-only', '{}'], {
+      env: { ASYA_LOG_FORMAT: 'Pretty', NO_COLOR: '1' },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /"level":/);
+    assert.match(r.stderr, /INFO.*handler loaded/);
+    assert.match(r.stderr, /INFO.*hello from print/);
+    const fatal = await runNode([CLI], {
+      env: {
+        PYTHONPATH: HANDLERS,
+        ASYA_HANDLER: 'basic.echo',
+        ASYA_LOG_FORMAT: 'pretty',
+        ASYA_WORKERS: 'many',
+        NO_COLOR: '1',
+      },
+    });
+    assert.equal(fatal.code, 2);
+    assert.match(fatal.stderr, /FATAL.*ASYA_WORKERS="many" is not valid/);
+    assert.doesNotMatch(fatal.stderr, /"level":/);
+  });
+
+  it('any other value stops the start naming the variable, exit 2', async () => {
+    const r = await runNode([CLI], {
+      env: { PYTHONPATH: HANDLERS, ASYA_HANDLER: 'basic.echo', ASYA_LOG_FORMAT: 'xml' },
+    });
+    assert.equal(r.code, 2);
+    assert.equal(fatal(r.stderr), 'FATAL: ASYA_LOG_FORMAT="xml" is not valid: expected json, pretty (any case)');
+    const call = await cli(['call', '--handler', 'basic.echo', '{}'], { env: { ASYA_LOG_FORMAT: 'xml' } });
+    assert.equal(call.code, 2);
+    assert.match(call.stderr, /ASYA_LOG_FORMAT="xml" is not valid: expected json, pretty \(any case\)/);
   });
 });
 

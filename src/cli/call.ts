@@ -90,7 +90,7 @@ export async function call(args: string[]): Promise<number> {
   try {
     const env = handlerEnvironment(values, dir);
     const config = handlerConfig(env);
-    const log = createLogger(config.logLevel);
+    const log = createLogger(config.logLevel, config.logFormat);
     // One Python process whatever ASYA_WORKERS says: messages are sent one at a time, and --watch reloads one.
     const runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: [process.cwd()] });
     const stop = () => void runtime.shutdown('interrupted');

@@ -21,7 +21,7 @@ describe('log lines: the per-message line batched, every other line at once and 
   it('holds batched lines until another line, the timer or a flush; never reorders', async () => {
     const inner = recording();
     const sink = new Batching(inner);
-    const log = createLogger('info', sink, false);
+    const log = createLogger('info', 'json', sink);
     const perMessage = batched(log);
     assert.equal(batched(log), perMessage, 'one batched child per logger');
     // The first after a quiet spell: nothing to batch it with, and a timer would be a wake-up of its own.
@@ -58,7 +58,7 @@ describe('log lines: the per-message line batched, every other line at once and 
 
   it('writes a batch at once past 16 KiB; a child of a batched logger is not batched', () => {
     const inner = recording();
-    const log = createLogger('info', new Batching(inner), false);
+    const log = createLogger('info', 'json', new Batching(inner));
     const perMessage = batched(log);
     const long = 'x'.repeat(1000);
     perMessage.info('the first, written at once (nothing came before it)');
