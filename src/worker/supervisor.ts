@@ -80,6 +80,8 @@ export class Supervisor {
   private draining = false;
   /** Deaths and failed inits since the last successful call. */
   private streak = 0;
+  /** The once-per-load notices (Answer.notice) the active worker's answers have logged. */
+  private noticed = new Set<string>();
 
   constructor(
     private readonly config: Config,
@@ -193,6 +195,7 @@ export class Supervisor {
     this.active = worker;
     this.messages = 0;
     this.memoryErrors = 0;
+    this.noticed.clear();
     this.activePid = ready.pid;
     this.loadedInfo = ready;
     // The pid is a field of this line; the lines after it carry it too (not twice here).
@@ -499,6 +502,11 @@ export class Supervisor {
   /** Write the answer, count it, log it: a failure's line first, a success's after the bytes are on their way. */
   private deliver(job: Job, answer: Answer, pythonSeconds: number): void {
     if (answer.line) this.log[answer.line.level](answer.line.fields, answer.line.msg);
+    const { notice } = answer;
+    if (notice && !this.noticed.has(notice.once)) {
+      this.noticed.add(notice.once);
+      this.log[notice.level](notice.fields, notice.msg);
+    }
     job.exchange.respond(answer.chunks);
     this.events?.message?.(answer.outcome, pythonSeconds);
     // The line (a write to stderr) is not on the sidecar's clock.
