@@ -20,8 +20,9 @@ kills all of them when the shim ends or the supervisor goes away.
 
 The file reads in that order: loading your handler, calling it (its context, generators,
 coroutines, time limits), your logging and the main loop. Then comes the plumbing, each part
-kept in a source file of its own under python-shim/src/ and joined into this one: JSON, the
-reaper, the template (ASYA_PRELOAD), the channel and its MessagePack codec.
+kept in a source file of its own under python-shim/src/ and joined into this one: your output
+(sys.stdout and sys.stderr as log records), JSON, the reaper, the template (ASYA_PRELOAD), the
+channel and its MessagePack codec.
 """
 
 import time
@@ -777,6 +778,14 @@ def close_handler(instance):
 # ---------------------------------------------------------------- logging ---
 # The handler's `logging` records reach the supervisor as structured lines on stderr: this mark,
 # then one JSON object. The supervisor maps the level, adds the message's id and logs it.
+#
+# What the handler writes is one log record per line, except (the output section below does it):
+#   - one write() of several lines to sys.stdout or sys.stderr is one record: print("a\nb"), a logging
+#     handler's line with its traceback (basicConfig's), a thread's uncaught exception on 3.7;
+#   - a traceback the traceback module prints (print_exc, print_exception, print_stack), or a thread's
+#     uncaught exception, is one record;
+#   - a warnings.warn() is one WARNING record of the logger "py.warnings", with category, filename, lineno.
+# Writes to the descriptors themselves (os.write, C printf, sys.stderr.buffer) stay a record per line.
 
 LOG_MARK = "\x1easya-log "
 LOG_LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
@@ -803,10 +812,7 @@ def setup_logging(level):
                     fields["i"] = record.asya_id  # context.log: the message's id, whenever the line is read
                 if exc is not None:
                     fields["e"] = _safe(lambda: format_user_exception(exc), "")[-LOG_TRACEBACK_LIMIT:]
-                line = LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n"
-                data = memoryview(line.encode("utf-8", "replace"))
-                while data:
-                    data = data[os.write(2, data):]
+                send_record(fields)
             except Exception:
                 self.handleError(record)
 
@@ -852,6 +858,7 @@ def main():
         os.close(fork_requests)
     if init.get("log_level"):
         setup_logging(init["log_level"])
+    capture_output()
     try:
         codec = use_orjson(init.get("codec", "auto"))
         kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
@@ -865,6 +872,7 @@ def main():
     except Exception as exc:
         write_message(chan_out, dict(error_reply("fatal", exc)))
         return 3
+    flush_output()
     settle_heap()
     try:
         page_size = os.sysconf("SC_PAGE_SIZE")
@@ -897,6 +905,7 @@ def main():
         if msg is None:
             break
         reply = handle_call(handler, envelope_mode, msg)
+        flush_output()
         if METRICS.recorded:
             taken = METRICS.drain()
             if metrics:

@@ -33,6 +33,7 @@ import {
   toOutcome,
 } from './channel.js';
 import { type DeathReason, HandlerLoadFailed, SPAWN_ERRORS, SpawnFailed, WorkerDied } from './errors.js';
+import { outputRecord } from './handler-output.js';
 import type { ShimLaunch } from './shim.js';
 import {
   type EarlyPython,
@@ -492,62 +493,26 @@ export class PythonWorker implements Worker {
     return this.contextFields;
   }
 
+  /** Each line the handler writes (or record the shim sends, see handler-output.ts) is logged. */
   private pipeLines(stream: Readable, name: 'stdout' | 'stderr'): void {
     const lines = new LineSplitter((line) => {
-      if (name === 'stderr' && line.startsWith(PYTHON_LOG_MARK)) return this.logRecord(line);
-      this.stderrTail.push(line);
+      const record = outputRecord(name, line);
+      this.stderrTail.push(record.tail);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-      this.opts.log.info({ src: 'handler', stream: name, python_pid: this.pythonPid(), ...this.messageFields() }, line);
+      this.opts.log[record.level](
+        {
+          src: 'handler',
+          ...record.fields,
+          python_pid: this.pythonPid(),
+          ...(record.id === undefined ? this.messageFields() : { id: record.id }),
+        },
+        record.msg,
+      );
     });
     stream.on('data', (chunk: Buffer) => lines.push(chunk));
     stream.on('end', () => lines.flush());
     stream.on('error', () => undefined);
   }
-
-  private logRecord(line: string): void {
-    let record: PythonLogRecord;
-    try {
-      record = JSON.parse(line.slice(PYTHON_LOG_MARK.length)) as PythonLogRecord;
-    } catch {
-      return void this.opts.log.info(
-        { src: 'handler', stream: 'stderr', python_pid: this.pythonPid(), ...this.messageFields() },
-        line,
-      );
-    }
-    this.stderrTail.push(record.e ? `${record.m}\n${record.e}` : record.m);
-    if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-    const level = pythonLevel(Number(record.l));
-    this.opts.log[level](
-      {
-        src: 'handler',
-        logger: String(record.n),
-        python_pid: this.pythonPid(),
-        ...(record.i === undefined ? this.messageFields() : { id: String(record.i) }),
-        traceback: record.e || undefined,
-      },
-      String(record.m),
-    );
-  }
-}
-
-/** A record of the handler's Python `logging` (see setup_logging in the shim): the mark, then JSON. */
-const PYTHON_LOG_MARK = '\x1easya-log ';
-
-interface PythonLogRecord {
-  /** levelno */
-  l: number;
-  /** logger name */
-  n: string;
-  m: string;
-  /** formatted exception, the user's frames only */
-  e?: string;
-  /** the message's id (context.log's records) */
-  i?: unknown;
-}
-
-/** Python's levels onto the runtime's: DEBUG, INFO, WARNING, ERROR and CRITICAL, custom levels by range. */
-function pythonLevel(levelno: number): 'debug' | 'info' | 'warn' | 'error' {
-  return levelno < 20 ? 'debug' : levelno < 30 ? 'info' : levelno < 40 ? 'warn' : 'error';
 }
 
 /** Nice 10 for a process started ahead of need; where that is refused it just runs at the usual priority. */
