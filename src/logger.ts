@@ -4,6 +4,7 @@
  * reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
  * at INFO (~9 µs, docs/observing.md).
  */
+import { StringDecoder } from 'node:string_decoder';
 import { type Logger, pino } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import type { LogFormat, LogLevel } from './config.js';
@@ -90,6 +91,8 @@ function humanMessage(record: Record<string, unknown>, messageKey: string): stri
  */
 export class LineSplitter {
   private pending = '';
+  /** A character whose UTF-8 bytes a chunk cut in two is decoded whole, with the next chunk. */
+  private readonly decoder = new StringDecoder('utf8');
 
   constructor(
     private readonly emit: (line: string) => void,
@@ -97,7 +100,7 @@ export class LineSplitter {
   ) {}
 
   push(chunk: Buffer | string): void {
-    const text = this.pending + chunk.toString();
+    const text = this.pending + (typeof chunk === 'string' ? chunk : this.decoder.write(chunk));
     const lines = text.split('\n');
     this.pending = lines.pop() ?? '';
     for (const line of lines) this.emit(line.endsWith('\r') ? line.slice(0, -1) : line);
@@ -108,6 +111,7 @@ export class LineSplitter {
   }
 
   flush(): void {
+    this.pending += this.decoder.end();
     if (this.pending) this.emit(this.pending);
     this.pending = '';
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { BATCH_BYTES, BATCH_MS, Batching, type LogSink } from '../../src/log-sink.js';
-import { batched, createLogger } from '../../src/logger.js';
+import { batched, createLogger, LineSplitter } from '../../src/logger.js';
 import { until } from '../helpers.js';
 
 describe('log lines: the per-message line batched, every other line at once and in order', () => {
@@ -76,5 +76,17 @@ describe('log lines: the per-message line batched, every other line at once and 
     );
     perMessage.child({ worker: 1 }).info('from a child');
     assert.equal(inner.writes.length, 3, 'only the marked logger is batched');
+  });
+});
+
+describe('LineSplitter: what the handler writes, cut into lines', () => {
+  it('a character whose UTF-8 bytes arrive in two chunks is read whole', () => {
+    const lines: string[] = [];
+    const splitter = new LineSplitter((line) => lines.push(line));
+    const bytes = Buffer.from('é 🙂 fin\nnext\n');
+    for (let i = 0; i < bytes.length; i++) splitter.push(bytes.subarray(i, i + 1));
+    splitter.push(Buffer.from([0xc3]));
+    splitter.flush();
+    assert.deepEqual(lines, ['é 🙂 fin', 'next', '\ufffd']);
   });
 });
