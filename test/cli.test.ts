@@ -1,9 +1,19 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { CLI, env, type Finished, HANDLERS, jsonLines, ROOT, runNode, startRuntime, tempDir } from './helpers.js';
+import {
+  CLI,
+  env,
+  type Finished,
+  HANDLERS,
+  jsonLines,
+  onTerminal,
+  ROOT,
+  runNode,
+  startRuntime,
+  tempDir,
+} from './helpers.js';
 
 /** The CLI as a user would run it: compact JSON answers and JSON logs, handlers from test/handlers. */
 function cli(
@@ -196,23 +206,9 @@ describe('help and version', () => {
   });
 });
 
-/** The CLI on a pseudo-terminal (`script`), as an interactive shell runs it: everything it wrote there. */
-function onTerminal(args: string[], env: Record<string, string> = {}): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-    const child = spawn('script', ['-qec', command, '/dev/null'], {
-      env: { PATH: process.env.PATH ?? '', NO_COLOR: '1', TERM: 'dumb', PYTHONPATH: HANDLERS, ...env },
-    });
-    let out = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.on('error', reject);
-    child.on('close', () => resolve(out));
-  });
-}
-
 describe('logs on a terminal', () => {
   it('are human-readable lines, not JSON', async () => {
-    const r = await onTerminal(['check', '--handler', 'basic.echo', '--python', '/nonexistent/python3']);
+    const { out: r } = await onTerminal(['check', '--handler', 'basic.echo', '--python', '/nonexistent/python3']);
     assert.match(r, /FATAL.*Python interpreter not found/);
     assert.doesNotMatch(r, /"level":/);
   });
@@ -220,7 +216,7 @@ describe('logs on a terminal', () => {
 
 describe('ASYA_LOG_FORMAT', () => {
   it("json on a terminal: every line is JSON, the handler's output too", async () => {
-    const r = await onTerminal(['call', '--handler', 'basic.printer', '--payloads-only', '{}'], {
+    const { out: r } = await onTerminal(['call', '--handler', 'basic.printer', '--payloads-only', '{}'], [], {
       ASYA_LOG_FORMAT: 'json',
     });
     const lines = r.split(/\r?\n/).filter((l) => l.startsWith('{"level"'));

@@ -376,6 +376,8 @@ def handle_call(handler, envelope_mode, msg):
         finally:
             call.active = False
             call.context = None
+            if DEBUG.session is not None:
+                close_debugger()
         if call.interrupted:
             return timeout_reply(None)
     except BaseException as exc:
@@ -384,6 +386,9 @@ def handle_call(handler, envelope_mode, msg):
         if call.interrupted:
             return timeout_reply(exc)
         reply = error_reply("err", exc)
+        if DEBUG.quit and reply["type"] == "BdbQuit":  # q in the debugger: pdb raised BdbQuit in the handler
+            DEBUG.quit = False
+            reply["message"] = "quit in the debugger (q): the call ended there"
         if not is_cuda_oom(exc):
             return reply
         # The frames of the failed call still hold its tensors: clear them, then (out of this block,
@@ -859,6 +864,7 @@ def main():
     if init.get("log_level"):
         setup_logging(init["log_level"])
     capture_output()
+    install_debugger(init.get("terminal"), chan_out)
     try:
         codec = use_orjson(init.get("codec", "auto"))
         kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
@@ -894,6 +900,7 @@ def main():
         if init is None:
             return 0
         ready.update(pid=os.getpid(), load_ms=round((time.monotonic() - forked) * 1000), forked=True)
+    install_debugger(init.get("terminal"), chan_out)  # again: a fork's own terminal and channel (ASYA_PRELOAD)
     ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
     write_message(chan_out, ready)
     envelope_mode = init.get("mode") == "envelope"

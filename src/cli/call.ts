@@ -14,7 +14,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../logger.js';
 import { startRuntime } from '../runtime/runtime.js';
-import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
+import { callTerminal, handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp } from './environment.js';
 import {
   messageOptions,
   parseRoute,
@@ -92,7 +92,11 @@ export async function call(args: string[]): Promise<number> {
     const config = handlerConfig(env);
     const log = createLogger(config.logLevel, config.logFormat);
     // One Python process whatever ASYA_WORKERS says: messages are sent one at a time, and --watch reloads one.
-    const runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: [process.cwd()] });
+    const runtime = startRuntime({ ...config, workers: 1 }, log, {
+      env,
+      extraPath: [process.cwd()],
+      terminal: callTerminal(),
+    });
     const stop = () => void runtime.shutdown('interrupted');
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -23,6 +23,7 @@ import {
 import { type DeathReason, SpawnFailed, toFatal, WorkerDied } from './errors.js';
 import type { Job } from './job-queue.js';
 import { type RecycleReason, recycleReason, restartDelay, spawnRetryDelay, type WorkerPolicy } from './policy.js';
+import { TimeLimit } from './time-limit.js';
 import type { CallOutcome, CallRequest, ReadyInfo, Worker, WorkerFactory } from './worker.js';
 
 export type { MessageOutcome } from './answer.js';
@@ -422,25 +423,28 @@ export class Supervisor {
       return this.deliver(job, answerPastDeadline(deadline.text, Date.now() / 1000 - deadline.at, this.at(job)), 0);
     }
     const { softMs, killGraceMs } = this.policy.timeLimit;
-    let killTimer: NodeJS.Timeout | null = null;
-    let softTimer: NodeJS.Timeout | null = null;
-    if (softMs !== null) {
-      // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
-      softTimer = setTimeout(() => {
-        this.log.warn(
-          { id: envelope.id, timeout_s: softMs / 1000 },
-          'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
-        );
-        worker.interrupt();
-        killTimer = setTimeout(() => {
-          this.log.error(
-            { id: envelope.id, kill_grace_s: killGraceMs / 1000 },
-            'handler still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing the Python process',
+    // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
+    const limit =
+      softMs === null
+        ? null
+        : new TimeLimit(
+            softMs,
+            killGraceMs,
+            () => {
+              this.log.warn(
+                { id: envelope.id, timeout_s: softMs / 1000 },
+                'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
+              );
+              worker.interrupt();
+            },
+            () => {
+              this.log.error(
+                { id: envelope.id, kill_grace_s: killGraceMs / 1000 },
+                'handler still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing the Python process',
+              );
+              worker.terminate('timeout');
+            },
           );
-          worker.terminate('timeout');
-        }, killGraceMs);
-      }, softMs);
-    }
     let outcome: CallOutcome;
     const context = { id: envelope.id, headers: envelope.headers };
     const started = this.events?.message ? process.hrtime.bigint() : 0n;
@@ -449,6 +453,17 @@ export class Supervisor {
     try {
       const meta = this.config.mode === 'envelope' || this.config.includeMetadata ? handlerMeta(envelope) : undefined;
       const request: CallRequest = { payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers, context };
+      // breakpoint() on a terminal (`asya-runtime call`): the time limit waits while the debugger is open.
+      request.onDebugger = (open) => {
+        if (open) limit?.pause();
+        else limit?.resume();
+        this.log.info(
+          { id: envelope.id },
+          open
+            ? `breakpoint(): the debugger is open on the terminal${limit ? '; the time limit waits' : ''}`
+            : `the debugger closed${limit ? '; the time limit runs again' : ''}`,
+        );
+      };
       if (takesContext) {
         if (meta === undefined) request.contextMeta = handlerMeta(envelope);
         if (deadline !== null && 'at' in deadline) request.deadline = deadline.at;
@@ -463,8 +478,7 @@ export class Supervisor {
       if (err.reason === 'stopped') return job.exchange.abort();
       return this.deliver(job, answerFromDeath(err, this.at(job)), secondsSince(started));
     } finally {
-      if (softTimer) clearTimeout(softTimer);
-      if (killTimer) clearTimeout(killTimer);
+      limit?.clear();
       if (takesContext) job.exchange.onGone?.(null);
     }
     const gone = takesContext && job.exchange.clientGone();

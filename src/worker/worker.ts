@@ -63,6 +63,11 @@ export interface WorkerOptions {
   jsonCodec: JsonCodec;
   /** Directories put in front of sys.path (the CLI's `call` adds the working directory). */
   extraPath?: string[];
+  /**
+   * The terminal (a path such as /dev/pts/3) a breakpoint() in the handler opens pdb on; null (default):
+   * none, and breakpoint() fails the message saying so.
+   */
+  terminal?: string | null;
   /** JSON text of the class handler's constructor keyword arguments (ASYA_HANDLER_ARGS); null: none. */
   handlerArgs: string | null;
   /** Seconds; the shim arms its interruption (the soft time limit) only when set. */
@@ -156,6 +161,8 @@ export class PythonWorker implements Worker {
    */
   private context: MessageContext | null = null;
   private contextFields: MessageLogFields | null = null;
+  /** The call in flight's listener for the debugger opening and closing (CallRequest.onDebugger). */
+  private onDebugger: ((open: boolean) => void) | null = null;
 
   private constructor(private opts: WorkerOptions) {
     const log = opts.log;
@@ -272,6 +279,7 @@ export class PythonWorker implements Worker {
       mode: opts.mode,
       codec: opts.jsonCodec,
       path: opts.extraPath ?? [],
+      terminal: opts.terminal ?? null,
       args: opts.handlerArgs,
       timeout: opts.timeoutSeconds,
       log_level: opts.logLevel ?? 'info',
@@ -317,6 +325,7 @@ export class PythonWorker implements Worker {
     this.calls++;
     this.context = request.context ?? null;
     this.contextFields = null;
+    this.onDebugger = request.onDebugger ?? null;
     const stdin = this.stdio![0];
     const chunks = encodeCall(request);
     if (chunks.length === 1) {
@@ -454,12 +463,15 @@ export class PythonWorker implements Worker {
   }
 
   private deliver(msg: ShimMessage): void {
+    // Not a reply: the handler's breakpoint() opened or closed the debugger during the call.
+    if (msg.t === 'debugger') return void this.onDebugger?.(msg.open);
     const waiter = this.waiter;
     if (!waiter) {
       this.corrupted(`a '${String(msg.t)}' message when none was expected`);
       return;
     }
     this.waiter = null;
+    this.onDebugger = null;
     const updates = (msg as { x?: MetricUpdate[] }).x;
     if (updates !== undefined) this.opts.onMetrics?.(updates);
     waiter.resolve(msg);
