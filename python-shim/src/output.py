@@ -130,7 +130,7 @@ def send_record(fields):
     """One structured record on stderr (a `logging` record, a warning): the supervisor logs it."""
     data = (LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n").encode("utf-8", "replace")
     stream = sys.stderr
-    if isinstance(stream, HandlerOutput):
+    if isinstance(stream, HandlerOutput) and not stream.closed:
         stream.send_line(data)
     else:
         write_all(2, data)
