@@ -20,8 +20,9 @@ kills all of them when the shim ends or the supervisor goes away.
 
 The file reads in that order: loading your handler, calling it (its context, generators,
 coroutines, time limits), your logging and the main loop. Then comes the plumbing, each part
-kept in a source file of its own under python-shim/src/ and joined into this one: JSON, the
-reaper, the template (ASYA_PRELOAD), the channel and its MessagePack codec.
+kept in a source file of its own under python-shim/src/ and joined into this one: your output
+(sys.stdout and sys.stderr as log records), JSON, the reaper, the template (ASYA_PRELOAD), the
+channel and its MessagePack codec.
 """
 
 import time
@@ -375,6 +376,8 @@ def handle_call(handler, envelope_mode, msg):
         finally:
             call.active = False
             call.context = None
+            if DEBUG.session is not None:
+                close_debugger()
         if call.interrupted:
             return timeout_reply(None)
     except BaseException as exc:
@@ -383,6 +386,9 @@ def handle_call(handler, envelope_mode, msg):
         if call.interrupted:
             return timeout_reply(exc)
         reply = error_reply("err", exc)
+        if DEBUG.quit and reply["type"] == "BdbQuit":  # q in the debugger: pdb raised BdbQuit in the handler
+            DEBUG.quit = False
+            reply["message"] = "quit in the debugger (q): the call ended there"
         if not is_cuda_oom(exc):
             return reply
         # The frames of the failed call still hold its tensors: clear them, then (out of this block,
@@ -777,6 +783,14 @@ def close_handler(instance):
 # ---------------------------------------------------------------- logging ---
 # The handler's `logging` records reach the supervisor as structured lines on stderr: this mark,
 # then one JSON object. The supervisor maps the level, adds the message's id and logs it.
+#
+# What the handler writes is one log record per line, except (the output section below does it):
+#   - one write() of several lines to sys.stdout or sys.stderr is one record: print("a\nb"), a logging
+#     handler's line with its traceback (basicConfig's), a thread's uncaught exception on 3.7;
+#   - a traceback the traceback module prints (print_exc, print_exception, print_stack), or a thread's
+#     uncaught exception, is one record;
+#   - a warnings.warn() is one WARNING record of the logger "py.warnings", with category, filename, lineno.
+# Writes to the descriptors themselves (os.write, C printf, sys.stderr.buffer) stay a record per line.
 
 LOG_MARK = "\x1easya-log "
 LOG_LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
@@ -803,10 +817,7 @@ def setup_logging(level):
                     fields["i"] = record.asya_id  # context.log: the message's id, whenever the line is read
                 if exc is not None:
                     fields["e"] = _safe(lambda: format_user_exception(exc), "")[-LOG_TRACEBACK_LIMIT:]
-                line = LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n"
-                data = memoryview(line.encode("utf-8", "replace"))
-                while data:
-                    data = data[os.write(2, data):]
+                send_record(fields)
             except Exception:
                 self.handleError(record)
 
@@ -858,6 +869,8 @@ def main():
         os.close(fork_requests)
     if init.get("log_level"):
         setup_logging(init["log_level"])
+    capture_output()
+    install_debugger(init.get("terminal"), chan_out)
     try:
         codec = use_orjson(init.get("codec", "auto"))
         kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
@@ -870,6 +883,7 @@ def main():
     except Exception as exc:
         fatal(chan_out, error_reply("fatal", exc))
         return 3
+    flush_output()
     settle_heap()
     try:
         page_size = os.sysconf("SC_PAGE_SIZE")
@@ -891,6 +905,7 @@ def main():
         if init is None:
             return 0
         ready.update(pid=os.getpid(), load_ms=round((time.monotonic() - forked) * 1000), forked=True)
+    install_debugger(init.get("terminal"), chan_out)  # again: a fork's own terminal and channel (ASYA_PRELOAD)
     ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
     write_message(chan_out, ready)
     envelope_mode = init.get("mode") == "envelope"
@@ -902,6 +917,7 @@ def main():
         if msg is None:
             break
         reply = handle_call(handler, envelope_mode, msg)
+        flush_output()
         if METRICS.recorded:
             taken = METRICS.drain()
             if metrics:
@@ -949,6 +965,309 @@ def _cause_traceback(exc):
     if cause is None:
         return ""
     return _safe(lambda: format_user_exception(cause), "")
+
+
+# ----------------------------------------------------------------- output ---
+# What the handler writes becomes log records (the rule is in the logging section above): sys.stdout and
+# sys.stderr are replaced by HandlerOutput, the same kind of stream on the same descriptors, which sends a
+# write of several lines as one structured line (LOG_MARK, then {"o": text}) and everything else as it
+# is. Tracebacks the traceback module prints, and a thread's uncaught exception, are written as one write;
+# a warning is a structured record of its own.
+
+import io
+
+# The supervisor cuts lines longer than 16 KiB (UTF-16 units): a record that would be longer is written as
+# its lines.
+OUTPUT_LINE_LIMIT = 16000
+# A write of several lines that does not end its last line waits for the write that does (print() writes
+# its "\n" separately), up to this many characters.
+OUTPUT_HOLD_LIMIT = 8000
+
+
+class HandlerOutput(io.TextIOWrapper):
+    """sys.stdout or sys.stderr for the handler: one record per write of several lines (see above)."""
+
+    def __init__(self, stream):
+        import threading
+        io.TextIOWrapper.__init__(self, stream.buffer, encoding=stream.encoding, errors=stream.errors,
+                                  newline="\n", line_buffering=stream.line_buffering, write_through=True)
+        self._lock = threading.RLock()
+        self._ident = threading.get_ident
+        self._held = ""         # a write of several lines whose last line is not ended yet
+        self._midline = False   # what went out as written ended inside a line
+        self._groups = {}       # thread id -> [depth, texts]: what print_whole() is gathering
+        # A fork (the handler's own, or a worker forked from the template) may happen while another
+        # thread holds the lock: the child starts with a free one.
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self):
+        import threading
+        self._lock = threading.RLock()
+        self._groups = {}
+
+    def write(self, text):
+        if not isinstance(text, str):
+            return io.TextIOWrapper.write(self, text)  # the TypeError every text stream raises
+        with self._lock:
+            if self._groups:
+                group = self._groups.get(self._ident())
+                if group is not None:
+                    group[1].append(text)
+                    return len(text)
+            self._emit(text)
+        return len(text)
+
+    def flush(self):
+        with self._lock:
+            if self._held:
+                held, self._held = self._held, ""
+                self._record(held)
+        io.TextIOWrapper.flush(self)
+
+    def send_line(self, data):
+        """A structured line (bytes, ending in a newline), after whatever line is still open is ended."""
+        with self._lock:
+            if self._held:
+                held, self._held = self._held, ""
+                self._record(held)
+            if self._midline:
+                self._raw("\n")
+            write_all(self.fileno(), data)
+
+    def group(self, begin):
+        """Gather this thread's writes (begin) or write them as one (not begin); nests."""
+        ident = self._ident()
+        with self._lock:
+            group = self._groups.get(ident)
+            if begin:
+                if group is None:
+                    self._groups[ident] = [1, []]
+                else:
+                    group[0] += 1
+                return
+            if group is None:
+                return
+            group[0] -= 1
+            if group[0] == 0:
+                del self._groups[ident]
+                if group[1]:
+                    self._emit("".join(group[1]))
+
+    def _emit(self, text):
+        text, self._held = self._held + text, ""
+        if self._midline:
+            # A line begun by an earlier write is finished as written; what follows it is judged alone.
+            cut = text.find("\n") + 1
+            if cut == 0:
+                self._raw(text)
+                return
+            self._raw(text[:cut])
+            text = text[cut:]
+            if not text:
+                return
+        first = text.find("\n")
+        if first == -1 or first == len(text) - 1:
+            self._raw(text)  # one line, or a part of one: as written
+        elif text.endswith("\n"):
+            self._record(text[:-1])
+        elif len(text) > OUTPUT_HOLD_LIMIT:
+            self._record(text)
+        else:
+            self._held = text
+
+    def _raw(self, text):
+        io.TextIOWrapper.write(self, text)
+        self._midline = not text.endswith("\n")
+
+    def _record(self, text):
+        line = LOG_MARK + json.dumps({"o": text}, ensure_ascii=False) + "\n"
+        if len(line.encode("utf-16-le")) // 2 > OUTPUT_LINE_LIMIT:
+            self._raw(text + "\n")  # too long for one line of the log: its lines, as written
+            return
+        if self._midline:
+            self._raw("\n")
+        write_all(self.fileno(), line.encode("utf-8", "replace"))
+
+
+def write_all(fd, data):
+    data = memoryview(data)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def send_record(fields):
+    """One structured record on stderr (a `logging` record, a warning): the supervisor logs it."""
+    data = (LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+    stream = sys.stderr
+    if isinstance(stream, HandlerOutput) and not stream.closed:
+        stream.send_line(data)
+    else:
+        write_all(2, data)
+
+
+def print_whole(function):
+    """`function`, writing what it prints to sys.stdout and sys.stderr as one write each."""
+    import functools
+
+    @functools.wraps(function)
+    def whole(*args, **kwargs):
+        streams = [s for s in (sys.stdout, sys.stderr) if isinstance(s, HandlerOutput)]
+        for stream in streams:
+            stream.group(True)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            for stream in streams:
+                stream.group(False)
+    return whole
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning: a warning for sys.stderr is one WARNING record (a `file` of its own: as Python does)."""
+    if file is not None and file is not sys.stderr:
+        return SHOW_WARNING[0](message, category, filename, lineno, file, line)
+    name = _safe(lambda: category.__name__, "Warning")
+    text = "%s: %s" % (name, _safe(lambda: str(message), "<str() failed>"))
+    send_record({"l": 30, "n": "py.warnings", "m": text[:LOG_MESSAGE_LIMIT],
+                 "f": {"category": name, "filename": _safe(lambda: str(filename), "?"), "lineno": lineno}})
+
+
+SHOW_WARNING = []  # Python's own showwarning, for a warning written to a file of the handler's
+
+
+def capture_output():
+    """Install the rule: HandlerOutput for sys.stdout and sys.stderr, whole tracebacks, warnings as records."""
+    import threading
+    import warnings
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, io.TextIOWrapper) and not isinstance(stream, HandlerOutput):
+            setattr(sys, name, HandlerOutput(stream))
+    traceback.print_exception = print_whole(traceback.print_exception)  # print_exc, print_last
+    traceback.print_list = print_whole(traceback.print_list)  # print_tb, print_stack
+    if hasattr(threading, "excepthook"):  # 3.8+; 3.7 prints a thread's traceback in one print()
+        threading.excepthook = print_whole(threading.excepthook)
+    SHOW_WARNING.append(warnings.showwarning)
+    warnings.showwarning = show_warning
+
+
+def flush_output():
+    """The end of a call (or of the load): a write of several lines still waiting for its end goes as it is."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, HandlerOutput) and stream._held:
+            _safe(lambda: stream.flush() or "", "")
+
+
+# --------------------------------------------------------------- debugger ---
+# breakpoint() in a handler. Under `asya-runtime call` on a terminal (the supervisor names it in `init`)
+# it opens pdb on that terminal, and the handler's time limit waits while pdb is open: the shim tells the
+# supervisor on the channel ({"t": "debugger", "open": ...}) when it opens, and when it closes (c, q, or
+# the end of the call). Anywhere else (the deployed runtime, `call` with stdin not a terminal)
+# breakpoint() raises DebuggerUnavailable, which fails the message saying why, instead of pdb reading
+# EOF from /dev/null (BdbQuit) or waiting for ever. PYTHONBREAKPOINT=0 makes breakpoint() do nothing;
+# another PYTHONBREAKPOINT (ipdb.set_trace, ...) is called as Python would call it.
+
+
+class DebuggerUnavailable(RuntimeError):
+    """breakpoint() where no terminal is: the message fails with this."""
+
+
+class DebugState(object):
+    __slots__ = ("terminal", "channel", "main", "session", "open", "quit")
+
+    def __init__(self):
+        self.terminal = None  # the terminal's path (e.g. /dev/pts/3), or None: no debugger
+        self.channel = None   # where the supervisor hears that the debugger opened or closed
+        self.main = None      # the main thread's id: the only one that calls the handler
+        self.session = None   # (pdb, terminal fd) while a breakpoint() of this call is being debugged
+        self.open = False     # what the supervisor was last told
+        self.quit = False     # the last session ended with q (pdb raises BdbQuit in the handler)
+
+
+DEBUG = DebugState()
+
+
+def on_breakpoint(*args, **kwargs):
+    """sys.breakpointhook (see above)."""
+    hook = os.environ.get("PYTHONBREAKPOINT", "")
+    if hook == "0":
+        return None
+    if hook:
+        return sys.__breakpointhook__(*args, **kwargs)
+    if DEBUG.terminal is None:
+        raise DebuggerUnavailable(
+            "breakpoint() needs a terminal: run `asya-runtime call` on one (its stdin a terminal) to debug "
+            "the handler; here there is none (the deployed runtime, or call with piped input). "
+            "PYTHONBREAKPOINT=0 makes breakpoint() do nothing")
+    import threading
+    if threading.get_ident() != DEBUG.main:
+        raise DebuggerUnavailable("breakpoint() in a thread of the handler's: the debugger opens in the "
+                                  "handler's own call (the main thread) only")
+    if DEBUG.session is None:
+        DEBUG.session = open_debugger(DEBUG.terminal, kwargs.get("header"))
+    DEBUG.session[0].set_trace(sys._getframe(1))
+
+
+def open_debugger(terminal, header):
+    import pdb
+    try:
+        fd = os.open(terminal, os.O_RDWR | os.O_NOCTTY)
+    except OSError as exc:
+        raise DebuggerUnavailable("breakpoint(): cannot open the terminal %s: %s" % (terminal, exc))
+    reader = io.open(fd, "r", encoding="utf-8", errors="replace", closefd=False)
+    writer = io.open(fd, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+
+    class TerminalPdb(pdb.Pdb):
+        # Open from each stop until `c` or `q`: the time limit waits meanwhile, stepping included.
+        def interaction(self, frame, tb):
+            debugger_opened(True)
+            pdb.Pdb.interaction(self, frame, tb)
+
+        def set_continue(self):
+            pdb.Pdb.set_continue(self)
+            debugger_opened(False)
+
+        def set_quit(self):
+            pdb.Pdb.set_quit(self)
+            debugger_opened(False)
+
+    # The shim's frames (module __main__) are not stepped into: the call ends where the handler returns.
+    debugger = TerminalPdb(stdin=reader, stdout=writer, skip=["__main__"], nosigint=True)
+    if header is not None:
+        writer.write("%s\n" % (header,))
+    return debugger, fd, reader, writer
+
+
+def debugger_opened(now_open):
+    """Tell the supervisor, during a call (the main thread is in the handler: the channel is free)."""
+    if DEBUG.open == now_open or DEBUG.channel is None or not CALL.active:
+        return
+    DEBUG.open = now_open
+    write_message(DEBUG.channel, {"t": "debugger", "open": now_open})
+
+
+def close_debugger():
+    """The call ended: no more tracing, the terminal let go, the supervisor told."""
+    debugger, fd, reader, writer = DEBUG.session
+    DEBUG.session = None
+    DEBUG.quit = bool(debugger.quitting)
+    _safe(lambda: debugger.clear_all_breaks() or "", "")
+    _safe(lambda: debugger.set_continue() or "", "")  # no breakpoints left: tracing off, frames untraced
+    sys.settrace(None)
+    for stream in (reader, writer):
+        _safe(lambda: stream.close() or "", "")
+    _safe(lambda: os.close(fd) or "", "")
+    if DEBUG.open:
+        DEBUG.open = False
+        write_message(DEBUG.channel, {"t": "debugger", "open": False})
+
+
+def install_debugger(terminal, channel):
+    import threading
+    DEBUG.terminal = terminal or None
+    DEBUG.channel = channel
+    DEBUG.main = threading.get_ident()
+    sys.breakpointhook = on_breakpoint
 
 
 # ------------------------------------------------------------------- JSON ---

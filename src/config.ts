@@ -12,6 +12,8 @@ const LEGACY_MODULE_PATTERN = /^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_
 
 export type HandlerMode = 'payload' | 'envelope';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** `auto`: human-readable lines when stderr is a terminal, JSON lines otherwise. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
 export type JsonCodec = 'auto' | 'json' | 'orjson';
 
 export interface Config {
@@ -34,6 +36,8 @@ export interface Config {
   chunkSize: number;
   maxMessageSize: number;
   logLevel: LogLevel;
+  /** ASYA_LOG_FORMAT: JSON or human-readable lines, whatever stderr is; unset: by terminal. */
+  logFormat: LogFormat;
   jsonCodec: JsonCodec;
   /** null: no limit. The soft stage: the handler is interrupted inside Python. */
   handlerTimeoutMs: number | null;
@@ -258,6 +262,7 @@ const VARIABLES = z.object({
     { debug: 'debug', info: 'info', warning: 'warn', warn: 'warn', error: 'error', critical: 'error' },
     'info',
   ),
+  ASYA_LOG_FORMAT: oneOf<LogFormat>({ json: 'json', pretty: 'pretty' }, 'auto'),
   ASYA_JSON_CODEC: oneOf<JsonCodec>({ auto: 'auto', json: 'json', orjson: 'orjson' }, 'auto'),
   ASYA_HANDLER_TIMEOUT: seconds(null),
   ASYA_READ_TIMEOUT: seconds(DEFAULTS.readTimeoutSeconds * 1000),
@@ -271,6 +276,9 @@ const VARIABLES = z.object({
 });
 
 type Variables = z.infer<typeof VARIABLES>;
+
+/** Every variable the configuration reads (test/catalogue.test.ts holds them against docs/configuration.md). */
+export const VARIABLE_NAMES: readonly string[] = Object.keys(VARIABLES.shape);
 
 /** The message of a rejected variable: its name, the value quoted, and what was expected. */
 function invalid(name: string, value: unknown, expected: string): string {
@@ -353,6 +361,7 @@ function toConfig(env: Variables, issues: string[]): Config | null {
     chunkSize: env.ASYA_CHUNK_SIZE,
     maxMessageSize: env.ASYA_MAX_MESSAGE_SIZE,
     logLevel: env.ASYA_LOG_LEVEL,
+    logFormat: env.ASYA_LOG_FORMAT,
     jsonCodec: env.ASYA_JSON_CODEC,
     handlerTimeoutMs: env.ASYA_HANDLER_TIMEOUT,
     readTimeoutMs: env.ASYA_READ_TIMEOUT,
@@ -396,7 +405,9 @@ function resolveHandler(
   return null;
 }
 
-export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[]; logLevel: LogLevel };
+export type ConfigResult =
+  | { ok: true; config: Config }
+  | { ok: false; errors: string[]; logLevel: LogLevel; logFormat: LogFormat };
 
 /** Parse the environment. Returns every problem at once, so one restart fixes them all. */
 export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
@@ -404,6 +415,13 @@ export function parseConfig(env: NodeJS.ProcessEnv): ConfigResult {
   const variables = readVariables(env, issues);
   const config = variables && toConfig(variables, issues);
   if (config) return { ok: true, config };
+  // The FATAL lines that say so are written at the level and in the format asked for, when those are valid.
   const level = VARIABLES.shape.ASYA_LOG_LEVEL.safeParse(env.ASYA_LOG_LEVEL);
-  return { ok: false, errors: issues, logLevel: level.success ? level.data : 'info' };
+  const format = VARIABLES.shape.ASYA_LOG_FORMAT.safeParse(env.ASYA_LOG_FORMAT);
+  return {
+    ok: false,
+    errors: issues,
+    logLevel: level.success ? level.data : 'info',
+    logFormat: format.success ? format.data : 'auto',
+  };
 }

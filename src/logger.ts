@@ -1,12 +1,13 @@
 /**
  * Logs on stderr (stdout stays free for CLI output): structured JSON for log collectors, or
- * human-readable lines when stderr is a terminal. Where the lines go, and why a reader that stops
+ * human-readable lines; ASYA_LOG_FORMAT chooses, and unset, a terminal gets human-readable lines. Where the lines go, and why a reader that stops
  * reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
  * at INFO (~9 µs, docs/observing.md).
  */
+import { StringDecoder } from 'node:string_decoder';
 import { type LogFn, type Logger, pino } from 'pino';
 import { prettyFactory } from 'pino-pretty';
-import type { LogLevel } from './config.js';
+import type { LogFormat, LogLevel } from './config.js';
 import type { FatalError } from './errors.js';
 import { type LogSink, markBatched, stderrSink } from './log-sink.js';
 
@@ -22,13 +23,15 @@ export function logFatal(log: Logger, err: FatalError): void {
 }
 
 /**
- * `hideLifecycle`: INFO lines only from the handler (what it prints and logs), for `call`, whose user
- * wants the handler's output and the answers; warnings and errors always show.
+ * The runtime's logger. `format`: 'json' or 'pretty' whatever the sink is; 'auto' is pretty on a
+ * terminal and JSON otherwise. Every line goes through it, the handler's output included.
+ * `hideLifecycle`: INFO lines only with a `src` (what the handler prints and logs, its debugger), for
+ * `call`, whose user wants the handler's output and the answers; warnings and errors always show.
  */
 export function createLogger(
   level: LogLevel,
+  format: LogFormat = 'auto',
   sink: LogSink = stderrSink(),
-  human = sink.kind === 'terminal',
   { hideLifecycle = false } = {},
 ): Logger {
   const options = {
@@ -38,7 +41,7 @@ export function createLogger(
     ...(hideLifecycle ? { hooks: { logMethod: handlerLinesAtInfo } } : {}),
   };
   let log: Logger;
-  if (human) {
+  if (format === 'pretty' || (format === 'auto' && sink.kind === 'terminal')) {
     const pretty = prettyFactory({
       translateTime: 'SYS:HH:MM:ss.l',
       ignore: `pid,hostname,name,${MULTILINE_FIELDS.join(',')}`,
@@ -63,7 +66,7 @@ export function createLogger(
 const INFO = 30;
 
 function handlerLinesAtInfo(this: Logger, args: Parameters<LogFn>, method: LogFn, level: number): void {
-  if (level === INFO && (args[0] as { src?: unknown } | null)?.src !== 'handler') return;
+  if (level === INFO && (args[0] as { src?: unknown } | null)?.src === undefined) return;
   method.apply(this, args);
 }
 
@@ -107,6 +110,8 @@ function humanMessage(record: Record<string, unknown>, messageKey: string): stri
  */
 export class LineSplitter {
   private pending = '';
+  /** A character whose UTF-8 bytes a chunk cut in two is decoded whole, with the next chunk. */
+  private readonly decoder = new StringDecoder('utf8');
 
   constructor(
     private readonly emit: (line: string) => void,
@@ -114,7 +119,7 @@ export class LineSplitter {
   ) {}
 
   push(chunk: Buffer | string): void {
-    const text = this.pending + chunk.toString();
+    const text = this.pending + (typeof chunk === 'string' ? chunk : this.decoder.write(chunk));
     const lines = text.split('\n');
     this.pending = lines.pop() ?? '';
     for (const line of lines) this.emit(line.endsWith('\r') ? line.slice(0, -1) : line);
@@ -125,6 +130,7 @@ export class LineSplitter {
   }
 
   flush(): void {
+    this.pending += this.decoder.end();
     if (this.pending) this.emit(this.pending);
     this.pending = '';
   }

@@ -1,12 +1,14 @@
 /**
- * The catalogue of errors, held against its documentation: every wire error code the runtime can
- * send is described in docs/protocol.md (and nothing there is unknown to the code), and every exit
- * code is in the one table of docs/deployment.md and in `asya-runtime --help`, with the same numbers.
+ * The catalogues, held against their documentation: every wire error code the runtime can send is
+ * described in docs/protocol.md (and nothing there is unknown to the code), every exit code is in the
+ * one table of docs/deployment.md and in `asya-runtime --help`, with the same numbers, and every
+ * environment variable the configuration reads is a row of docs/configuration.md.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { VARIABLE_NAMES } from '../src/config.js';
 import { ErrorCode, ExitCode } from '../src/errors.js';
 import { CLI, ROOT, runNode } from './helpers.js';
 
@@ -34,5 +36,12 @@ describe('error catalogue', () => {
       Number(m[1]),
     );
     assert.deepEqual([...new Set(listed)].sort(), Object.values(ExitCode).sort());
+  });
+});
+
+describe('configuration catalogue', () => {
+  it('every variable the configuration reads is a row of the table in docs/configuration.md, and every row is one', () => {
+    const rows = [...doc('configuration.md').matchAll(/^\| `(ASYA_[A-Z_]+)` \| /gm)].map((m) => m[1]!);
+    assert.deepEqual([...rows].sort(), [...VARIABLE_NAMES].sort());
   });
 });

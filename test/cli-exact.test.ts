@@ -102,11 +102,19 @@ describe(`CLI exactness against Python's json (seed ${seed}, ${MESSAGES.length +
     const dir = tempDir();
     const file = path.join(dir, 'messages.jsonl');
     fs.writeFileSync(file, `${MESSAGES.join('\n')}\n`);
-    // On a terminal stdout; stderr (the logs) to /dev/null
-    const stdout = await onTerminal(
-      `${process.execPath} ${CLI} call --handler cli_exact.facts --codec json --payloads-only --file ${file} 2>/dev/null`,
-      { PYTHONPATH: HANDLERS },
-    );
+    // On a terminal: stdout and stderr alike, so nothing but errors is logged (and --payloads-only: no REPORT)
+    const { out: stdout } = await onTerminal([
+      'call',
+      '--handler',
+      'cli_exact.facts',
+      '--codec',
+      'json',
+      '--payloads-only',
+      '--log-level',
+      'ERROR',
+      '--file',
+      file,
+    ]);
     fs.rmSync(dir, { recursive: true, force: true });
     const pretty = stdout.replace(/\r\n/g, '\n');
     assert.match(pretty, /^ {2}"computed": \[\n {4}1\.0,\n {4}1180591620717411303424,\n {4}-0\.0,$/m);

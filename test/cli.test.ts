@@ -387,11 +387,64 @@ describe('help and version', () => {
 
 describe('logs on a terminal', () => {
   it('are human-readable lines, not JSON', async () => {
-    const r = await onTerminal(`${process.execPath} ${CLI} check --handler basic.echo --python /nonexistent/python3`, {
-      NO_COLOR: '1',
-    });
+    const { out: r } = await onTerminal(['check', '--handler', 'basic.echo', '--python', '/nonexistent/python3']);
     assert.match(r, /FATAL.*Python interpreter not found/);
     assert.doesNotMatch(r, /"level":/);
+  });
+});
+
+describe('ASYA_LOG_FORMAT', () => {
+  it("json on a terminal: every line is JSON, the handler's output too", async () => {
+    const { out: r } = await onTerminal(
+      ['call', '--verbose', '--handler', 'basic.printer', '--payloads-only', '{}'],
+      [],
+      {
+        ASYA_LOG_FORMAT: 'json',
+      },
+    );
+    const lines = r.split(/\r?\n/).filter((l) => l.startsWith('{"level"'));
+    const logs = lines.map((l) => JSON.parse(l) as { msg: string; src?: string });
+    assert.ok(
+      logs.some((l) => l.msg === 'handler loaded'),
+      r,
+    );
+    assert.ok(
+      logs.some((l) => l.src === 'handler' && l.msg === 'hello from print'),
+      r,
+    );
+  });
+
+  it("pretty on a pipe: human-readable lines, the handler's output and a FATAL line too", async () => {
+    const r = await cli(['call', '--verbose', '--handler', 'basic.printer', '--payloads-only', '{}'], {
+      env: { ASYA_LOG_FORMAT: 'Pretty', NO_COLOR: '1' },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /"level":/);
+    assert.match(r.stderr, /INFO.*handler loaded/);
+    assert.match(r.stderr, /INFO.*hello from print/);
+    const fatal = await runNode([CLI], {
+      env: {
+        PYTHONPATH: HANDLERS,
+        ASYA_HANDLER: 'basic.echo',
+        ASYA_LOG_FORMAT: 'pretty',
+        ASYA_WORKERS: 'many',
+        NO_COLOR: '1',
+      },
+    });
+    assert.equal(fatal.code, 2);
+    assert.match(fatal.stderr, /FATAL.*ASYA_WORKERS="many" is not valid/);
+    assert.doesNotMatch(fatal.stderr, /"level":/);
+  });
+
+  it('any other value stops the start naming the variable, exit 2', async () => {
+    const r = await runNode([CLI], {
+      env: { PYTHONPATH: HANDLERS, ASYA_HANDLER: 'basic.echo', ASYA_LOG_FORMAT: 'xml' },
+    });
+    assert.equal(r.code, 2);
+    assert.equal(fatal(r.stderr), 'FATAL: ASYA_LOG_FORMAT="xml" is not valid: expected json, pretty (any case)');
+    const call = await cli(['call', '--handler', 'basic.echo', '{}'], { env: { ASYA_LOG_FORMAT: 'xml' } });
+    assert.equal(call.code, 2);
+    assert.match(call.stderr, /ASYA_LOG_FORMAT="xml" is not valid: expected json, pretty \(any case\)/);
   });
 });
 

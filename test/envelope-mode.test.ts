@@ -113,3 +113,37 @@ describe('envelope mode', () => {
     assert.deepEqual(await notDict.send(input), ['not an envelope']);
   });
 });
+
+describe('envelope mode: an output whose route.current did not move', () => {
+  it('is answered as returned, with one WARNING per load of the Python process, not one per message', async () => {
+    const r = await rt('echo', { ASYA_WORKER_MAX_MESSAGES: '2', ASYA_LOG_LEVEL: 'INFO' });
+    const unmoved = () => r.logs.filter((l) => l.level === 'warn' && /keeps route\.current=/.test(l.msg));
+    const handled = (id: string) => r.waitForLog((l) => l.msg === 'message handled' && l.id === id);
+    assert.deepEqual(await r.send({ ...input, id: 'u-1' }), [{ ...input, id: 'u-1' }]);
+    await handled('u-1');
+    assert.deepEqual(
+      unmoved().map(({ id, output, current, actor }) => ({ id, output, current, actor })),
+      [{ id: 'u-1', output: 0, current: 1, actor: 'b' }],
+    );
+    assert.match(
+      unmoved()[0]!.msg,
+      /^output envelope\[0\/1\] keeps route\.current=1 \(actor "b", this one\): the sidecar sends it back to this same actor/,
+    );
+    await r.send({ ...input, id: 'u-2' });
+    await handled('u-2');
+    assert.equal(unmoved().length, 1, 'the second message of the same load: no second warning');
+    // ASYA_WORKER_MAX_MESSAGES=2 replaced the process: the new load warns again.
+    await r.waitForLog((l) => l.reason === 'max_messages');
+    await r.send({ ...input, id: 'u-3' });
+    await handled('u-3');
+    assert.deepEqual(
+      unmoved().map((l) => l.id),
+      ['u-1', 'u-3'],
+    );
+    // Moved on: no warning.
+    const moved = await rt('current_plus_one', { ASYA_LOG_LEVEL: 'INFO' });
+    await moved.send({ ...input, id: 'm-1' });
+    await moved.waitForLog((l) => l.msg === 'message handled' && l.id === 'm-1');
+    assert.equal(moved.logs.filter((l) => /keeps route\.current=/.test(l.msg)).length, 0);
+  });
+});

@@ -149,21 +149,62 @@ export function runNode(
   });
 }
 
+/** What to type on a terminal once it shows `after` (past the previous step's match), `wait` (quietFor's arguments) first. */
+export interface TerminalStep {
+  after: RegExp;
+  type: string;
+  wait?: [number, string];
+}
+
 /**
- * Run a shell command on a pseudo-terminal (util-linux `script`), as in an interactive shell, with a
- * minimal environment (PATH, TERM=dumb, then `env`); resolves with what it wrote to the terminal,
- * line ends as the terminal gives them (\r\n).
+ * Run the CLI on a pseudo-terminal (util-linux `script`), as in an interactive shell: stdin, stdout and
+ * stderr are the terminal. `steps` are typed as the terminal shows their prompts; resolves with all it
+ * showed (what was typed echoed, lines ending in \r\n) and the exit code, once the command has ended.
  */
-export function onTerminal(command: string, env: Record<string, string> = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qec', command, '/dev/null'], {
-      env: { PATH: process.env.PATH ?? '', TERM: 'dumb', ...coverageEnv(), ...env },
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', reject);
-    child.on('close', () => resolve(out));
+export async function onTerminal(
+  args: string[],
+  steps: TerminalStep[] = [],
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<{ out: string; code: number | null }> {
+  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const child = spawn('script', ['-qec', command, '/dev/null'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/root',
+      NO_COLOR: '1',
+      TERM: 'dumb',
+      PYTHONPATH: HANDLERS,
+      ...coverageEnv(),
+      ...env,
+    },
   });
+  let out = '';
+  let ended: { code: number | null } | null = null;
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.on('close', (code) => (ended = { code }));
+  try {
+    let seen = 0;
+    for (const step of steps) {
+      const at = () => out.slice(seen).search(step.after);
+      await until(
+        () => `${step.after} on the terminal; it shows:\n${out}`,
+        () => at() !== -1,
+        timeoutMs,
+      );
+      seen += at() + 1;
+      if (step.wait) await quietFor(...step.wait);
+      child.stdin.write(`${step.type}\n`);
+    }
+    const { code } = await until(
+      () => `the command to end; the terminal shows:\n${out}`,
+      () => ended,
+      timeoutMs,
+    );
+    return { out, code };
+  } finally {
+    if (ended === null) child.kill('SIGKILL');
+  }
 }
 
 /** scripts/run-tests.mjs collects V8 coverage from every runtime a test starts: pass its directory on. */

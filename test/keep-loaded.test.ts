@@ -389,7 +389,7 @@ describe('the supervisor with a fake worker (policy as data)', () => {
   const parsed = parseConfig({ ASYA_HANDLER: 'm.f' });
   assert.ok(parsed.ok);
   const config = parsed.config;
-  const log = createLogger('error', undefined, false);
+  const log = createLogger('error', 'json');
   const job = () => fakeJob(env({}));
   const supervise = (policy: WorkerPolicy) =>
     new Pool(config, policy, () => () => new FakeWorker(), log, {

@@ -271,7 +271,7 @@ describe('errors a user can read', () => {
   it('on a terminal: one FATAL, and tracebacks as lines', async () => {
     const script =
       `import(${JSON.stringify(path.join(ROOT, 'dist', 'logger.js'))}).then(({ createLogger }) => {` +
-      `createLogger('info', undefined, true).fatal({ exit_code: 4, traceback: 'Traceback (most recent call last):\\n  File "m.py", line 1, in <module>\\nValueError: x\\n' }, 'FATAL: cannot load handler "m.f"');})`;
+      `createLogger('info', 'pretty').fatal({ exit_code: 4, traceback: 'Traceback (most recent call last):\\n  File "m.py", line 1, in <module>\\nValueError: x\\n' }, 'FATAL: cannot load handler "m.f"');})`;
     const { stderr } = await runNode(['--input-type=module', '-e', script], { env: { NO_COLOR: '1' } });
     assert.equal(stderr.match(/FATAL/g)?.length, 1, stderr);
     assert.match(stderr, /FATAL: cannot load handler "m.f"/);

@@ -397,7 +397,7 @@ describe('the pool with fake workers (dispatch and drain rules)', () => {
   const parsed = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_WORKERS: '2' });
   assert.ok(parsed.ok);
   const config = parsed.config;
-  const log = createLogger('error', undefined, false);
+  const log = createLogger('error', 'json');
   const job = (n: number) => fakeJob(env({ n }, { id: `m${n}` }));
   const servedBy = (body: string | null) => (JSON.parse(body!) as Array<{ payload: number }>)[0]!.payload;
 

@@ -20,8 +20,9 @@ kills all of them when the shim ends or the supervisor goes away.
 
 The file reads in that order: loading your handler, calling it (its context, generators,
 coroutines, time limits), your logging and the main loop. Then comes the plumbing, each part
-kept in a source file of its own under python-shim/src/ and joined into this one: JSON, the
-reaper, the template (ASYA_PRELOAD), the channel and its MessagePack codec.
+kept in a source file of its own under python-shim/src/ and joined into this one: your output
+(sys.stdout and sys.stderr as log records), JSON, the reaper, the template (ASYA_PRELOAD), the
+channel and its MessagePack codec.
 """
 
 import time
@@ -375,6 +376,8 @@ def handle_call(handler, envelope_mode, msg):
         finally:
             call.active = False
             call.context = None
+            if DEBUG.session is not None:
+                close_debugger()
         if call.interrupted:
             return timeout_reply(None)
     except BaseException as exc:
@@ -383,6 +386,9 @@ def handle_call(handler, envelope_mode, msg):
         if call.interrupted:
             return timeout_reply(exc)
         reply = error_reply("err", exc)
+        if DEBUG.quit and reply["type"] == "BdbQuit":  # q in the debugger: pdb raised BdbQuit in the handler
+            DEBUG.quit = False
+            reply["message"] = "quit in the debugger (q): the call ended there"
         if not is_cuda_oom(exc):
             return reply
         # The frames of the failed call still hold its tensors: clear them, then (out of this block,
@@ -777,6 +783,14 @@ def close_handler(instance):
 # ---------------------------------------------------------------- logging ---
 # The handler's `logging` records reach the supervisor as structured lines on stderr: this mark,
 # then one JSON object. The supervisor maps the level, adds the message's id and logs it.
+#
+# What the handler writes is one log record per line, except (the output section below does it):
+#   - one write() of several lines to sys.stdout or sys.stderr is one record: print("a\nb"), a logging
+#     handler's line with its traceback (basicConfig's), a thread's uncaught exception on 3.7;
+#   - a traceback the traceback module prints (print_exc, print_exception, print_stack), or a thread's
+#     uncaught exception, is one record;
+#   - a warnings.warn() is one WARNING record of the logger "py.warnings", with category, filename, lineno.
+# Writes to the descriptors themselves (os.write, C printf, sys.stderr.buffer) stay a record per line.
 
 LOG_MARK = "\x1easya-log "
 LOG_LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
@@ -803,10 +817,7 @@ def setup_logging(level):
                     fields["i"] = record.asya_id  # context.log: the message's id, whenever the line is read
                 if exc is not None:
                     fields["e"] = _safe(lambda: format_user_exception(exc), "")[-LOG_TRACEBACK_LIMIT:]
-                line = LOG_MARK + json.dumps(fields, ensure_ascii=False) + "\n"
-                data = memoryview(line.encode("utf-8", "replace"))
-                while data:
-                    data = data[os.write(2, data):]
+                send_record(fields)
             except Exception:
                 self.handleError(record)
 
@@ -858,6 +869,8 @@ def main():
         os.close(fork_requests)
     if init.get("log_level"):
         setup_logging(init["log_level"])
+    capture_output()
+    install_debugger(init.get("terminal"), chan_out)
     try:
         codec = use_orjson(init.get("codec", "auto"))
         kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
@@ -870,6 +883,7 @@ def main():
     except Exception as exc:
         fatal(chan_out, error_reply("fatal", exc))
         return 3
+    flush_output()
     settle_heap()
     try:
         page_size = os.sysconf("SC_PAGE_SIZE")
@@ -891,6 +905,7 @@ def main():
         if init is None:
             return 0
         ready.update(pid=os.getpid(), load_ms=round((time.monotonic() - forked) * 1000), forked=True)
+    install_debugger(init.get("terminal"), chan_out)  # again: a fork's own terminal and channel (ASYA_PRELOAD)
     ready["interruptible"] = arm_time_limit(control, init.get("timeout"))
     write_message(chan_out, ready)
     envelope_mode = init.get("mode") == "envelope"
@@ -902,6 +917,7 @@ def main():
         if msg is None:
             break
         reply = handle_call(handler, envelope_mode, msg)
+        flush_output()
         if METRICS.recorded:
             taken = METRICS.drain()
             if metrics:

@@ -15,7 +15,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../logger.js';
 import { type RunningRuntime, startRuntime } from '../runtime/runtime.js';
-import { handlerConfig, handlerEnvironment, handlerOptions, handlerOptionsHelp, LOCAL_PATH } from './environment.js';
+import {
+  callTerminal,
+  handlerConfig,
+  handlerEnvironment,
+  handlerOptions,
+  handlerOptionsHelp,
+  LOCAL_PATH,
+} from './environment.js';
 import {
   messageOptions,
   NoAnswerError,
@@ -123,13 +130,17 @@ export async function call(args: string[]): Promise<number> {
   try {
     const env = handlerEnvironment(values, dir);
     const config = handlerConfig(env);
-    const log = createLogger(config.logLevel, undefined, undefined, {
+    const log = createLogger(config.logLevel, config.logFormat, undefined, {
       hideLifecycle: !values.verbose && config.logLevel !== 'debug',
     });
     // One Python process whatever ASYA_WORKERS says: messages are sent one at a time, and --watch reloads one.
     let runtime: RunningRuntime | null = null;
     const start = () => {
-      runtime = startRuntime({ ...config, workers: 1 }, log, { env, extraPath: LOCAL_PATH() });
+      runtime = startRuntime({ ...config, workers: 1 }, log, {
+        env,
+        extraPath: LOCAL_PATH(),
+        terminal: callTerminal(),
+      });
       return runtime;
     };
     const reporter = new Reporter(() => runtime?.loaded() ?? null, report);

@@ -39,7 +39,7 @@ export async function check(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: handlerOptions });
   const env = handlerEnvironment(values, null);
   const config = handlerConfig(env);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, config.logFormat);
   try {
     // With ASYA_PRELOAD it loads as the template does, so what a template refuses (CUDA) shows here too.
     const worker = PythonWorker.spawn({

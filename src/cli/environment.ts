@@ -3,6 +3,7 @@
  * command's flags on top, parsed by the same schema as the injected runtime (so a bad value gets
  * the same message).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { type Config, parseConfig } from '../config.js';
 import { readEnvFile } from './env-file.js';
@@ -43,6 +44,19 @@ export function handlerEnvironment(flags: HandlerFlags, socketDir: string | null
     env.ASYA_SOCKET_DIR = socketDir;
   }
   return env;
+}
+
+/**
+ * The terminal `call` runs on, for a handler's breakpoint() (pdb opens on it): stdin's, when stdin is
+ * one; null otherwise (piped messages, CI), and then breakpoint() fails the message saying so.
+ */
+export function callTerminal(): string | null {
+  if (!process.stdin.isTTY) return null;
+  try {
+    return fs.readlinkSync('/proc/self/fd/0'); // e.g. /dev/pts/3
+  } catch {
+    return null; // not Linux: no debugger
+  }
 }
 
 export function handlerConfig(env: NodeJS.ProcessEnv): Config {

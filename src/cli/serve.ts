@@ -31,12 +31,12 @@ export async function serve(early: EarlyPython | null = null): Promise<number> {
   mark('config_parsed');
   if (!parsed.ok) {
     releaseEarlySignals(); // exiting anyway
-    const log = createLogger(parsed.logLevel);
+    const log = createLogger(parsed.logLevel, parsed.logFormat);
     for (const error of parsed.errors) logFatal(log, new FatalError(ExitCode.config, error));
     await early?.discard(); // no Python outlives a configuration error
     return ExitCode.config;
   }
-  const log = createLogger(parsed.config.logLevel);
+  const log = createLogger(parsed.config.logLevel, parsed.config.logFormat);
   const runtime = startRuntime(parsed.config, log, { env: process.env, early });
   let signals = 0;
   // Every signal whose default action would end the process at once, leaving the socket and the ready

@@ -311,9 +311,15 @@ export type EnvelopeOutput = [meta: Buffer, payload: Buffer | null];
 /**
  * Envelope mode: check every output against the envelope rules and the route rule. Outputs leave
  * as Python encoded them (the payload appended to the rest), a missing `route.current` filled in
- * as 0. With validation off, outputs pass as returned.
+ * as 0. With validation off, outputs pass as returned. `onUnmoved` hears of each valid output whose
+ * `current` is still the input's (not past the route's end): the sidecar sends it back to this actor.
  */
-export function envelopeModeResponse(input: RequestEnvelope, outputs: EnvelopeOutput[], validation: boolean): Buffer[] {
+export function envelopeModeResponse(
+  input: RequestEnvelope,
+  outputs: EnvelopeOutput[],
+  validation: boolean,
+  onUnmoved?: (index: number) => void,
+): Buffer[] {
   const n = outputs.length;
   return arrayChunks(
     outputs.map(([meta, payload], i) => {
@@ -331,6 +337,7 @@ export function envelopeModeResponse(input: RequestEnvelope, outputs: EnvelopeOu
       if (typeof route === 'string') throw fail(route);
       const problem = routeProblem(input.route, route);
       if (problem !== null) throw fail(problem);
+      if (route.current === input.route.current && input.route.current < input.route.actors.length) onUnmoved?.(i);
       const chunks =
         route.currentSpans.length > 0
           ? [meta]

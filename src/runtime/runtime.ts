@@ -52,6 +52,8 @@ export interface RuntimeOptions {
   extraPath?: string[];
   /** The shim process started before the configuration was read (cli.ts), for the first worker. */
   early?: EarlyPython | null;
+  /** The terminal a handler's breakpoint() opens the debugger on (`asya-runtime call` on one); unset: none. */
+  terminal?: string | null;
 }
 
 /**
@@ -86,7 +88,11 @@ export function workerOptions(
  * Start the runtime. Returns at once (so signal handlers can be installed before a handler's
  * long __init__); startup continues in the background and `done` resolves at exit.
  */
-export function startRuntime(config: Config, log: Logger, { env, extraPath, early }: RuntimeOptions): RunningRuntime {
+export function startRuntime(
+  config: Config,
+  log: Logger,
+  { env, extraPath, early, terminal }: RuntimeOptions,
+): RunningRuntime {
   log.info(
     {
       version: VERSION,
@@ -244,6 +250,7 @@ export function startRuntime(config: Config, log: Logger, { env, extraPath, earl
       // Before the socket: without Python there is nothing to serve.
       const options = workerOptions(config, env, log, extraPath, early);
       options.onCallWritten = (bytes) => messageMemory.request(bytes);
+      options.terminal = terminal ?? null;
       // In a pool, what each Python process prints names its worker as the supervisor's lines do.
       const optionsOf = (worker: number) => (config.workers > 1 ? { ...options, log: log.child({ worker }) } : options);
       // prom-client and node:http are loaded only when metrics are on: at every start they cost the

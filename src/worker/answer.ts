@@ -27,6 +27,8 @@ export interface Answer {
   outputs?: number;
   /** A failure's line. */
   line?: AnswerLine;
+  /** A line for a success that is logged once per load of the Python process (`once` names it). */
+  notice?: AnswerLine & { once: string };
 }
 
 export interface AnswerContext {
@@ -47,12 +49,14 @@ export function answerFromOutcome(outcome: CallOutcome, at: AnswerContext): Answ
           outcome: 'ok',
           outputs: outcome.payloads.length,
         };
-      case 'envelopes':
-        return {
-          chunks: frameChunks(envelopeModeResponse(at.envelope, outcome.outputs, at.validate)),
-          outcome: 'ok',
-          outputs: outcome.outputs.length,
-        };
+      case 'envelopes': {
+        let unmoved: number | null = null;
+        const n = outcome.outputs.length;
+        const body = envelopeModeResponse(at.envelope, outcome.outputs, at.validate, (i) => (unmoved ??= i));
+        const answer: Answer = { chunks: frameChunks(body), outcome: 'ok', outputs: n };
+        if (unmoved !== null) answer.notice = unmovedRoute(at, unmoved, n);
+        return answer;
+      }
       case 'raised': {
         const failure = wireError.processing(outcome.message, outcome.type, outcome.traceback);
         return failed(failure, at, 'error', `handler raised ${outcome.type}: ${outcome.message}`, {
@@ -86,6 +90,24 @@ export function answerFromOutcome(outcome: CallOutcome, at: AnswerContext): Answ
         : wireError.processing(`could not build the response: ${(err as Error).message}`, 'RuntimeError');
     return failed(failure, at, 'error', failure.message);
   }
+}
+
+/**
+ * An envelope-mode output whose `route.current` did not move: the sidecar sends it back to this same
+ * actor, a loop unless that is meant. A warning, once per load (`once`), not an error.
+ */
+function unmovedRoute(at: AnswerContext, index: number, n: number): AnswerLine & { once: string } {
+  const { id, headers, route } = at.envelope;
+  const actor = route.actors[route.current];
+  return {
+    once: 'route_unmoved',
+    level: 'warn',
+    fields: { ...messageLogFields({ id, headers }), output: index, current: route.current, actor },
+    msg:
+      `output envelope[${index}/${n}] keeps route.current=${route.current} (actor ${JSON.stringify(actor)}, this one): ` +
+      'the sidecar sends it back to this same actor; move it on with route["current"] += 1 unless that loop is ' +
+      'meant (this warning: once per Python process)',
+  };
 }
 
 /** The Python process died during the call (the hard time limit killed it, or it crashed). */

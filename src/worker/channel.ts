@@ -105,6 +105,8 @@ export interface CallRequest {
   contextMeta?: Buffer;
   /** For a handler's `context`: the envelope's deadline, seconds since the epoch. */
   deadline?: number;
+  /** The handler's breakpoint() opened (true) or closed (false) the debugger on the terminal. Not sent. */
+  onDebugger?: (open: boolean) => void;
 }
 
 export type CallOutcome =
@@ -135,7 +137,9 @@ export type ShimMessage =
   | ({ t: 'closed'; ms: number } & Partial<ErrorFields>)
   | ({ t: 'enc' } & ErrorFields)
   | { t: 'ok'; o: Buffer[] }
-  | { t: 'env'; o: EnvelopeOutput[] };
+  | { t: 'env'; o: EnvelopeOutput[] }
+  /** During a call, not its reply: the debugger on the terminal opened or closed (the time limit waits meanwhile). */
+  | { t: 'debugger'; open: boolean };
 
 /** A handler's metric update (context.metrics): kind, name, value, labels as [name, value] pairs. */
 export type MetricUpdate = ['counter' | 'gauge' | 'histogram', string, number, Array<[string, string]>];

@@ -23,6 +23,7 @@ import {
 import { type DeathReason, SpawnFailed, toFatal, WorkerDied } from './errors.js';
 import type { Job } from './job-queue.js';
 import { type RecycleReason, recycleReason, restartDelay, spawnRetryDelay, type WorkerPolicy } from './policy.js';
+import { TimeLimit } from './time-limit.js';
 import type { CallOutcome, CallRequest, ReadyInfo, Worker, WorkerFactory } from './worker.js';
 
 export type { MessageOutcome } from './answer.js';
@@ -80,6 +81,8 @@ export class Supervisor {
   private draining = false;
   /** Deaths and failed inits since the last successful call. */
   private streak = 0;
+  /** The once-per-load notices (Answer.notice) the active worker's answers have logged. */
+  private noticed = new Set<string>();
 
   constructor(
     private readonly config: Config,
@@ -193,6 +196,7 @@ export class Supervisor {
     this.active = worker;
     this.messages = 0;
     this.memoryErrors = 0;
+    this.noticed.clear();
     this.activePid = ready.pid;
     this.loadedInfo = ready;
     // The pid is a field of this line; the lines after it carry it too (not twice here).
@@ -419,25 +423,28 @@ export class Supervisor {
       return this.deliver(job, answerPastDeadline(deadline.text, Date.now() / 1000 - deadline.at, this.at(job)), 0);
     }
     const { softMs, killGraceMs } = this.policy.timeLimit;
-    let killTimer: NodeJS.Timeout | null = null;
-    let softTimer: NodeJS.Timeout | null = null;
-    if (softMs !== null) {
-      // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
-      softTimer = setTimeout(() => {
-        this.log.warn(
-          { id: envelope.id, timeout_s: softMs / 1000 },
-          'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
-        );
-        worker.interrupt();
-        killTimer = setTimeout(() => {
-          this.log.error(
-            { id: envelope.id, kill_grace_s: killGraceMs / 1000 },
-            'handler still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing the Python process',
+    // Two stages: interrupt inside Python (the model stays); kill only if that does not end the call.
+    const limit =
+      softMs === null
+        ? null
+        : new TimeLimit(
+            softMs,
+            killGraceMs,
+            () => {
+              this.log.warn(
+                { id: envelope.id, timeout_s: softMs / 1000 },
+                'handler ran longer than ASYA_HANDLER_TIMEOUT; interrupting it',
+              );
+              worker.interrupt();
+            },
+            () => {
+              this.log.error(
+                { id: envelope.id, kill_grace_s: killGraceMs / 1000 },
+                'handler still running ASYA_HANDLER_KILL_GRACE after it was interrupted; killing the Python process',
+              );
+              worker.terminate('timeout');
+            },
           );
-          worker.terminate('timeout');
-        }, killGraceMs);
-      }, softMs);
-    }
     let outcome: CallOutcome;
     const context = { id: envelope.id, headers: envelope.headers };
     const started = this.events?.message ? process.hrtime.bigint() : 0n;
@@ -446,6 +453,17 @@ export class Supervisor {
     try {
       const meta = this.config.mode === 'envelope' || this.config.includeMetadata ? handlerMeta(envelope) : undefined;
       const request: CallRequest = { payload: envelope.payload, meta, wideIntegers: envelope.wideIntegers, context };
+      // breakpoint() on a terminal (`asya-runtime call`): the time limit waits while the debugger is open.
+      request.onDebugger = (open) => {
+        if (open) limit?.pause();
+        else limit?.resume();
+        this.log.info(
+          { src: 'debugger', id: envelope.id },
+          open
+            ? `breakpoint(): the debugger is open on the terminal${limit ? '; the time limit waits' : ''}`
+            : `the debugger closed${limit ? '; the time limit runs again' : ''}`,
+        );
+      };
       if (takesContext) {
         if (meta === undefined) request.contextMeta = handlerMeta(envelope);
         if (deadline !== null && 'at' in deadline) request.deadline = deadline.at;
@@ -460,8 +478,7 @@ export class Supervisor {
       if (err.reason === 'stopped') return job.exchange.abort();
       return this.deliver(job, answerFromDeath(err, this.at(job)), secondsSince(started));
     } finally {
-      if (softTimer) clearTimeout(softTimer);
-      if (killTimer) clearTimeout(killTimer);
+      limit?.clear();
       if (takesContext) job.exchange.onGone?.(null);
     }
     const gone = takesContext && job.exchange.clientGone();
@@ -499,6 +516,11 @@ export class Supervisor {
   /** Write the answer, count it, log it: a failure's line first, a success's after the bytes are on their way. */
   private deliver(job: Job, answer: Answer, pythonSeconds: number): void {
     if (answer.line) this.log[answer.line.level](answer.line.fields, answer.line.msg);
+    const { notice } = answer;
+    if (notice && !this.noticed.has(notice.once)) {
+      this.noticed.add(notice.once);
+      this.log[notice.level](notice.fields, notice.msg);
+    }
     job.exchange.respond(answer.chunks);
     this.events?.message?.(answer.outcome, pythonSeconds);
     // The line (a write to stderr) is not on the sidecar's clock.

@@ -33,6 +33,7 @@ import {
   toOutcome,
 } from './channel.js';
 import { type DeathReason, HandlerLoadFailed, SPAWN_ERRORS, SpawnFailed, WorkerDied } from './errors.js';
+import { outputRecord } from './handler-output.js';
 import type { ShimLaunch } from './shim.js';
 import {
   type EarlyPython,
@@ -62,6 +63,11 @@ export interface WorkerOptions {
   jsonCodec: JsonCodec;
   /** Directories put in front of sys.path (the CLI's `call` adds the working directory). */
   extraPath?: string[];
+  /**
+   * The terminal (a path such as /dev/pts/3) a breakpoint() in the handler opens pdb on; null (default):
+   * none, and breakpoint() fails the message saying so.
+   */
+  terminal?: string | null;
   /** JSON text of the class handler's constructor keyword arguments (ASYA_HANDLER_ARGS); null: none. */
   handlerArgs: string | null;
   /** Seconds; the shim arms its interruption (the soft time limit) only when set. */
@@ -155,6 +161,8 @@ export class PythonWorker implements Worker {
    */
   private context: MessageContext | null = null;
   private contextFields: MessageLogFields | null = null;
+  /** The call in flight's listener for the debugger opening and closing (CallRequest.onDebugger). */
+  private onDebugger: ((open: boolean) => void) | null = null;
 
   private constructor(private opts: WorkerOptions) {
     const log = opts.log;
@@ -271,6 +279,7 @@ export class PythonWorker implements Worker {
       mode: opts.mode,
       codec: opts.jsonCodec,
       path: opts.extraPath ?? [],
+      terminal: opts.terminal ?? null,
       args: opts.handlerArgs,
       timeout: opts.timeoutSeconds,
       log_level: opts.logLevel ?? 'info',
@@ -320,6 +329,7 @@ export class PythonWorker implements Worker {
     this.calls++;
     this.context = request.context ?? null;
     this.contextFields = null;
+    this.onDebugger = request.onDebugger ?? null;
     const stdin = this.stdio![0];
     const chunks = encodeCall(request);
     if (chunks.length === 1) {
@@ -457,12 +467,15 @@ export class PythonWorker implements Worker {
   }
 
   private deliver(msg: ShimMessage): void {
+    // Not a reply: the handler's breakpoint() opened or closed the debugger during the call.
+    if (msg.t === 'debugger') return void this.onDebugger?.(msg.open);
     const waiter = this.waiter;
     if (!waiter) {
       this.corrupted(`a '${String(msg.t)}' message when none was expected`);
       return;
     }
     this.waiter = null;
+    this.onDebugger = null;
     const updates = (msg as { x?: MetricUpdate[] }).x;
     if (updates !== undefined) this.opts.onMetrics?.(updates);
     waiter.resolve(msg);
@@ -496,62 +509,26 @@ export class PythonWorker implements Worker {
     return this.contextFields;
   }
 
+  /** Each line the handler writes (or record the shim sends, see handler-output.ts) is logged. */
   private pipeLines(stream: Readable, name: 'stdout' | 'stderr'): void {
     const lines = new LineSplitter((line) => {
-      if (name === 'stderr' && line.startsWith(PYTHON_LOG_MARK)) return this.logRecord(line);
-      this.stderrTail.push(line);
+      const record = outputRecord(name, line);
+      this.stderrTail.push(record.tail);
       if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-      this.opts.log.info({ src: 'handler', stream: name, python_pid: this.pythonPid(), ...this.messageFields() }, line);
+      this.opts.log[record.level](
+        {
+          src: 'handler',
+          ...record.fields,
+          python_pid: this.pythonPid(),
+          ...(record.id === undefined ? this.messageFields() : { id: record.id }),
+        },
+        record.msg,
+      );
     });
     stream.on('data', (chunk: Buffer) => lines.push(chunk));
     stream.on('end', () => lines.flush());
     stream.on('error', () => undefined);
   }
-
-  private logRecord(line: string): void {
-    let record: PythonLogRecord;
-    try {
-      record = JSON.parse(line.slice(PYTHON_LOG_MARK.length)) as PythonLogRecord;
-    } catch {
-      return void this.opts.log.info(
-        { src: 'handler', stream: 'stderr', python_pid: this.pythonPid(), ...this.messageFields() },
-        line,
-      );
-    }
-    this.stderrTail.push(record.e ? `${record.m}\n${record.e}` : record.m);
-    if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-    const level = pythonLevel(Number(record.l));
-    this.opts.log[level](
-      {
-        src: 'handler',
-        logger: String(record.n),
-        python_pid: this.pythonPid(),
-        ...(record.i === undefined ? this.messageFields() : { id: String(record.i) }),
-        traceback: record.e || undefined,
-      },
-      String(record.m),
-    );
-  }
-}
-
-/** A record of the handler's Python `logging` (see setup_logging in the shim): the mark, then JSON. */
-const PYTHON_LOG_MARK = '\x1easya-log ';
-
-interface PythonLogRecord {
-  /** levelno */
-  l: number;
-  /** logger name */
-  n: string;
-  m: string;
-  /** formatted exception, the user's frames only */
-  e?: string;
-  /** the message's id (context.log's records) */
-  i?: unknown;
-}
-
-/** Python's levels onto the runtime's: DEBUG, INFO, WARNING, ERROR and CRITICAL, custom levels by range. */
-function pythonLevel(levelno: number): 'debug' | 'info' | 'warn' | 'error' {
-  return levelno < 20 ? 'debug' : levelno < 30 ? 'info' : levelno < 40 ? 'warn' : 'error';
 }
 
 /** Nice 10 for a process started ahead of need; where that is refused it just runs at the usual priority. */

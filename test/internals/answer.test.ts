@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseRequest } from '../../src/envelope/envelope.js';
+import { type EnvelopeOutput, parseRequest } from '../../src/envelope/envelope.js';
 import { type AnswerContext, answerFromDeath, answerFromOutcome, answerPastDeadline } from '../../src/worker/answer.js';
 import type { CallOutcome } from '../../src/worker/channel.js';
 import { DEFAULT_POLICY } from '../../src/worker/policy.js';
@@ -102,6 +102,23 @@ describe('answer: from how a call ended to bytes, outcome and line', () => {
     );
     assert.equal(answer.outcome, 'processing_error');
     assert.equal(answer.line?.level, 'error');
+  });
+
+  it('an envelope-mode output whose route.current did not move: a notice, once per load (the supervisor keeps count)', () => {
+    const output = (current: number): EnvelopeOutput => [
+      Buffer.from(`{"route":{"actors":["x","y"],"current":${current}}}`),
+      Buffer.from('1'),
+    ];
+    const stayed = answerFromOutcome({ kind: 'envelopes', outputs: [output(1), output(0)] }, at);
+    assert.equal(stayed.outcome, 'ok');
+    assert.equal(stayed.notice?.once, 'route_unmoved');
+    assert.equal(stayed.notice?.level, 'warn');
+    assert.match(stayed.notice!.msg, /^output envelope\[1\/2\] keeps route\.current=0 \(actor "x", this one\)/);
+    assert.deepEqual({ ...stayed.notice!.fields }, { id: 'a-1', trace_id: 't-9', output: 1, current: 0, actor: 'x' });
+    assert.equal(answerFromOutcome({ kind: 'envelopes', outputs: [output(1)] }, at).notice, undefined);
+    // Unchecked outputs (validation off) are not read at all.
+    const unchecked = answerFromOutcome({ kind: 'envelopes', outputs: [output(0)] }, { ...at, validate: false });
+    assert.equal(unchecked.notice, undefined);
   });
 
   for (const [reason, code, msg] of [

@@ -15,6 +15,27 @@ describe('config', () => {
     assert.equal(r.config.maxMessageSize, 64 * 1024 * 1024);
     assert.equal(r.config.handlerTimeoutMs, null);
     assert.equal(r.config.logLevel, 'info');
+    assert.equal(r.config.logFormat, 'auto');
+  });
+
+  it('ASYA_LOG_FORMAT: json or pretty in any case; anything else is refused by name, and the FATAL lines keep the valid format', () => {
+    for (const [value, format] of [
+      ['json', 'json'],
+      ['PRETTY', 'pretty'],
+      [' Json ', 'json'],
+      ['', 'auto'],
+    ] as const) {
+      const r = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_LOG_FORMAT: value });
+      assert.ok(r.ok);
+      assert.equal(r.config.logFormat, format, value);
+    }
+    const bad = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_LOG_FORMAT: 'xml' });
+    assert.ok(!bad.ok);
+    assert.deepEqual(bad.errors, ['ASYA_LOG_FORMAT="xml" is not valid: expected json, pretty (any case)']);
+    assert.equal(bad.logFormat, 'auto');
+    const other = parseConfig({ ASYA_HANDLER: 'm.f', ASYA_LOG_FORMAT: 'json', ASYA_WORKERS: 'many' });
+    assert.ok(!other.ok);
+    assert.equal(other.logFormat, 'json');
   });
 
   it('parses every form', () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { BATCH_BYTES, BATCH_MS, Batching, type LogSink } from '../../src/log-sink.js';
-import { batched, createLogger } from '../../src/logger.js';
+import { batched, createLogger, LineSplitter } from '../../src/logger.js';
 import { until } from '../helpers.js';
 
 describe('log lines: the per-message line batched, every other line at once and in order', () => {
@@ -21,7 +21,7 @@ describe('log lines: the per-message line batched, every other line at once and 
   it('holds batched lines until another line, the timer or a flush; never reorders', async () => {
     const inner = recording();
     const sink = new Batching(inner);
-    const log = createLogger('info', sink, false);
+    const log = createLogger('info', 'json', sink);
     const perMessage = batched(log);
     assert.equal(batched(log), perMessage, 'one batched child per logger');
     // The first after a quiet spell: nothing to batch it with, and a timer would be a wake-up of its own.
@@ -58,7 +58,7 @@ describe('log lines: the per-message line batched, every other line at once and 
 
   it('writes a batch at once past 16 KiB; a child of a batched logger is not batched', () => {
     const inner = recording();
-    const log = createLogger('info', new Batching(inner), false);
+    const log = createLogger('info', 'json', new Batching(inner));
     const perMessage = batched(log);
     const long = 'x'.repeat(1000);
     perMessage.info('the first, written at once (nothing came before it)');
@@ -76,5 +76,17 @@ describe('log lines: the per-message line batched, every other line at once and 
     );
     perMessage.child({ worker: 1 }).info('from a child');
     assert.equal(inner.writes.length, 3, 'only the marked logger is batched');
+  });
+});
+
+describe('LineSplitter: what the handler writes, cut into lines', () => {
+  it('a character whose UTF-8 bytes arrive in two chunks is read whole', () => {
+    const lines: string[] = [];
+    const splitter = new LineSplitter((line) => lines.push(line));
+    const bytes = Buffer.from('é 🙂 fin\nnext\n');
+    for (let i = 0; i < bytes.length; i++) splitter.push(bytes.subarray(i, i + 1));
+    splitter.push(Buffer.from([0xc3]));
+    splitter.flush();
+    assert.deepEqual(lines, ['é 🙂 fin', 'next', '\ufffd']);
   });
 });

@@ -30,7 +30,7 @@ function watching(roots: string[], maxDirs?: number) {
     flush: async () => {},
   };
   const dirs = new DirectoryWatch({
-    log: createLogger('debug', sink, false),
+    log: createLogger('debug', 'json', sink),
     maxDirs,
     onChange: (f) => changes.push(f),
   });
