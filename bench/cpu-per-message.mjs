@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The supervisor's CPU per message against the handler's time: sequential 100 B messages, one connection
 // each (the sidecar's way), a handler that burns BURN_MS of CPU; CPU from the supervisor's threads'
-// schedstat (nanoseconds). Usage, after npm run build:
+// schedstat (nanoseconds). SLEEP=1: the handler sleeps BURN_MS instead (no CPU of its own to compete
+// with the supervisor's). Usage, after npm run build:
 //   node bench/cpu-per-message.mjs [dist/cli.js] [burn ms, default 0] [messages, default 300]
 //   LEVEL=WARNING NODEFLAGS="--no-memory-reducer" node bench/cpu-per-message.mjs dist/cli.js 20 150
 import { spawn } from 'node:child_process';
@@ -16,7 +17,9 @@ const N = Number(process.argv[4] ?? 300);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-cpu-'));
 fs.writeFileSync(
   path.join(dir, 'h.py'),
-  `import time\ndef process(p):\n    end = time.perf_counter() + ${burnMs / 1000}\n    while time.perf_counter() < end:\n        pass\n    return p\n`,
+  process.env.SLEEP
+    ? `import time\ndef process(p):\n    time.sleep(${burnMs / 1000})\n    return p\n`
+    : `import time\ndef process(p):\n    end = time.perf_counter() + ${burnMs / 1000}\n    while time.perf_counter() < end:\n        pass\n    return p\n`,
 );
 const child = spawn(process.execPath, [...(process.env.NODEFLAGS ? process.env.NODEFLAGS.split(' ') : []), cli], {
   env: {
@@ -50,12 +53,17 @@ const one = () =>
     const s = net.connect(path.join(dir, 'asya-runtime.sock'));
     s.on('data', () => {});
     s.on('close', resolve);
-    s.end(frame);
+    // The sidecar writes its request and reads the answer without half-closing; HALF=1 half-closes.
+    if (process.env.HALF) s.end(frame);
+    else s.write(frame);
   });
 for (let i = 0; i < 50; i++) await one();
 const a = cpu(child.pid);
-for (let i = 0; i < N; i++) await one();
+for (let i = 0; i < N; i++) {
+  await one();
+  if (process.env.GAP) await sleep(Number(process.env.GAP));
+}
 const b = cpu(child.pid);
-console.log(`burn ${burnMs} ms: supervisor CPU ${((b - a) / 1e6 / N).toFixed(3)} ms/msg`);
+console.log(`${process.env.SLEEP ? 'sleep' : 'burn'} ${burnMs} ms: supervisor CPU ${((b - a) / 1e6 / N).toFixed(3)} ms/msg`);
 child.kill('SIGTERM');
 child.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
