@@ -49,9 +49,11 @@ describe('heap', () => {
       const withTuning = await fullCollections(tuned);
       const without = await fullCollections(plain);
       t.diagnostic(`full collections over 80 messages of 1 MB: ${withTuning} with the tuning, ${without} without`);
-      // Without the tuning V8 usually runs 5-16 cycles here, but whether it starts one depends on
-      // timing (it has run none), so the comparison is printed, not asserted.
-      assert.ok(withTuning <= 1, `${withTuning} full collections with the tuning (${without} without)`);
+      // With the tuning V8 collects when external memory has grown by 64 MiB: each message leaves about
+      // 2 MB of dead buffers (request and answer), so 80 of them allow at most 2 collections. Without it
+      // V8 usually runs 5-16 cycles here, but whether it starts one depends on timing (it has run none),
+      // so the comparison is printed, not asserted.
+      assert.ok(withTuning <= 2, `${withTuning} full collections with the tuning (${without} without)`);
     } finally {
       await Promise.all([tuned.stop(), plain.stop()]);
     }
