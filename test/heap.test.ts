@@ -69,11 +69,12 @@ describe('heap (glibc)', { skip: process.platform !== 'linux' }, () => {
       const without = await faultsPerMessage(plain);
       t.diagnostic(`supervisor page faults per 1 MB message: ${withTuning} with the tuning, ${without} without`);
       // 1 MB is 244 pages. Since the shim's reply is read as views of its frame (no 1 MB copy a message),
-      // the request frame is the one large block a message allocates: without the tuning ~45-80 faults a
-      // message usually remain, with it ~4-20. glibc's own threshold adjustment sometimes brings the run
-      // without it down as far (4.85 once, on a busy machine), so the rule is stated for the tuned run
-      // alone: a message does not fault a 1 MB block in again (that would be 244 or more).
-      assert.ok(withTuning < 60, `${withTuning} faults a message with the tuning, ${without} without`);
+      // the request frame is the one large block a message allocates: on a quiet machine ~45-110 faults a
+      // message remain without the tuning, ~4-20 with it. On a busy one the socket hands the request over
+      // in other pieces and both runs measure 70-120 (2026-12-03, another test suite running); glibc's own
+      // threshold adjustment has also brought the run without it down to 4.85. So the rule is stated for
+      // the tuned run alone: a message does not fault its 1 MB block in again (that would be 244 or more).
+      assert.ok(withTuning < 200, `${withTuning} faults a message with the tuning, ${without} without`);
     } finally {
       await Promise.all([tuned.stop(), plain.stop()]);
     }

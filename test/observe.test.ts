@@ -257,7 +257,7 @@ describe('errors a user can read', () => {
   });
 
   it('`call` after a crash: nothing about restarts once it has shut down', async () => {
-    const result = await runNode([CLI, 'call', '--handler', 'crash.exit_hard', '{}'], {
+    const result = await runNode([CLI, 'call', '--verbose', '--handler', 'crash.exit_hard', '{}'], {
       env: { PYTHONPATH: HANDLERS },
     });
     assert.equal(result.code, 1, result.stderr);

@@ -384,7 +384,7 @@ describe('ASYA_WORKERS: a pool of Python processes', () => {
   });
 
   it('asya-runtime call runs one Python process whatever ASYA_WORKERS says', async () => {
-    const r = await runNode([CLI, 'call', '--handler', 'pool.work', '--payloads-only', '{"n": 7}'], {
+    const r = await runNode([CLI, 'call', '--verbose', '--handler', 'pool.work', '--payloads-only', '{"n": 7}'], {
       env: { PYTHONPATH: HANDLERS, ASYA_WORKERS: '3' },
     });
     assert.equal(r.code, 0, r.stderr);
