@@ -255,8 +255,39 @@ def unencodable_reply(result, exc):
     detail = _safe(lambda: str(exc), name)
     found = _safe(lambda: find_unencodable(result), None)
     where = ("%s (%s)" % (found, detail)) if found else detail
-    return {"t": "enc", "type": name, "traceback": "",
+    return {"t": "enc", "type": name, "traceback": _encoding_traceback(exc),
             "message": "the handler's result cannot be encoded as JSON: " + where}
+
+
+def encoding_raised_reply(exc):
+    """The handler's own code raised while its result was encoded (a tolist(), an item(), a __iter__)."""
+    reply = error_reply("err", exc)
+    reply["message"] = "the handler's result cannot be encoded as JSON: encoding it raised %s: %s" % (
+        reply["type"], reply["message"])
+    return reply
+
+
+_JSON_DIR = os.path.dirname(json.__file__)
+
+
+def _encoding_traceback(exc):
+    # Where the encoder alone refused a value, its own frames say nothing; where the handler's code ran
+    # during the encoding (a tolist() that raised TypeError, which orjson reports as the cause of its
+    # own error), that code's frames say where.
+    chain, seen = [exc], set()
+    while chain:
+        e = chain.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None:
+            name = tb.tb_frame.f_code.co_filename
+            if name != SHIM_FILE and os.path.dirname(name) != _JSON_DIR:
+                return _safe(lambda: format_user_exception(exc), "")
+            tb = tb.tb_next
+        chain.extend((e.__cause__, e.__context__))
+    return ""
 
 
 _JSON_KEYS = (str, int, float, bool)
@@ -406,7 +437,7 @@ def handle_call(handler, envelope_mode, msg):
     except (TypeError, ValueError) as exc:  # what json's encoder raises: unknown type, bad key, cycle
         return unencodable_reply(result, exc)
     except BaseException as exc:
-        return error_reply("err", exc)
+        return encoding_raised_reply(exc)
 
 
 SHIM_FILE = handle_call.__code__.co_filename

@@ -247,11 +247,44 @@ describe('errors a user can read', () => {
         assert.equal(e.error, 'processing_error');
         assert.match(e.details.message, /^the handler's result cannot be encoded as JSON: /);
         assert.match(e.details.message, where);
+        assert.equal(e.details.traceback, '', 'the encoder alone refused it: no frames of the handler to show');
         const line = await rt.waitForLog((l) => l.level === 'error' && l.id === 'enc');
         assert.doesNotMatch(line.msg, /handler raised/);
         assert.match(line.msg, where);
       } finally {
         await rt.stop();
+      }
+    }
+  });
+
+  it("the handler's own code raising while its result is encoded: the message says so, the traceback shows where", async () => {
+    for (const codec of ['json', 'auto']) {
+      for (const [handler, type, message] of [
+        [
+          'observe.tolist_type_error',
+          'TypeError',
+          /^the handler's result cannot be encoded as JSON: scores are not ready$/,
+        ],
+        [
+          'observe.tolist_zero',
+          'ZeroDivisionError',
+          /^the handler's result cannot be encoded as JSON: encoding it raised ZeroDivisionError: normalising by zero$/,
+        ],
+      ] as const) {
+        const rt = await startRuntime({ handler, env: { ASYA_JSON_CODEC: codec } });
+        try {
+          const e = asError(await rt.send(env({})));
+          assert.equal(e.error, 'processing_error');
+          assert.equal(e.details.type, type, `${handler} (${codec})`);
+          assert.match(e.details.message, message);
+          assert.match(
+            e.details.traceback,
+            /observe\.py", line \d+, in tolist\n {4}raise self\.error/,
+            `${handler} (${codec})`,
+          );
+        } finally {
+          await rt.stop();
+        }
       }
     }
   });

@@ -65,9 +65,14 @@ export function answerFromOutcome(outcome: CallOutcome, at: AnswerContext): Answ
         });
       }
       case 'unencodable':
-        return failed(wireError.processing(outcome.message, outcome.type), at, 'error', outcome.message, {
-          type: outcome.type,
-        });
+        // A traceback when the handler's own code ran (and raised) during the encoding; none otherwise.
+        return failed(
+          wireError.processing(outcome.message, outcome.type, outcome.traceback),
+          at,
+          'error',
+          outcome.message,
+          { type: outcome.type, traceback: outcome.traceback || undefined },
+        );
       case 'bad_input': {
         const failure = wireError.parsing(
           outcome.field === 'payload'

@@ -115,7 +115,7 @@ export type CallOutcome =
   /** The handler raised, or its result could not be encoded. */
   | { kind: 'raised'; type: string; message: string; traceback: string }
   /** The handler returned something JSON cannot hold; the message says what and where. */
-  | { kind: 'unencodable'; type: string; message: string }
+  | { kind: 'unencodable'; type: string; message: string; traceback: string }
   /** The payload (or envelope) bytes are not valid JSON for Python. */
   /** `field`: 'payload', or 'envelope' when the rest of the envelope could not be read (nesting Python refuses). */
   | { kind: 'bad_input'; type: string; message: string; field: string }
@@ -209,7 +209,7 @@ export function toOutcome(msg: ShimMessage): CallOutcome {
         returned: msg.returned,
       };
     case 'enc':
-      return { kind: 'unencodable', type: msg.type, message: msg.message };
+      return { kind: 'unencodable', type: msg.type, message: msg.message, traceback: msg.traceback };
     default:
       return {
         kind: 'raised',

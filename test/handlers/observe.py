@@ -54,3 +54,21 @@ class Model:
     def predict(self, payload):
         self.calls += 1
         return payload
+
+
+class _BrokenArray(object):
+    """Array-like (tolist()) whose conversion is the model's own code, and fails."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def tolist(self):
+        raise self.error
+
+
+def tolist_type_error(payload):
+    return {"scores": _BrokenArray(TypeError("scores are not ready"))}
+
+
+def tolist_zero(payload):
+    return {"scores": _BrokenArray(ZeroDivisionError("normalising by zero"))}

@@ -38,7 +38,7 @@ const rows: Array<[string, CallOutcome, string, 'warn' | 'error' | null, RegExp 
   ],
   [
     'an unencodable result',
-    { kind: 'unencodable', type: 'TypeError', message: 'cannot be encoded: result["w"]: set' },
+    { kind: 'unencodable', type: 'TypeError', message: 'cannot be encoded: result["w"]: set', traceback: '' },
     'processing_error',
     'error',
     /cannot be encoded/,
