@@ -64,6 +64,8 @@ for (let i = 0; i < N; i++) {
   if (process.env.GAP) await sleep(Number(process.env.GAP));
 }
 const b = cpu(child.pid);
-console.log(`${process.env.SLEEP ? 'sleep' : 'burn'} ${burnMs} ms: supervisor CPU ${((b - a) / 1e6 / N).toFixed(3)} ms/msg`);
+console.log(
+  `${process.env.SLEEP ? 'sleep' : 'burn'} ${burnMs} ms: supervisor CPU ${((b - a) / 1e6 / N).toFixed(3)} ms/msg`,
+);
 child.kill('SIGTERM');
 child.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));

@@ -236,17 +236,23 @@ def _own_frame(frame):
 
 def format_user_exception(exc):
     """The traceback as Python prints it, with only the user's frames (chained exceptions too)."""
+    return "".join(_user_traceback(exc)[0].format())
+
+
+def _user_traceback(exc):
+    """`exc`'s TracebackException with only the user's frames, and those frames, the chain's included."""
     top = traceback.TracebackException(type(exc), exc, exc.__traceback__)
-    todo, seen = [top], set()
+    todo, seen, frames = [top], set(), []
     while todo:
         te = todo.pop()
         if te is None or id(te) in seen:
             continue
         seen.add(id(te))
         te.stack = traceback.StackSummary.from_list([f for f in te.stack if not _own_frame(f)])
+        frames.extend(te.stack)
         todo.extend((te.__cause__, te.__context__))
         todo.extend(getattr(te, "exceptions", None) or ())  # exception groups, 3.11+
-    return "".join(top.format())
+    return top, frames
 
 
 def unencodable_reply(result, exc):
@@ -274,19 +280,12 @@ def _encoding_traceback(exc):
     # Where the encoder alone refused a value, its own frames say nothing; where the handler's code ran
     # during the encoding (a tolist() that raised TypeError, which orjson reports as the cause of its
     # own error), that code's frames say where.
-    chain, seen = [exc], set()
-    while chain:
-        e = chain.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        tb = e.__traceback__
-        while tb is not None:
-            name = tb.tb_frame.f_code.co_filename
-            if name != SHIM_FILE and os.path.dirname(name) != _JSON_DIR:
-                return _safe(lambda: format_user_exception(exc), "")
-            tb = tb.tb_next
-        chain.extend((e.__cause__, e.__context__))
+    try:
+        top, frames = _user_traceback(exc)
+        if any(os.path.dirname(f.filename) != _JSON_DIR for f in frames):
+            return "".join(top.format())
+    except BaseException:  # the handler's exception runs its own code when formatted
+        pass
     return ""
 
 
