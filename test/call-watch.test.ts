@@ -244,6 +244,80 @@ describe('asya-runtime call --watch', () => {
     });
   });
 
+  it('a save while a message or a load never ends stops that Python process and starts afresh', async () => {
+    const dir = tempDir();
+    const module = path.join(dir, 'stuck.py');
+    const looping = (where: string) =>
+      where === 'call'
+        ? 'import time\n\ndef predict(payload):\n    while True:\n        time.sleep(0.05)\n'
+        : 'import time\nwhile True:\n    time.sleep(0.05)\n';
+    const fixed = (v: number) => `def predict(payload):\n    return {"version": ${v}}\n`;
+    // the first load never ends: a save starts another
+    fs.writeFileSync(module, looping('import'));
+    const run = watchCall(dir, ['--handler', 'stuck.predict', '{}']);
+    await run.stoppedAfter(async () => {
+      await run.waitFor('the loading line', () =>
+        /^WATCH {2}loading stuck\.predict: watching \. for \.py changes meanwhile/m.test(run.stderr()),
+      );
+      fs.writeFileSync(module, fixed(1));
+      await run.waitFor('the fixed answer', () => run.answers().length === 1);
+      assert.deepEqual(run.answers(), [{ version: 1 }]);
+      // the message never ends: a save stops it
+      fs.writeFileSync(module, looping('call'));
+      await run.waitFor('the reload into the loop', () => lines(run.stderr(), 'RELOAD  handler loaded').length === 1);
+      fs.writeFileSync(module, fixed(2));
+      await run.waitFor('the answer after the stuck message', () => run.answers().length === 2);
+      assert.deepEqual(run.answers()[1], { version: 2 });
+      assert.match(run.stderr(), /^RELOAD {2}stuck\.py changed: stopped the Python process at work, starting afresh$/m);
+      // a reload whose import never ends: a save stops it too
+      fs.writeFileSync(module, looping('import'));
+      await run.waitFor(
+        'the reload into the stuck import',
+        () => run.stderr().split('RELOAD  stuck.py changed: restarting the Python process').length === 3,
+      );
+      fs.writeFileSync(module, fixed(3));
+      await run.waitFor('the answer after the stuck import', () => run.answers().length === 3);
+      assert.deepEqual(run.answers()[2], { version: 3 });
+    });
+  });
+
+  it('watches the import path entry the module came from, above namespace packages; a replaced root is watched again', async () => {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, 'app', 'handlers'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'app', 'util.py'), 'SCALE = 1\n');
+    const handler = 'from app import util\n\ndef process(payload):\n    return {"scale": util.SCALE}\n';
+    fs.writeFileSync(path.join(dir, 'app', 'handlers', 'h.py'), handler);
+    const run = watchCall(dir, ['--handler', 'app.handlers.h.process', '{}']);
+    await run.stoppedAfter(async () => {
+      await run.waitFor('the first answer', () => run.answers().length === 1);
+      assert.match(
+        run.stderr(),
+        /^WATCH {2}watching \. for \.py changes/m,
+        'the directory above app/ (no __init__.py)',
+      );
+      fs.writeFileSync(path.join(dir, 'app', 'util.py'), 'SCALE = 2\n');
+      await run.waitFor('the answer after a sibling package changed', () => run.answers().length === 2);
+      assert.deepEqual(run.answers()[1], { scale: 2 });
+    });
+
+    // a root on PYTHONPATH deleted and made again (rm -rf; git checkout), then edited
+    const src = path.join(dir, 'src');
+    const work = path.join(dir, 'work');
+    fs.mkdirSync(src);
+    fs.mkdirSync(work);
+    fs.writeFileSync(path.join(src, 'm.py'), 'def process(payload):\n    return {"v": 1}\n');
+    const again = watchCall(work, ['--handler', 'm.process', '{}'], { env: { PYTHONPATH: src } });
+    await again.stoppedAfter(async () => {
+      await again.waitFor('the first answer', () => again.answers().length === 1);
+      fs.rmSync(src, { recursive: true });
+      fs.mkdirSync(src);
+      fs.writeFileSync(path.join(src, 'm.py'), 'def process(payload):\n    return {"v": 2}\n');
+      await again.waitFor('the answer from the new directory', () => again.answers().some((a) => a?.v === 2));
+      fs.writeFileSync(path.join(src, 'm.py'), 'def process(payload):\n    return {"v": 3}\n');
+      await again.waitFor('an edit in the new directory', () => again.answers().some((a) => a?.v === 3));
+    });
+  });
+
   it('Ctrl-C while waiting for a handler that does not load exits 0 and leaves nothing running', async () => {
     const dir = tempDir();
     fs.writeFileSync(path.join(dir, 'live.py'), 'raise RuntimeError("not yet")\n');
@@ -263,7 +337,7 @@ describe('asya-runtime call --watch', () => {
       },
     );
     assert.equal(r.code, 3, r.stderr);
-    assert.doesNotMatch(r.stderr, /^WATCH/m);
+    assert.doesNotMatch(r.stderr, /^WATCH {2}(the handler did not load|watching)/m, 'not waiting for a change');
   });
 
   it('watches the source directories only: not a virtualenv, site-packages, .git, node_modules, __pycache__ or hidden ones', async () => {
@@ -294,8 +368,9 @@ describe('asya-runtime call --watch', () => {
         .filter((l) => /^watch: watching \d+ director(y|ies)$/.test(l.msg));
       assert.ok(counts.length > 0, 'a DEBUG line gives the count');
       assert.equal(counts.at(-1)?.directories, 1 + sources.length, 'the directory, lib and lib/inner');
-      // What the kernel holds for this process: its inotify watches (the runtime's socket directory is one more).
-      assert.ok(inotifyWatches(run.pid) <= 1 + sources.length + 1, `${inotifyWatches(run.pid)} inotify watches`);
+      // What the kernel holds for this process: its inotify watches (the runtime's socket directory is one
+      // more, and the root's parent, watched for the root's own name, one more).
+      assert.ok(inotifyWatches(run.pid) <= 1 + sources.length + 2, `${inotifyWatches(run.pid)} inotify watches`);
       // a new directory under a watched one is watched, and a change in it reloads
       fs.mkdirSync(path.join(dir, 'lib', 'inner', 'deeper'));
       await run.waitFor('the new directory', () => /"added":"[^"]*deeper"/.test(run.stderr()));

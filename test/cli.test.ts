@@ -268,6 +268,19 @@ describe('asya-runtime check', () => {
     const onPath = await run(['check', '--handler', 'plain.process'], dir);
     assert.equal(onPath.code, 0, onPath.stderr);
     assert.doesNotMatch(onPath.stderr, /note:/, 'on PYTHONPATH, the pod finds it too');
+    // an ancestor of the current directory on PYTHONPATH does not import `plain` (it would be pkg.plain)
+    const ancestor = await run(['check', '--handler', 'plain.process'], path.dirname(dir));
+    assert.match(ancestor.stderr, /note: plain\.py was found in the current directory/);
+    // another plain.py on PYTHONPATH is what the pod would import
+    const lib = tempDir();
+    fs.writeFileSync(path.join(lib, 'plain.py'), 'def process(payload:\n');
+    const shadowed = await run(['check', '--handler', 'plain.process'], lib);
+    assert.equal(shadowed.code, 0, shadowed.stderr);
+    assert.ok(
+      shadowed.stderr.includes(`with this PYTHONPATH it would import ${path.join(lib, 'plain.py')} instead`),
+      shadowed.stderr,
+    );
+    fs.rmSync(lib, { recursive: true });
     // and both fail alike where neither finds it
     const elsewhere = tempDir();
     const a = await runNode([CLI, 'call', '--handler', 'plain.process', '{}'], {

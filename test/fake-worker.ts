@@ -65,7 +65,6 @@ export class FakeWorker implements Worker {
       callable: 'method',
       close: true,
       interruptible: true,
-      page_size: 4096,
       python: 'fake',
       executable: 'fake',
       pid: this.id,

@@ -79,14 +79,23 @@ def import_module_prefix(spec):
 
 
 def handler_module_file(spec):
-    """The file of the module the handler was loaded from (for `asya-runtime call --watch`), or None."""
+    """The file of the module the handler was loaded from (for `asya-runtime call --watch`) and the
+    import path entry it was found in (the file's directory above the module's packages), or Nones."""
     parts = spec.split(".")
     for i in range(len(parts) - 1, 0, -1):
-        module = sys.modules.get(".".join(parts[:i]))
+        name = ".".join(parts[:i])
+        module = sys.modules.get(name)
         if module is not None:
             found = getattr(module, "__file__", None)
-            return os.path.abspath(found) if isinstance(found, str) else None
-    return None
+            if not isinstance(found, str):
+                return None, None
+            found = os.path.abspath(found)
+            root = os.path.dirname(found)
+            # a.b.c is a/b/c.py or a/b/c/__init__.py below the entry, namespace packages included
+            for _ in range(name.count(".") + (os.path.basename(found).startswith("__init__.") and 1 or 0)):
+                root = os.path.dirname(root)
+            return found, root
+    return None, None
 
 
 def instantiate(cls, where, kwargs):
@@ -915,16 +924,14 @@ def main():
         return 3
     flush_output()
     settle_heap()
-    try:
-        page_size = os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        page_size = 4096
+    # At most 15 keys with the template's: the supervisor checks each frame's head as a fixmap.
+    module_file, module_root = handler_module_file(init["handler"])
     ready = {"t": "ready", "kind": kind, "python": sys.version.split()[0], "codec": codec,
              "executable": sys.executable, "pid": os.getpid(),
              "load_ms": round((time.monotonic() - started) * 1000),
              "callable": described, "close": callable(getattr(instance, "close", None)),
-             "interruptible": False, "page_size": page_size, "context": LOADED.context,
-             "module_file": handler_module_file(init["handler"]),
+             "interruptible": False, "context": LOADED.context,
+             "module_file": module_file, "module_root": module_root,
              "startup": {"started": STARTED, "waiting": waiting, "init": got_init, "loaded": time.time()}}
     if preload:
         # The template: it never handles a message. serve_template() returns only in a worker forked

@@ -57,7 +57,7 @@ export async function check(args: string[]): Promise<number> {
       `ok: ${config.handler} (${ready.callable}${ready.close ? ' with close()' : ''}, ${config.mode} mode) loaded in ${ready.load_ms} ms ` +
         `by Python ${ready.python} at ${ready.executable}${ready.codec ? `, JSON codec ${ready.codec}` : ''}\n`,
     );
-    const note = onlyThroughWorkingDirectory(ready.module_file, env.PYTHONPATH);
+    const note = onlyThroughWorkingDirectory(ready, env.PYTHONPATH);
     if (note) process.stderr.write(`${note}\n`);
     return ExitCode.ok;
   } catch (err) {

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type Config, parseConfig } from '../config.js';
+import type { ReadyInfo } from '../worker/worker.js';
 import { readEnvFile } from './env-file.js';
 import { UsageError } from './messages.js';
 
@@ -97,20 +98,33 @@ export const handlerOptionsHelp = `  --handler SPEC     module.function or modul
 export const LOCAL_PATH = (): string[] => [process.cwd()];
 
 /**
- * The note `check` prints when the module was found only through the current directory: the deployed
- * runtime searches PYTHONPATH alone, so the pod needs that directory on it.
+ * The note `check` prints when the module was found through the current directory (its import path
+ * entry is the current directory), which the deployed runtime does not search: the pod needs it on
+ * PYTHONPATH, or would import another file of that name from there.
  */
-export function onlyThroughWorkingDirectory(moduleFile: string | null | undefined, pythonPath = ''): string | null {
-  if (!moduleFile) return null;
+export function onlyThroughWorkingDirectory(ready: ReadyInfo, pythonPath = ''): string | null {
+  const { module_file: file, module_root: root } = ready;
+  if (!file || !root) return null;
   const cwd = process.cwd();
-  const inside = (dir: string) => {
-    const relative = path.relative(path.resolve(dir), moduleFile);
-    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
-  };
-  if (!inside(cwd)) return null;
-  if (pythonPath.split(path.delimiter).some((dir) => dir !== '' && inside(dir))) return null;
+  if (path.resolve(root) !== cwd) return null;
+  const entries = pythonPath
+    .split(path.delimiter)
+    .filter((dir) => dir !== '')
+    .map((dir) => path.resolve(dir));
+  if (entries.includes(cwd)) return null;
+  const shown = path.relative(cwd, file);
+  // What a.b names below an entry: a/b.py, a/b/__init__.py, or the package directory a/b.
+  const relative = path.relative(root, file).replace(/(\/__init__)?\.py[cw]?$|\.[^/.]*\.so$/, '');
+  const other = entries
+    .flatMap((dir) => [`${relative}.py`, path.join(relative, '__init__.py'), relative].map((p) => path.join(dir, p)))
+    .find((candidate) => fs.existsSync(candidate));
+  if (other !== undefined)
+    return (
+      `note: ${shown} was found in the current directory, which the deployed runtime does not search: ` +
+      `with this PYTHONPATH it would import ${other} instead`
+    );
   return (
-    `note: ${path.relative(cwd, moduleFile)} was found in the current directory, which the deployed runtime ` +
-    `does not search: set PYTHONPATH=${cwd} (or the image's directory that holds it) in the pod`
+    `note: ${shown} was found in the current directory, which the deployed runtime does not search: ` +
+    `set PYTHONPATH=${cwd} (or the image's directory that holds it) in the pod`
   );
 }

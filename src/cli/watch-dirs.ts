@@ -66,6 +66,12 @@ export class DirectoryWatch {
   private closed = false;
   /** The count and roots of the last DEBUG line: said again only when either changes. */
   private said = '';
+  /**
+   * Each root's parent, for the root's own name: a root deleted and made again (`rm -rf src; git
+   * checkout src`, a tool that replaces the directory) is a new directory the old watches do not see.
+   * The inode tells a replaced root from one whose metadata changed.
+   */
+  private readonly parents = new Map<string, { watcher: fs.FSWatcher; inode: number | null }>();
 
   constructor(private readonly options: DirectoryWatchOptions) {
     this.maxDirs = options.maxDirs ?? WATCH_MAX_DIRS;
@@ -83,6 +89,12 @@ export class DirectoryWatch {
     const skipped: string[] = [];
     this.walk(this.roots, keep, skipped);
     for (const dir of [...this.watched.keys()]) if (!keep.has(dir)) this.unwatch(dir);
+    for (const [root, parent] of this.parents)
+      if (!this.roots.includes(root)) {
+        parent.watcher.close();
+        this.parents.delete(root);
+      }
+    for (const root of this.roots) if (!this.parents.has(root)) this.watchParent(root);
     const said = `${this.watched.size} ${this.roots.join(path.delimiter)}`;
     if (said === this.said) return;
     this.said = said;
@@ -95,6 +107,36 @@ export class DirectoryWatch {
   close(): void {
     this.closed = true;
     for (const dir of [...this.watched.keys()]) this.unwatch(dir);
+    for (const parent of this.parents.values()) parent.watcher.close();
+    this.parents.clear();
+  }
+
+  private watchParent(root: string): void {
+    const parent = path.dirname(root);
+    if (parent === root) return;
+    try {
+      const watcher = fs.watch(parent, (_event, name) => {
+        if (name !== null && name.toString() === path.basename(root)) this.rootEvent(root);
+      });
+      watcher.on('error', () => watcher.close());
+      this.parents.set(root, { watcher, inode: inodeOf(root) });
+    } catch {
+      // the parent is not readable or gone: the root's own watches still work
+    }
+  }
+
+  /** Something happened to a root's name in its parent: a root that is a new directory is walked afresh. */
+  private rootEvent(root: string): void {
+    const entry = this.parents.get(root);
+    if (this.closed || !entry) return;
+    const inode = inodeOf(root);
+    if (inode === entry.inode) return;
+    entry.inode = inode;
+    const below = [...this.watched.keys()].filter((d) => d === root || d.startsWith(`${root}${path.sep}`));
+    for (const d of below) this.unwatch(d);
+    if (inode !== null) this.walk([root], new Set(this.watched.keys()), []);
+    this.options.log.debug({ directories: this.watched.size, root }, 'watch: a root directory was replaced');
+    this.options.onChange(root);
   }
 
   /**
@@ -155,7 +197,12 @@ export class DirectoryWatch {
       this.options.log.debug({ dir, err: (err as Error).message }, 'watch: cannot watch a directory');
       return true; // gone meanwhile, or not readable: the others still are
     }
-    watcher.on('error', () => this.unwatch(dir));
+    // A directory that went: its watch ends, unless the path is already watched again (a new directory
+    // of the same name, whose watch this late error must not close).
+    watcher.on('error', () => {
+      if (this.watched.get(dir)?.watcher === watcher) this.unwatch(dir);
+      else watcher.close();
+    });
     this.watched.set(dir, { watcher, sources: false });
     return true;
   }
@@ -208,6 +255,12 @@ export class DirectoryWatch {
       this.options.log.debug({ directories: this.watched.size, added: full }, 'watch: watching a new directory');
     if (found !== null) this.options.onChange(found);
   }
+}
+
+/** The inode of a directory, or null when there is none there. */
+function inodeOf(dir: string): number | null {
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  return st?.isDirectory() ? st.ino : null;
 }
 
 /** A directory itself, not a symbolic link to one (the walk does not follow links). */

@@ -32,15 +32,16 @@ export interface WatchOptions {
 }
 
 /**
- * The directories to watch once the handler has loaded: the one its module was imported from (above
- * its packages, so sibling modules count too) and the --watch-dir ones. Null when the module has no
- * file to find it by.
+ * The directories to watch once the handler has loaded: the import path entry its module was found in
+ * (above its packages, namespace packages too, so sibling modules count) and the --watch-dir ones. An
+ * entry inside an installed environment (site-packages) is not the user's to edit: not watched. Null
+ * when the module has no file to find it by.
  */
 export function watchRoots(loaded: ReadyInfo | null, extra: string[]): string[] | null {
   if (!loaded?.module_file) return null;
-  let dir = path.dirname(loaded.module_file);
-  while (fs.existsSync(path.join(dir, '__init__.py')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return [...new Set([dir, ...extra])];
+  const root = loaded.module_root ?? path.dirname(loaded.module_file);
+  const installed = root.split(path.sep).some((part) => part === 'site-packages' || part === 'dist-packages');
+  return [...new Set([...(installed ? [] : [root]), ...extra])];
 }
 
 /**
@@ -79,30 +80,40 @@ export async function watch(options: WatchOptions): Promise<number> {
   let timer: NodeJS.Timeout | null = null;
   /** The reloads and sends of a serving runtime, one after the other. */
   let chain = Promise.resolve();
-  /** Whether a runtime has served: changes then reload it; before, they start the next attempt. */
+  /** Whether the runtime now running has served: changes then reload it. */
   let serving = false;
-  /** A change seen while the handler was loading for the first time (acted on once that settles). */
-  let pending: string | null = null;
+  /** A load, a reload or a message under way: a change then does not wait for it (it may never end). */
+  let busy = false;
+  /** The change that stopped a busy runtime: the next one starts at once, for it. */
+  let restartFor: string | null = null;
   /** Set while waiting for a change to try a failed first load again. */
   let wake: ((file: string | null) => void) | null = null;
   let announced = '';
 
+  const whileBusy = async <T>(work: () => Promise<T>): Promise<T> => {
+    busy = true;
+    try {
+      return await work();
+    } finally {
+      busy = false;
+    }
+  };
   const cycle = async () => {
     try {
-      await send();
+      await whileBusy(send);
     } catch (err) {
       if (!(err instanceof NoAnswerError) || stopped) throw err;
-      say(`WATCH  ${err.message}`);
+      if (restartFor === null) say(`WATCH  ${err.message}`); // else: its runtime was stopped for a change
     }
   };
   const reload = async (file: string) => {
-    if (stopped || !runtime) return;
+    if (stopped || !runtime || restartFor !== null) return;
     say(`RELOAD  ${file} changed: restarting the Python process`);
     let ready: ReadyInfo;
     try {
-      ready = await runtime.reload(`${file} changed`);
+      ready = await whileBusy(() => (runtime as RunningRuntime).reload(`${file} changed`));
     } catch (err) {
-      if (stopped) return;
+      if (stopped || restartFor !== null) return;
       const fatal = err as FatalError;
       const traceback = typeof fatal.fields?.traceback === 'string' ? `\n${fatal.fields.traceback.trimEnd()}` : '';
       say(`RELOAD  failed: ${fatal.message}${traceback}\nRELOAD  waiting for the next change`);
@@ -112,19 +123,34 @@ export async function watch(options: WatchOptions): Promise<number> {
     follow(runtime);
     await cycle();
   };
+  /**
+   * A change. Between messages, the serving runtime reloads its Python process (close() runs). While a
+   * load or a message is under way, which may never end (the very bug being fixed), that runtime is
+   * stopped at once and a fresh one started.
+   */
+  const changedFile = (file: string) => {
+    if (stopped) return;
+    if (wake) return wake(file);
+    if (runtime && (busy || !serving)) {
+      if (restartFor === null) {
+        restartFor = file;
+        void runtime.shutdown(`${file} changed`, 0);
+      }
+      return;
+    }
+    if (serving) chain = chain.then(() => reload(file));
+  };
   const dirs = new DirectoryWatch({
     log,
-    onChange: (changedFile) => {
+    onChange: (file) => {
       if (stopped) return;
-      changed = path.relative(process.cwd(), changedFile) || changedFile;
+      changed = path.relative(process.cwd(), file) || file;
       if (timer) clearTimeout(timer);
       timer = setTimeout(() => {
         timer = null;
-        const file = changed!;
+        const name = changed!;
         changed = null;
-        if (serving) chain = chain.then(() => reload(file));
-        else if (wake) wake(file);
-        else pending = file;
+        changedFile(name);
       }, WATCH_DEBOUNCE_MS);
     },
   });
@@ -136,7 +162,10 @@ export async function watch(options: WatchOptions): Promise<number> {
     const roots =
       watchRoots(served.loaded(), extraDirs) ?? expectedRoots(options.handler, options.pythonPath, extraDirs, false);
     dirs.setRoots(roots);
-    const line = `WATCH  watching ${shown(roots)} for .py changes; Ctrl-C to stop`;
+    const line =
+      roots.length > 0
+        ? `WATCH  watching ${shown(roots)} for .py changes; Ctrl-C to stop`
+        : `WATCH  the handler's module is installed (${served.loaded()?.module_root ?? 'site-packages'}), not watched: pass --watch-dir DIR; Ctrl-C to stop`;
     if (line !== announced) say(line);
     announced = line;
   };
@@ -149,40 +178,44 @@ export async function watch(options: WatchOptions): Promise<number> {
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   try {
-    // While the handler loads the first time, its expected place is watched: an edit then is not lost.
-    dirs.setRoots(expectedRoots(options.handler, options.pythonPath, extraDirs, false));
+    // While the handler loads the first time, its expected place is watched: an edit then is not lost,
+    // and a load that never ends (the bug being fixed) is replaced by the next one.
+    const first = expectedRoots(options.handler, options.pythonPath, extraDirs, false);
+    dirs.setRoots(first);
+    say(`WATCH  loading ${options.handler}: watching ${shown(first)} for .py changes meanwhile; Ctrl-C to stop`);
     for (let attempt = 1; ; attempt++) {
+      serving = false;
       runtime = options.start();
-      if (await runtime.ready) {
+      const ready = await whileBusy(() => (runtime as RunningRuntime).ready);
+      if (ready) {
         const loaded = runtime.loaded();
         if (attempt > 1 && loaded) say(`RELOAD  handler loaded in ${loaded.load_ms} ms (pid ${loaded.pid})`);
-        break;
+        serving = true;
+        follow(runtime);
+        chain = chain.then(cycle);
       }
       const code = await runtime.done;
+      await chain.catch(() => undefined);
+      chain = Promise.resolve();
       runtime = null;
+      if (stopped) return ready ? code : ExitCode.ok;
+      if (restartFor !== null) {
+        say(`RELOAD  ${restartFor} changed: stopped the Python process at work, starting afresh`);
+        restartFor = null;
+        continue;
+      }
       // Only a handler that did not load can be fixed by a save (not a missing Python, not the socket).
-      if (stopped || code !== ExitCode.handler) return code;
+      if (ready || code !== ExitCode.handler) return code;
       // The runtime printed why (its FATAL line) and has exited; the next change starts another.
       const roots = expectedRoots(options.handler, options.pythonPath, extraDirs, true);
       dirs.setRoots(roots);
       announced = `WATCH  the handler did not load (above): watching ${shown(roots)} for .py changes to load it again; Ctrl-C to stop`;
       say(announced);
-      const file = pending ?? (await new Promise<string | null>((resolve) => (wake = resolve)));
+      const file = await new Promise<string | null>((resolve) => (wake = resolve));
       wake = null;
-      pending = null;
       if (stopped || file === null) return 0;
       say(`RELOAD  ${file} changed: loading the handler again`);
     }
-    const served = runtime;
-    serving = true;
-    follow(served);
-    chain = chain.then(cycle);
-    if (pending !== null) {
-      const file = pending;
-      pending = null;
-      chain = chain.then(() => reload(file));
-    }
-    return await served.done;
   } finally {
     stopped = true;
     process.off('SIGINT', interrupt);

@@ -74,7 +74,6 @@ export interface ReadyInfo {
   close: boolean;
   /** The shim can be interrupted inside Python (its reaper forwards the request). */
   interruptible: boolean;
-  page_size: number;
   python: string;
   executable: string;
   pid: number;
@@ -82,6 +81,8 @@ export interface ReadyInfo {
   codec?: string;
   /** The absolute path of the handler's module file, when it has one (`asya-runtime call --watch` watches its directory). */
   module_file?: string | null;
+  /** The import path entry the module was found in: its file's directory above the module's packages. */
+  module_root?: string | null;
   /** When the shim's phases ended, Unix time in seconds: its code started, waiting for init, init read, handler loaded. */
   startup?: Record<string, number>;
   /** A template (ASYA_PRELOAD): the threads alive in it, which its forks do not have. */
