@@ -900,8 +900,6 @@ def main():
     if init is None:
         return 0
     got_init = time.time()
-    for path in reversed(init.get("path") or []):
-        sys.path.insert(0, path)
     started = time.monotonic()
     preload = bool(init.get("preload")) and fork_requests is not None
     if fork_requests is not None and not preload:
@@ -911,7 +909,11 @@ def main():
     capture_output()
     install_debugger(init.get("terminal"), chan_out)
     try:
+        # The codec first: a module of the user's in a directory `call` adds (a platform.py in the
+        # current directory) must not shadow what orjson imports.
         codec = use_orjson(init.get("codec", "auto"))
+        for path in reversed(init.get("path") or []):
+            sys.path.insert(0, path)
         kwargs = json.loads(init["args"]) if init.get("args") is not None else None  # checked by the supervisor
         handler, kind, described, instance = load_handler(init["handler"], kwargs)
         if preload:

@@ -204,7 +204,7 @@ describe('asya-runtime call in a terminal session', () => {
     fs.writeFileSync(path.join(dir, 'bad.env'), 'A=1\nnot a variable\n');
     const bad = await cli(['call', '--env-file', path.join(dir, 'bad.env'), '--handler', 'basic.echo', '{}']);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--env-file .*bad\.env, line 2: expected KEY=VALUE, got "not a variable"/);
+    assert.match(bad.stderr, /--env-file .*bad\.env, line 2: expected KEY=VALUE or KEY, got "not a variable"/);
     // Node.js looks for a file named by --env-file anywhere on the command line (nodejs/node#54232) and
     // ends the process before the CLI runs: exit 9, naming the file, as the help says.
     const missing = await cli(['check', '--env-file', path.join(dir, 'nope.env'), '--handler', 'basic.echo']);
@@ -293,6 +293,20 @@ describe('asya-runtime check', () => {
     assert.match(fatal(b.stderr), /no module found/);
     fs.rmSync(dir, { recursive: true });
     fs.rmSync(elsewhere, { recursive: true });
+  });
+
+  it("a module of the user's named like one the codec imports (platform.py) does not shadow it", async () => {
+    const dir = tempDir();
+    // orjson 3.8 reads the stdlib's platform module as it loads: an empty one here crashed it (SIGSEGV)
+    fs.writeFileSync(path.join(dir, 'platform.py'), '');
+    fs.writeFileSync(path.join(dir, 'h.py'), 'def process(payload):\n    return payload\n');
+    const r = await runNode([CLI, 'call', '--handler', 'h.process', '--payloads-only', '{"a": 1}'], {
+      cwd: dir,
+      env: { PYTHONPATH: '' },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(jsonLines(r.stdout), [{ a: 1 }]);
+    fs.rmSync(dir, { recursive: true });
   });
 
   it('every load failure names the interpreter, its version and path, in the FATAL line and its fields', async () => {

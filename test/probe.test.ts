@@ -56,6 +56,10 @@ describe('asya-runtime probe', () => {
     const missing = await probe(dir);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^not ready: no socket at /);
+    fs.writeFileSync(path.join(dir, 'asya-runtime.sock'), 'a regular file');
+    const notSocket = await probe(dir);
+    assert.equal(notSocket.code, 1);
+    assert.match(notSocket.stderr, /^not ready: .*asya-runtime\.sock is not a socket\n$/);
     const bad = await probe(dir, ['--timeout', 'soon']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--timeout "soon" is not valid/);

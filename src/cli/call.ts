@@ -58,8 +58,8 @@ ${handlerOptionsHelp}
                      whose route is --route, starting at its first actor)
   --route a,b,c      actors of that route (default: actor)
   --timeout SECONDS  handler time limit per message (default: $ASYA_HANDLER_TIMEOUT, else none)
-  --payloads-only    print only each output's payload (one line each, as the runtime wrote it; an
-                     error is printed whole), and no REPORT lines
+  --payloads-only    print only each output's payload as the runtime wrote it (one line each when
+                     piped, indented on a terminal; an error is printed whole), and no REPORT lines
   --report FORMAT    text (default), json (one object per answer on stderr: duration_ms,
                      init_duration_ms, peak_rss_bytes, python_pid) or none
   -v, --verbose      also the runtime's own lines (starting, listening, loaded, ready, stopped)
@@ -80,7 +80,8 @@ ${handlerOptionsHelp}
                      on your PYTHONPATH
   -h, --help
 
-JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
+JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines). Messages go in
+this order: the JSON arguments, then each --payload, then --file's.
 A message reaches the handler as the text you gave, read by Python's json.loads (9007199254740993, 1.0,
 -0.0, escapes and repeated keys as Python reads them; NaN and Infinity are refused, as the runtime
 refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,

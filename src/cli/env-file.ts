@@ -7,6 +7,7 @@
  *   export KEY=value     the shell's form
  *   KEY="a\nb"           double quotes: \n \t \" \\ escapes, may span lines
  *   KEY='raw'            single quotes: as written
+ *   KEY                  the variable as the environment has it (skipped when unset)
  *   # comment, blank lines
  */
 import fs from 'node:fs';
@@ -25,7 +26,7 @@ export function readEnvFile(file: string): Record<string, string> {
   return parseEnvFile(text, file);
 }
 
-export function parseEnvFile(text: string, file: string): Record<string, string> {
+export function parseEnvFile(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const vars = new Map<string, string>(); // a Map: `__proto__=x` is a variable like any other
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -33,7 +34,14 @@ export function parseEnvFile(text: string, file: string): Record<string, string>
     const line = (lines[i] as string).trim();
     if (line === '' || line.startsWith('#')) continue;
     const eq = line.indexOf('=');
-    if (eq < 0) throw new UsageError(`${where}: expected KEY=VALUE, got ${JSON.stringify(line)}`);
+    if (eq < 0) {
+      // A bare name takes the variable from the environment, as docker --env-file does (unset: skipped).
+      const bare = line.replace(/^export\s+/, '');
+      if (!NAME.test(bare)) throw new UsageError(`${where}: expected KEY=VALUE or KEY, got ${JSON.stringify(line)}`);
+      const inherited = env[bare];
+      if (inherited !== undefined) vars.set(bare, inherited);
+      continue;
+    }
     const name = line
       .slice(0, eq)
       .replace(/^export\s+/, '')

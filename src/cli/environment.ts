@@ -88,8 +88,10 @@ export const handlerOptionsHelp = `  --handler SPEC     module.function or modul
   --log-level LEVEL  DEBUG, INFO, WARNING, ERROR (default: $ASYA_LOG_LEVEL, else INFO)
   --args JSON        keyword arguments for the class's constructor (default: $ASYA_HANDLER_ARGS)
   --env-file FILE    variables from a file (KEY=VALUE lines, as docker --env-file and .env files),
-                     over the environment; the flags win over both. A FILE that cannot be read
-                     ends the command with exit 9 ("FILE: not found"): Node.js reads it first`;
+                     over the environment; the flags win over both; a bare KEY passes the
+                     environment's value through. Node.js reads FILE too (it takes --env-file
+                     anywhere on the command line): one that cannot be read ends the command with
+                     exit 9 ("FILE: not found"), and NODE_OPTIONS there applies to the CLI itself`;
 
 /**
  * Where `call` and `check` look for modules before PYTHONPATH: the current directory, as `python -m`

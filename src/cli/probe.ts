@@ -12,7 +12,9 @@ import { positiveSeconds } from './messages.js';
 export const probeHelp = `Usage: asya-runtime probe [--socket PATH] [--timeout SECONDS]
 
 Exit 0 when the runtime is ready: its ready file exists and its socket accepts a connection. Otherwise
-exit 1 with one line on stderr that says why. Run it with the runtime's environment (the same
+exit 1 with one line on stderr that says why. "Accepts" is the kernel's: a connection succeeds while the
+socket's queue has room, so a runtime that is frozen (SIGSTOP) but whose queue is not full still passes;
+a runtime that exited, or whose queue is full, does not. Run it with the runtime's environment (the same
 container), e.g. as a Kubernetes readinessProbe:
   readinessProbe:
     exec:
@@ -71,11 +73,14 @@ function refuses(socketPath: string, timeoutMs: number): Promise<string | null> 
       done(null);
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
+      const notSocket = fs.statSync(socketPath, { throwIfNoEntry: false })?.isSocket() === false;
       const reasons: Record<string, string> = {
         ENOENT: `no socket at ${socketPath}`,
-        ECONNREFUSED: `nothing listens on ${socketPath} (the runtime is not running)`,
+        ECONNREFUSED: notSocket
+          ? `${socketPath} is not a socket`
+          : `nothing listens on ${socketPath} (the runtime is not running)`,
         EACCES: `permission denied connecting to ${socketPath}`,
-        ENOTSOCK: `${socketPath} is not a socket`,
+        EAGAIN: `the socket ${socketPath} has a full queue of connections nobody accepts (the runtime is stuck or overloaded)`,
       };
       done(reasons[err.code ?? ''] ?? `cannot connect to ${socketPath}: ${err.message}`);
     });

@@ -19,7 +19,8 @@ Options:
   --timeout SECONDS  give up waiting for an answer (default: no limit)
   -h, --help
 
-JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines).
+JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines). Messages go in
+this order: the JSON arguments, then each --payload, then --file's.
 A message reaches the handler as the text you gave, read by Python's json.loads (9007199254740993, 1.0,
 -0.0, escapes and repeated keys as Python reads them; NaN and Infinity are refused, as the runtime
 refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,

@@ -36,9 +36,17 @@ describe('cli/env-file.ts', () => {
     });
   });
 
+  it('a bare name passes the variable through from the environment, as docker does; unset, it is skipped', () => {
+    assert.deepEqual(parseEnvFile('HOME\nexport TOKEN\nUNSET_ONE\nA=1', 'f', { HOME: '/root', TOKEN: 't' }), {
+      HOME: '/root',
+      TOKEN: 't',
+      A: '1',
+    });
+  });
+
   it('names the file and line of anything else', () => {
     const cases: Array<[string, RegExp]> = [
-      ['A=1\nnot a variable', /^--env-file f, line 2: expected KEY=VALUE, got "not a variable"$/],
+      ['A=1\nnot a variable', /^--env-file f, line 2: expected KEY=VALUE or KEY, got "not a variable"$/],
       ['1ABC=x', /^--env-file f, line 1: "1ABC" is not a variable name$/],
       ['A-B=x', /"A-B" is not a variable name/],
       ['A="never closed\nB=2', /^--env-file f, line 1: the " quote is never closed$/],
