@@ -24,6 +24,7 @@ import {
   tempDir,
   until,
 } from './helpers.js';
+import { SAVE_KINDS, seededSaves } from './watch-saves.js';
 
 const CARRIER = path.join(ROOT, 'dist', 'carrier', 'rootfs');
 const EXE = path.join(CARRIER, 'asya-runtime');
@@ -226,6 +227,10 @@ describe('interpreter resolution by the executable', () => {
       await rt.stop();
     }
   });
+});
+
+describe('call --watch from the executable (built in before())', () => {
+  it(`sees every save: ${SAVE_KINDS}`, (t) => seededSaves(t, 0, EXE));
 });
 
 describe('an unchanged image: Debian with only Python (debootstrap), the executable mounted in', () => {

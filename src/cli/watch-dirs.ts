@@ -69,9 +69,8 @@ export class DirectoryWatch {
   /**
    * Each root's parent, for the root's own name: a root deleted and made again (`rm -rf src; git
    * checkout src`, a tool that replaces the directory) is a new directory the old watches do not see.
-   * The inode tells a replaced root from one whose metadata changed.
    */
-  private readonly parents = new Map<string, { watcher: fs.FSWatcher; inode: number | null }>();
+  private readonly parents = new Map<string, { watcher: fs.FSWatcher; identity: string | null }>();
 
   constructor(private readonly options: DirectoryWatchOptions) {
     this.maxDirs = options.maxDirs ?? WATCH_MAX_DIRS;
@@ -119,22 +118,27 @@ export class DirectoryWatch {
         if (name !== null && name.toString() === path.basename(root)) this.rootEvent(root);
       });
       watcher.on('error', () => watcher.close());
-      this.parents.set(root, { watcher, inode: inodeOf(root) });
+      this.parents.set(root, { watcher, identity: identityOf(root) });
     } catch {
       // the parent is not readable or gone: the root's own watches still work
     }
   }
 
-  /** Something happened to a root's name in its parent: a root that is a new directory is walked afresh. */
+  /**
+   * Something happened to a root's name in its parent: the root is walked afresh, with new watches (a
+   * directory made again may reuse the old one's inode number, so its watch cannot be trusted), and
+   * when it is another directory than before, that is a change.
+   */
   private rootEvent(root: string): void {
     const entry = this.parents.get(root);
     if (this.closed || !entry) return;
-    const inode = inodeOf(root);
-    if (inode === entry.inode) return;
-    entry.inode = inode;
+    const identity = identityOf(root);
+    const replaced = identity !== entry.identity;
+    entry.identity = identity;
     const below = [...this.watched.keys()].filter((d) => d === root || d.startsWith(`${root}${path.sep}`));
     for (const d of below) this.unwatch(d);
-    if (inode !== null) this.walk([root], new Set(this.watched.keys()), []);
+    if (identity !== null) this.walk([root], new Set(this.watched.keys()), []);
+    if (!replaced) return;
     this.options.log.debug({ directories: this.watched.size, root }, 'watch: a root directory was replaced');
     this.options.onChange(root);
   }
@@ -257,10 +261,10 @@ export class DirectoryWatch {
   }
 }
 
-/** The inode of a directory, or null when there is none there. */
-function inodeOf(dir: string): number | null {
+/** Which directory is at `dir` (inode and birth time: an inode number alone is reused), or null when none. */
+function identityOf(dir: string): string | null {
   const st = fs.statSync(dir, { throwIfNoEntry: false });
-  return st?.isDirectory() ? st.ino : null;
+  return st?.isDirectory() ? `${st.ino}:${st.birthtimeMs}` : null;
 }
 
 /** A directory itself, not a symbolic link to one (the walk does not follow links). */
