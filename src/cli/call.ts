@@ -66,8 +66,10 @@ ${handlerOptionsHelp}
   --watch            keep running: when a .py file in the handler's source directories changes
                      (however it is saved: in place, renamed over, deleted and created, git
                      checkout; a new module or package directory too), restart the Python process,
-                     print the new load time and send the messages again; Ctrl-C stops (exit 0).
-                     Watched: the directory the module was imported from (above its packages) and
+                     print the new load time and send the messages again (a load or message still
+                     running is not waited for: its Python process is stopped); Ctrl-C stops (exit 0).
+                     Watched: the import path entry the module was found in (above its packages)
+                     unless it is site-packages, and
                      every directory below it, except hidden ones, __pycache__, site-packages,
                      dist-packages, node_modules, venv and any virtualenv (pyvenv.cfg) or conda
                      environment (conda-meta); symbolic links are not followed; at most
