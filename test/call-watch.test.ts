@@ -100,7 +100,8 @@ describe('asya-runtime call --watch', () => {
           () => /^WATCH {2}watching \. for \.py changes/m.test(run.stderr()) && run.answers().length === 1,
         );
         assert.deepEqual(run.answers(), [{ version: 1, x: 2 }]);
-        assert.equal(reports(run.stderr())[0]?.init !== null, true);
+        await run.waitFor('the first REPORT', () => reports(run.stderr()).length === 1);
+        assert.equal(typeof reports(run.stderr())[0]?.init, 'number', 'the first REPORT has the load time');
 
         fs.writeFileSync(
           module,
@@ -160,7 +161,8 @@ describe('asya-runtime call --watch', () => {
       assert.deepEqual(run.answers(), [{ version: 1 }]);
       assert.match(run.stderr(), /^RELOAD {2}handler loaded in \d+ ms \(pid \d+\)$/m);
       assert.match(run.stderr(), /^WATCH {2}watching \. for \.py changes; Ctrl-C to stop$/m);
-      assert.notEqual(reports(run.stderr())[0]?.init, null);
+      await run.waitFor('the first REPORT', () => reports(run.stderr()).length === 1);
+      assert.equal(typeof reports(run.stderr())[0]?.init, 'number', 'the first REPORT has the load time');
       // from then on, as after a first load that worked
       fs.writeFileSync(path.join(dir, 'helper.py'), 'VERSION = 2\n');
       await run.waitFor('the reloaded answer', () => run.answers().length === 2);
