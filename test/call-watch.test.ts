@@ -207,6 +207,35 @@ describe('asya-runtime call --watch', () => {
     });
   });
 
+  it('a reload whose close() never returns does not hold up the next save, nor Ctrl-C', async () => {
+    const dir = tempDir();
+    const module = path.join(dir, 'closing.py');
+    const source = (v: number) =>
+      `import time\n\nclass H:\n    def handle(self, payload):\n        return {"version": ${v}}\n\n    def close(self):\n        time.sleep(1000)\n`;
+    fs.writeFileSync(module, source(1));
+    // ASYA_SHUTDOWN_TIMEOUT is close()'s time on a reload: long here, so waiting it out would show
+    const run = watchCall(dir, ['--handler', 'closing.H.handle', '{}'], { env: { ASYA_SHUTDOWN_TIMEOUT: '60' } });
+    await run.waitFor('the first answer', () => run.answers().length === 1);
+    fs.writeFileSync(module, source(2)); // the reload: close() hangs
+    await run.waitFor('the reload under way', () => /^RELOAD {2}closing\.py changed: restarting/m.test(run.stderr()));
+    const saved = Date.now();
+    fs.writeFileSync(module, source(3)); // a save while it hangs
+    await run.waitFor(
+      'the answer after the hanging close()',
+      () => run.answers().some((a) => a?.version === 3),
+      20_000,
+    );
+    assert.ok(Date.now() - saved < 15_000, `${Date.now() - saved} ms from the save to its answer`);
+    fs.writeFileSync(module, source(4)); // another reload, close() hangs again: Ctrl-C now
+    await run.waitFor(
+      'the second reload under way',
+      () => run.stderr().split('RELOAD  closing.py changed: restarting the Python process').length === 3,
+    );
+    const pressed = Date.now();
+    assert.equal(await run.interrupt(), 0, run.stderr());
+    assert.ok(Date.now() - pressed < 10_000, `exited ${Date.now() - pressed} ms after Ctrl-C`);
+  });
+
   it('watches the import path entry the module came from, above namespace packages; a replaced root is watched again', async () => {
     const dir = tempDir();
     fs.mkdirSync(path.join(dir, 'app', 'handlers'), { recursive: true });

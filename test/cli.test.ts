@@ -280,6 +280,14 @@ describe('asya-runtime check', () => {
       shadowed.stderr.includes(`with this PYTHONPATH it would import ${path.join(lib, 'plain.py')} instead`),
       shadowed.stderr,
     );
+    // the current directory on PYTHONPATH, but after the other: the pod still imports the other
+    const after = await run(['check', '--handler', 'plain.process'], [lib, dir].join(path.delimiter));
+    assert.ok(
+      after.stderr.includes(`with this PYTHONPATH it would import ${path.join(lib, 'plain.py')} instead`),
+      after.stderr,
+    );
+    const before = await run(['check', '--handler', 'plain.process'], [dir, lib].join(path.delimiter));
+    assert.doesNotMatch(before.stderr, /note:/, 'the current directory first: the pod imports the same file');
     fs.rmSync(lib, { recursive: true });
     // and both fail alike where neither finds it
     const elsewhere = tempDir();

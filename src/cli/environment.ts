@@ -113,13 +113,18 @@ export function onlyThroughWorkingDirectory(ready: ReadyInfo, pythonPath = ''): 
     .split(path.delimiter)
     .filter((dir) => dir !== '')
     .map((dir) => path.resolve(dir));
-  if (entries.includes(cwd)) return null;
   const shown = path.relative(cwd, file);
-  // What a.b names below an entry: a/b.py, a/b/__init__.py, or the package directory a/b.
+  // What a.b names below an entry: a/b.py, a/b/__init__.py, or the package directory a/b. The pod
+  // imports it from the first entry that holds it: the current directory's own, or another file.
   const relative = path.relative(root, file).replace(/(\/__init__)?\.py[cw]?$|\.[^/.]*\.so$/, '');
-  const other = entries
-    .flatMap((dir) => [`${relative}.py`, path.join(relative, '__init__.py'), relative].map((p) => path.join(dir, p)))
-    .find((candidate) => fs.existsSync(candidate));
+  let other: string | undefined;
+  for (const dir of entries) {
+    if (dir === cwd) return null;
+    other = [`${relative}.py`, path.join(relative, '__init__.py'), relative]
+      .map((p) => path.join(dir, p))
+      .find((candidate) => fs.existsSync(candidate));
+    if (other !== undefined) break;
+  }
   if (other !== undefined)
     return (
       `note: ${shown} was found in the current directory, which the deployed runtime does not search: ` +

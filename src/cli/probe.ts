@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { readyFileOf, socketPathOf } from '../config.js';
-import { positiveSeconds } from './messages.js';
+import { positiveSeconds, UsageError } from './messages.js';
 
 export const probeHelp = `Usage: asya-runtime probe [--socket PATH] [--timeout SECONDS]
 
@@ -34,6 +34,7 @@ export async function probe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { socket: { type: 'string' }, timeout: { type: 'string' } } });
   const timeoutMs =
     (values.timeout === undefined ? DEFAULT_TIMEOUT_S : positiveSeconds('--timeout', values.timeout)) * 1000;
+  if (values.socket === '') throw new UsageError('--socket "" is not a path');
   const socket = values.socket ?? socketPathOf(process.env);
   const why = notReady(readyFileOf(socket)) ?? (await refuses(socket, timeoutMs));
   if (why === null) return 0;

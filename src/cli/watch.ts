@@ -40,8 +40,12 @@ export interface WatchOptions {
 export function watchRoots(loaded: ReadyInfo | null, extra: string[]): string[] | null {
   if (!loaded?.module_file) return null;
   const root = loaded.module_root ?? path.dirname(loaded.module_file);
-  const installed = root.split(path.sep).some((part) => part === 'site-packages' || part === 'dist-packages');
-  return [...new Set([...(installed ? [] : [root]), ...extra])];
+  return [...new Set([...(isInstalled(root) ? [] : [root]), ...extra])];
+}
+
+/** A directory of installed packages (or inside one): not the user's sources, never watched as a root. */
+function isInstalled(dir: string): boolean {
+  return dir.split(path.sep).some((part) => part === 'site-packages' || part === 'dist-packages');
 }
 
 /**
@@ -59,12 +63,14 @@ export function expectedRoots(
   const top = handler.split('.')[0] ?? '';
   const cwd = process.cwd();
   const bases = [cwd, ...(pythonPath ?? '').split(path.delimiter).filter(Boolean)].map((b) => path.resolve(b));
-  const holder = bases.find(
-    (base) =>
-      top !== '' &&
-      (fs.existsSync(path.join(base, `${top}.py`)) ||
-        (fs.statSync(path.join(base, top), { throwIfNoEntry: false })?.isDirectory() ?? false)),
-  );
+  const holder = bases
+    .filter((base) => !isInstalled(base))
+    .find(
+      (base) =>
+        top !== '' &&
+        (fs.existsSync(path.join(base, `${top}.py`)) ||
+          (fs.statSync(path.join(base, top), { throwIfNoEntry: false })?.isDirectory() ?? false)),
+    );
   return [...new Set([...(holder === undefined || failed ? [cwd] : []), ...(holder ? [holder] : []), ...extra])];
 }
 

@@ -69,6 +69,8 @@ export class Supervisor {
   private active: Worker | null = null;
   /** Workers being replaced, until they have exited: never two loaded interpreters at once, unless they share one model (policy.replaceBeforeExit). */
   private retiring: Promise<unknown> | null = null;
+  /** The processes `retiring` waits for: a shutdown cuts their close() to its own grace period. */
+  private readonly retiringWorkers = new Set<Worker>();
   /** What the active worker has done since it was loaded, for the recycle rule. */
   private messages = 0;
   private memoryErrors = 0;
@@ -171,7 +173,16 @@ export class Supervisor {
       // At least 2 s, as the stop always had.
       await worker.stop(Math.max(graceMs, MIN_STOP_GRACE_MS));
     }
-    await this.retiring;
+    if (this.retiring) {
+      // A process still retiring (a reload's close() running) gets no more of the grace period than
+      // the current one did: a shutdown (Ctrl-C under `call --watch`) does not wait out its own timeout.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(graceMs, MIN_STOP_GRACE_MS))));
+      await Promise.race([this.retiring, late]);
+      clearTimeout(timer);
+      for (const old of this.retiringWorkers) old.terminate('stopped');
+      await this.retiring;
+    }
   }
 
   /** A method, not a field read: the state changes across awaits. */
@@ -297,7 +308,10 @@ export class Supervisor {
     this.setState('restarting');
     announce();
     if (old) {
-      const stopping = old.stop(Math.max(this.policy.stopGraceMs, MIN_STOP_GRACE_MS));
+      this.retiringWorkers.add(old);
+      const stopping = old
+        .stop(Math.max(this.policy.stopGraceMs, MIN_STOP_GRACE_MS))
+        .finally(() => this.retiringWorkers.delete(old));
       // Waited for by close(), with any earlier one still exiting.
       const stopped: Promise<unknown> = this.retiring ? Promise.all([this.retiring, stopping]) : stopping;
       this.retiring = stopped;
