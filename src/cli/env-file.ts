@@ -79,5 +79,18 @@ export function parseEnvFile(text: string, file: string, env: NodeJS.ProcessEnv 
       vars.set(name, (comment < 0 ? rest : rest.slice(0, comment)).trim());
     }
   }
+  for (const [name, value] of vars) {
+    // What the kernel refuses in an environment (execve fails with E2BIG, or the value is cut at a NUL):
+    // said here, naming the variable, rather than as a Python that failed to start.
+    if (value.includes('\0'))
+      throw new UsageError(`--env-file ${file}: ${name} holds a NUL byte, which no environment variable can`);
+    if (Buffer.byteLength(`${name}=${value}`) >= MAX_VARIABLE_BYTES)
+      throw new UsageError(
+        `--env-file ${file}: ${name} is ${Buffer.byteLength(value)} bytes; an environment variable holds less than ${MAX_VARIABLE_BYTES} (Linux's MAX_ARG_STRLEN): pass it in a file`,
+      );
+  }
   return Object.fromEntries(vars);
 }
+
+/** Linux's MAX_ARG_STRLEN: the most one `NAME=value` string of a new process's environment may hold. */
+const MAX_VARIABLE_BYTES = 128 * 1024;

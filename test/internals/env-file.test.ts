@@ -51,6 +51,11 @@ describe('cli/env-file.ts', () => {
       ['A-B=x', /"A-B" is not a variable name/],
       ['A="never closed\nB=2', /^--env-file f, line 1: the " quote is never closed$/],
       ["A='x' trailing", /^--env-file f, line 1: unexpected "trailing" after the quoted value of A$/],
+      ['A=x\0y', /^--env-file f: A holds a NUL byte, which no environment variable can$/],
+      [
+        `BIG=${'x'.repeat(200_000)}`,
+        /^--env-file f: BIG is 200000 bytes; an environment variable holds less than 131072/,
+      ],
     ];
     for (const [text, message] of cases)
       assert.throws(
