@@ -49,7 +49,7 @@ export function messageDepth(asEnvelope: boolean): number {
 export function splitMessages(source: Buffer, from: string, depth: number): Buffer[] {
   // A leading byte-order mark is not part of the text (Python's json.loads of bytes skips it too).
   const text = source.subarray(0, 3).equals(BOM) ? source.subarray(3) : source;
-  if (!isUtf8(text)) throw new InvalidMessage(`${from} is not valid UTF-8 at ${where(text, firstInvalidLine(text))}`);
+  if (!isUtf8(text)) throw new InvalidMessage(`${from} is not valid UTF-8 at ${where(text, firstInvalidByte(text))}`);
   const start = skipSpace(text, 0);
   if (start === text.length) throw new InvalidMessage(`${from} is empty: expected a JSON value`);
   const whole = valueAt(text, start, text.length, depth);
@@ -105,10 +105,28 @@ function where(text: Buffer, position: number): string {
   return `line ${line}, column ${column}`;
 }
 
-/** The start of the first line that is not UTF-8 (where() names it). */
-function firstInvalidLine(text: Buffer): number {
-  for (const line of lineSpans(text)) if (!isUtf8(text.subarray(line.start, line.end))) return line.start;
-  return 0;
+/**
+ * Where the first byte that is not UTF-8 is (where() names its line and column): a byte that cannot
+ * start a character, a character cut short, an overlong form, a surrogate or a code point past U+10FFFF.
+ */
+export function firstInvalidByte(text: Uint8Array): number {
+  for (let i = 0; i < text.length; ) {
+    const b = text[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    const length = b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    if (length === 0 || i + length > text.length) return i;
+    // the second byte's range rules out overlong forms, surrogates and code points past U+10FFFF
+    const second = text[i + 1]!;
+    const low = b === 0xe0 ? 0xa0 : b === 0xf0 ? 0x90 : 0x80;
+    const high = b === 0xed ? 0x9f : b === 0xf4 ? 0x8f : 0xbf;
+    if (second < low || second > high) return i;
+    for (let k = 2; k < length; k++) if ((text[i + k]! & 0xc0) !== 0x80) return i;
+    i += length;
+  }
+  return text.length;
 }
 
 /** Each line of `text` without its newline. */

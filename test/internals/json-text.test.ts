@@ -4,9 +4,12 @@
  * into its envelope, and how an answer's payloads are found.
  */
 import assert from 'node:assert/strict';
+import { isUtf8 } from 'node:buffer';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   answerElements,
+  firstInvalidByte,
   InvalidMessage,
   messageDepth,
   payloadOf,
@@ -62,7 +65,7 @@ describe('splitting input into messages', () => {
     assert.equal(refusal(' \n\t'), 'stdin is empty: expected a JSON value');
     assert.equal(
       refusal(Buffer.from('{"a":1}\n{"b":"\xff"}', 'latin1')),
-      'stdin is not valid UTF-8 at line 2, column 1',
+      'stdin is not valid UTF-8 at line 2, column 7',
     );
   });
 
@@ -114,5 +117,32 @@ describe("an answer's payloads", () => {
     assert.deepEqual(payloads, ['1.0', '[-0.0, 1e400]', null]);
     assert.deepEqual(answerElements(Buffer.from('[]')), []);
     assert.deepEqual(answerElements(Buffer.from('{"a":1}')), [{ start: 0, end: 7 }]);
+  });
+});
+
+describe('firstInvalidByte', () => {
+  it('finds the first byte that is not UTF-8: everything before it is, and none is found in valid text (generated)', () => {
+    const bytes = fc.oneof(
+      fc.uint8Array({ maxLength: 24 }),
+      fc.string({ unit: 'binary', maxLength: 12 }).map((s) => new Uint8Array(Buffer.from(s, 'utf8'))),
+      fc
+        .tuple(fc.string({ unit: 'binary', maxLength: 6 }), fc.uint8Array({ minLength: 1, maxLength: 3 }))
+        .map(([s, tail]) => new Uint8Array([...Buffer.from(s, 'utf8'), ...tail])),
+    );
+    fc.assert(
+      fc.property(bytes, (b) => {
+        const at = firstInvalidByte(b);
+        assert.ok(isUtf8(b.subarray(0, at)), `the bytes before ${at} are UTF-8`);
+        assert.equal(at === b.length, isUtf8(b));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('names the column of the byte, not of its line', () => {
+    assert.throws(
+      () => splitMessages(Buffer.from([...Buffer.from('{"c":"abcdé'), 0xff, ...Buffer.from('"}')]), 'stdin', 1),
+      (err: Error) => err instanceof InvalidMessage && err.message === 'stdin is not valid UTF-8 at column 12',
+    );
   });
 });
