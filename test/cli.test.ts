@@ -187,6 +187,28 @@ describe('asya-runtime call in a terminal session', () => {
     assert.match(bad.stderr, /--report "xml" is not valid: expected text, json or none/);
   });
 
+  it("with ASYA_PRELOAD the REPORT's load time is the template's load, not the worker's fork", async () => {
+    const dir = tempDir();
+    fs.writeFileSync(
+      path.join(dir, 'slow_import.py'),
+      'import time\ntime.sleep(0.4)\n\ndef process(payload):\n    return payload\n',
+    );
+    const r = await runNode([CLI, 'call', '--report', 'json', '--handler', 'slow_import.process', '{}'], {
+      cwd: dir,
+      env: { PYTHONPATH: '', ASYA_PRELOAD: 'true' },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const report = r.stderr
+      .split('\n')
+      .filter((l) => l.includes('"report":true'))
+      .map((l) => JSON.parse(l) as { init_duration_ms: number })[0];
+    assert.ok(
+      (report?.init_duration_ms ?? 0) >= 400,
+      `init duration ${report?.init_duration_ms} ms: the import sleeps 400`,
+    );
+    fs.rmSync(dir, { recursive: true });
+  });
+
   it('--env-file sets variables under the flags; --args gives the constructor its arguments', async () => {
     const dir = tempDir();
     const file = path.join(dir, '.env');

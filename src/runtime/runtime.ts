@@ -119,6 +119,16 @@ export function startRuntime(
   );
   const ready = new ReadyFile(config.readyFile, log);
   let supervisor: Pool | null = null;
+  /** ASYA_PRELOAD: the template workers are forked from. */
+  let template: ForkStarter | null = null;
+  /**
+   * A forked worker's own load time is its fork's: what loading the handler took is its template's, the
+   * figure `call` reports (init duration, --watch's RELOAD line), with the fork's as `fork_ms`.
+   */
+  const withLoadTime = (ready: ReadyInfo | null): ReadyInfo | null => {
+    const loadedBy = ready?.forked ? template?.loaded() : null;
+    return ready && loadedBy ? { ...ready, load_ms: loadedBy.load_ms, fork_ms: ready.load_ms } : ready;
+  };
   /** Set in boot() when ASYA_METRICS_ADDR is: prom-client and node:http are loaded only then. */
   let metrics: RuntimeMetrics | null = null;
   let metricsServer: MetricsServer | null = null;
@@ -267,11 +277,12 @@ export function startRuntime(
         options.onMetrics = (updates) => created.handler(updates, log);
         options.metricKinds = () => created.handlerKinds();
       }
+      if (config.preload) template = forkStarter(options, optionsOf, log);
       supervisor = new Pool(
         config,
         policyFromConfig(config),
-        config.preload
-          ? forkStarter(options, optionsOf, log)
+        template
+          ? template
           : (worker) => {
               const own = optionsOf(worker);
               return () => PythonWorker.spawn(own);
@@ -317,10 +328,10 @@ export function startRuntime(
     done,
     ready: readyOnce,
     shutdown: (reason, graceMs) => stop(reason, graceMs),
-    loaded: () => supervisor?.loaded ?? null,
+    loaded: () => withLoadTime(supervisor?.loaded ?? null),
     reload: async (reason) => {
       if (!supervisor || stopping) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
-      return supervisor.reload(reason);
+      return withLoadTime(await supervisor.reload(reason)) as ReadyInfo;
     },
   };
 }
@@ -337,11 +348,17 @@ function logStartup(log: Logger, loaded: ReadyInfo | null): void {
 }
 
 /** ASYA_PRELOAD: one template loads the handler; every worker (and every replacement) is forked from it. */
-function forkStarter(options: WorkerOptions, optionsOf: (worker: number) => WorkerOptions, log: Logger): WorkerStarter {
+interface ForkStarter extends WorkerStarter {
+  /** What the template now serving reported when it loaded the handler. */
+  loaded(): ReadyInfo | null;
+}
+
+function forkStarter(options: WorkerOptions, optionsOf: (worker: number) => WorkerOptions, log: Logger): ForkStarter {
   const template = new Template(options, log);
   return {
     factory: (worker) => template.factory(optionsOf(worker)),
     stop: (graceMs) => template.stop(graceMs),
     reload: () => template.reload(),
+    loaded: () => template.loaded,
   };
 }

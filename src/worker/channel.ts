@@ -89,6 +89,8 @@ export interface ReadyInfo {
   threads?: string[];
   /** Forked from the template (ASYA_PRELOAD): `load_ms` is then the fork's time, not a load. */
   forked?: boolean;
+  /** The fork's time, where the runtime reports the template's load time as `load_ms` (`asya-runtime call`). */
+  fork_ms?: number;
   /** The handler has a parameter named `context`: calls carry what it holds (id, route, headers, deadline). */
   context?: boolean;
 }

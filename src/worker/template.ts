@@ -63,6 +63,11 @@ export class Template {
   /** Bumped by a reload: a spare forked from the template before it is never handed out after. */
   private generation = 0;
 
+  /** What the template now serving reported when it loaded the handler, or null before one has. */
+  get loaded(): ReadyInfo | null {
+    return this.current?.loaded.ready ?? null;
+  }
+
   constructor(
     private readonly options: WorkerOptions,
     private readonly log: Logger,
