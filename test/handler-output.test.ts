@@ -95,6 +95,15 @@ for (const [version, python] of PYTHONS) {
       assert.equal(held.msg, 'held\nunended');
     });
 
+    it("a line one call leaves open is that call's record, not the start of the next call's", async () => {
+      await rt.send(env({ what: 'open', n: 1 }, { id: 'open-1' }));
+      await rt.send(env({ what: 'open', n: 2 }, { id: 'open-2' }));
+      const second = await rt.waitForLog((l) => l.src === 'handler' && l.msg === 'a line left open by 2');
+      const first = rt.logs.find((l) => l.src === 'handler' && l.msg === 'a line left open by 1');
+      assert.equal(first?.id, 'open-1');
+      assert.equal(second.id, 'open-2');
+    });
+
     it('a write to the descriptor itself (os.write, C printf) stays a record per line', async () => {
       const lines = await records('native', 'native-2');
       assert.deepEqual(

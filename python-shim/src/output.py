@@ -55,6 +55,15 @@ class HandlerOutput(io.TextIOWrapper):
                 self._record(held)
         io.TextIOWrapper.flush(self)
 
+    def end_line(self):
+        """What is held goes out, and an open line is ended."""
+        with self._lock:
+            if self._held:
+                held, self._held = self._held, ""
+                self._record(held)
+            if self._midline:
+                self._raw("\n")
+
     def send_line(self, data):
         """A structured line (bytes, ending in a newline), after whatever line is still open is ended."""
         with self._lock:
@@ -183,7 +192,8 @@ def capture_output():
 
 
 def flush_output():
-    """The end of a call (or of the load): a write of several lines still waiting for its end goes as it is."""
+    """The end of a call (or of the load): a write of several lines still waiting for its end goes as it
+    is, and a line left open is ended, so it is logged with this call, not joined to the next one's."""
     for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, HandlerOutput) and stream._held:
-            _safe(lambda: stream.flush() or "", "")
+        if isinstance(stream, HandlerOutput) and (stream._held or stream._midline):
+            _safe(lambda: stream.end_line() or "", "")

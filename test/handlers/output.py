@@ -51,6 +51,9 @@ def write(payload):
     elif what == "held":
         print("held\nunended", end="")
         return {}
+    elif what == "open":
+        sys.stdout.write("a line left open by %s" % payload.get("n"))
+        return {}
     elif what == "native":
         os.write(1, b"native one\nnative two\n")
     elif what == "thread":
