@@ -1075,11 +1075,7 @@ class HandlerOutput(io.TextIOWrapper):
     def send_line(self, data):
         """A structured line (bytes, ending in a newline), after whatever line is still open is ended."""
         with self._lock:
-            if self._held:
-                held, self._held = self._held, ""
-                self._record(held)
-            if self._midline:
-                self._raw("\n")
+            self.end_line()
             write_all(self.fileno(), data)
 
     def group(self, begin):
