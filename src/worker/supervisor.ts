@@ -68,9 +68,7 @@ export class Supervisor {
   /** The same process once its handler is loaded: the only one calls go to. */
   private active: Worker | null = null;
   /** Workers being replaced, until they have exited: never two loaded interpreters at once, unless they share one model (policy.replaceBeforeExit). */
-  private retiring: Promise<unknown> | null = null;
-  /** The processes `retiring` waits for: a shutdown cuts their close() to its own grace period. */
-  private readonly retiringWorkers = new Set<Worker>();
+  private readonly retiring = new Map<Worker, Promise<unknown>>();
   /** What the active worker has done since it was loaded, for the recycle rule. */
   private messages = 0;
   private memoryErrors = 0;
@@ -173,15 +171,15 @@ export class Supervisor {
       // At least 2 s, as the stop always had.
       await worker.stop(Math.max(graceMs, MIN_STOP_GRACE_MS));
     }
-    if (this.retiring) {
+    if (this.retiring.size > 0) {
       // A process still retiring (a reload's close() running) gets no more of the grace period than
       // the current one did: a shutdown (Ctrl-C under `call --watch`) does not wait out its own timeout.
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(graceMs, MIN_STOP_GRACE_MS))));
-      await Promise.race([this.retiring, late]);
+      await Promise.race([this.retired(), late]);
       clearTimeout(timer);
-      for (const old of this.retiringWorkers) old.terminate('stopped');
-      await this.retiring;
+      for (const old of this.retiring.keys()) old.terminate('stopped');
+      await this.retired();
     }
   }
 
@@ -308,20 +306,18 @@ export class Supervisor {
     this.setState('restarting');
     announce();
     if (old) {
-      this.retiringWorkers.add(old);
       const stopping = old
         .stop(Math.max(this.policy.stopGraceMs, MIN_STOP_GRACE_MS))
-        .finally(() => this.retiringWorkers.delete(old));
-      // Waited for by close(), with any earlier one still exiting.
-      const stopped: Promise<unknown> = this.retiring ? Promise.all([this.retiring, stopping]) : stopping;
-      this.retiring = stopped;
-      const done = () => {
-        if (this.retiring === stopped) this.retiring = null;
-      };
-      if (this.policy.replaceBeforeExit) return void stopped.then(done);
-      await stopped;
-      done();
+        .finally(() => this.retiring.delete(old));
+      this.retiring.set(old, stopping);
+      // Waited for by close(); unless the next may share the model, here too, with any earlier one still exiting.
+      if (!this.policy.replaceBeforeExit) await this.retired();
     }
+  }
+
+  /** Every worker being replaced has exited. */
+  private retired(): Promise<unknown> {
+    return Promise.all(this.retiring.values());
   }
 
   /**
