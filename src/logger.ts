@@ -1,7 +1,7 @@
 /**
  * Logs on stderr (stdout stays free for CLI output): structured JSON for log collectors, or
- * human-readable lines; ASYA_LOG_FORMAT chooses, and unset, a terminal gets human-readable lines. Where the lines go, and why a reader that stops
- * reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
+ * human-readable lines, as ASYA_LOG_FORMAT says (unset: human-readable on a terminal). Where the lines
+ * go, and why a reader that stops reading can never stop the runtime, is log-sink.ts. The hot path writes one short line per message
  * at INFO (~9 µs, docs/observing.md).
  */
 import { StringDecoder } from 'node:string_decoder';

@@ -25,6 +25,7 @@ import {
 } from './environment.js';
 import {
   messageOptions,
+  messagesHelp,
   NoAnswerError,
   parseRoute,
   positiveSeconds,
@@ -82,12 +83,7 @@ ${handlerOptionsHelp}
                      on your PYTHONPATH
   -h, --help
 
-JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines). Messages go in
-this order: the JSON arguments, then each --payload, then --file's.
-A message reaches the handler as the text you gave, read by Python's json.loads (9007199254740993, 1.0,
--0.0, escapes and repeated keys as Python reads them; NaN and Infinity are refused, as the runtime
-refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,
-values untouched (1.0, -0.0 and 2**70 print as Python encoded them).
+${messagesHelp}
 Exit code: 0 every answer ok (with --watch: stopped by Ctrl-C), 1 an answer was an error,
 2 bad usage or configuration, 3 Python not found, 4 the handler failed to load (not with
 --watch: it waits for the next change), 130 stopped by Ctrl-C (143 by SIGTERM) before every

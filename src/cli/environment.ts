@@ -125,13 +125,8 @@ export function onlyThroughWorkingDirectory(ready: ReadyInfo, pythonPath = ''): 
       .find((candidate) => fs.existsSync(candidate));
     if (other !== undefined) break;
   }
-  if (other !== undefined)
-    return (
-      `note: ${shown} was found in the current directory, which the deployed runtime does not search: ` +
-      `with this PYTHONPATH it would import ${other} instead`
-    );
-  return (
-    `note: ${shown} was found in the current directory, which the deployed runtime does not search: ` +
-    `set PYTHONPATH=${cwd} (or the image's directory that holds it) in the pod`
-  );
+  const found = `note: ${shown} was found in the current directory, which the deployed runtime does not search`;
+  return other !== undefined
+    ? `${found}: with this PYTHONPATH it would import ${other} instead`
+    : `${found}: set PYTHONPATH=${cwd} (or the image's directory that holds it) in the pod`;
 }

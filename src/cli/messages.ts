@@ -25,6 +25,14 @@ export const messageOptions = {
   timeout: { type: 'string' },
 } as const;
 
+/** What `call --help` and `send --help` say of the messages and answers: both read and print them alike. */
+export const messagesHelp = `JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines). Messages go in
+this order: the JSON arguments, then each --payload, then --file's.
+A message reaches the handler as the text you gave, read by Python's json.loads (9007199254740993, 1.0,
+-0.0, escapes and repeated keys as Python reads them; NaN and Infinity are refused, as the runtime
+refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,
+values untouched (1.0, -0.0 and 2**70 print as Python encoded them).`;
+
 /** The socket could not be reached or closed without an answer (`send` exits 5 on it). */
 export class NoAnswerError extends Error {
   constructor(message: string) {

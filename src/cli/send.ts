@@ -1,7 +1,15 @@
 /** `asya-runtime send`: one or more messages to a running runtime, exactly as the sidecar sends them. */
 import { parseArgs } from 'node:util';
 import { socketPathOf } from '../config.js';
-import { messageOptions, NoAnswerError, parseRoute, positiveSeconds, readMessages, sendMessages } from './messages.js';
+import {
+  messageOptions,
+  messagesHelp,
+  NoAnswerError,
+  parseRoute,
+  positiveSeconds,
+  readMessages,
+  sendMessages,
+} from './messages.js';
 
 export const sendHelp = `Usage: asya-runtime send [options] [JSON | -]
 
@@ -19,12 +27,7 @@ Options:
   --timeout SECONDS  give up waiting for an answer (default: no limit)
   -h, --help
 
-JSON is a message; "-" or no message at all reads stdin (one JSON value or JSON lines). Messages go in
-this order: the JSON arguments, then each --payload, then --file's.
-A message reaches the handler as the text you gave, read by Python's json.loads (9007199254740993, 1.0,
--0.0, escapes and repeated keys as Python reads them; NaN and Infinity are refused, as the runtime
-refuses them). Answers are printed as the runtime wrote them: one line each, indented on a terminal,
-values untouched (1.0, -0.0 and 2**70 print as Python encoded them).
+${messagesHelp}
 Exit code: 0 all answers ok, 1 an answer was an error, 2 bad usage, 5 the socket is unreachable.
 
 Example:

@@ -125,9 +125,9 @@ export function startRuntime(
    * A forked worker's own load time is its fork's: what loading the handler took is its template's, the
    * figure `call` reports (init duration, --watch's RELOAD line), with the fork's as `fork_ms`.
    */
-  const withLoadTime = (ready: ReadyInfo | null): ReadyInfo | null => {
-    const loadedBy = ready?.forked ? template?.loaded() : null;
-    return ready && loadedBy ? { ...ready, load_ms: loadedBy.load_ms, fork_ms: ready.load_ms } : ready;
+  const withLoadTime = (ready: ReadyInfo): ReadyInfo => {
+    const loadedBy = ready.forked ? template?.loaded() : null;
+    return loadedBy ? { ...ready, load_ms: loadedBy.load_ms, fork_ms: ready.load_ms } : ready;
   };
   /** Set in boot() when ASYA_METRICS_ADDR is: prom-client and node:http are loaded only then. */
   let metrics: RuntimeMetrics | null = null;
@@ -281,12 +281,11 @@ export function startRuntime(
       supervisor = new Pool(
         config,
         policyFromConfig(config),
-        template
-          ? template
-          : (worker) => {
-              const own = optionsOf(worker);
-              return () => PythonWorker.spawn(own);
-            },
+        template ??
+          ((worker) => {
+            const own = optionsOf(worker);
+            return () => PythonWorker.spawn(own);
+          }),
         log,
         {
           onReady: (up) => {
@@ -328,10 +327,13 @@ export function startRuntime(
     done,
     ready: readyOnce,
     shutdown: (reason, graceMs) => stop(reason, graceMs),
-    loaded: () => withLoadTime(supervisor?.loaded ?? null),
+    loaded: () => {
+      const loaded = supervisor?.loaded;
+      return loaded ? withLoadTime(loaded) : null;
+    },
     reload: async (reason) => {
       if (!supervisor || stopping) throw new FatalError(ExitCode.ok, 'the runtime is stopping');
-      return withLoadTime(await supervisor.reload(reason)) as ReadyInfo;
+      return withLoadTime(await supervisor.reload(reason));
     },
   };
 }
