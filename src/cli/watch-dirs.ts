@@ -17,14 +17,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 
+/** Where Python installs packages: not the user's sources, below a root or as one. */
+const INSTALLED_NAMES: ReadonlySet<string> = new Set(['site-packages', 'dist-packages']);
+
 /** Directories that never hold the handler's own sources. */
-export const SKIPPED_NAMES: ReadonlySet<string> = new Set([
-  '__pycache__',
-  'site-packages',
-  'dist-packages',
-  'node_modules',
-  'venv',
-]);
+export const SKIPPED_NAMES: ReadonlySet<string> = new Set(['__pycache__', ...INSTALLED_NAMES, 'node_modules', 'venv']);
+
+/** A directory of installed packages, or one inside it. */
+export function isInstalled(dir: string): boolean {
+  return dir.split(path.sep).some((part) => INSTALLED_NAMES.has(part));
+}
 
 /** The most directories one `call --watch` watches. */
 export const WATCH_MAX_DIRS = 1000;

@@ -13,7 +13,7 @@ import type { RunningRuntime } from '../runtime/runtime.js';
 import type { ReadyInfo } from '../worker/worker.js';
 import { NoAnswerError } from './messages.js';
 import { say } from './report.js';
-import { DirectoryWatch } from './watch-dirs.js';
+import { DirectoryWatch, isInstalled } from './watch-dirs.js';
 
 /** Editors write a file in several steps (truncate, write, rename): one reload for all of them. */
 const WATCH_DEBOUNCE_MS = 150;
@@ -41,11 +41,6 @@ export function watchRoots(loaded: ReadyInfo | null, extra: string[]): string[] 
   if (!loaded?.module_file) return null;
   const root = loaded.module_root ?? path.dirname(loaded.module_file);
   return [...new Set([...(isInstalled(root) ? [] : [root]), ...extra])];
-}
-
-/** A directory of installed packages (or inside one): not the user's sources, never watched as a root. */
-function isInstalled(dir: string): boolean {
-  return dir.split(path.sep).some((part) => part === 'site-packages' || part === 'dist-packages');
 }
 
 /**
