@@ -290,10 +290,18 @@ describe('ASYA_PRELOAD: workers forked from one loaded template', () => {
     assert.equal(porters(), 3);
     assert.ok(!rt.logs.some((l) => String(l.msg).includes('corrupted channel')));
     const spares = () => rt.logs.filter((l) => l.msg === 'spare worker forked');
-    // The spare of the last template (the ones before died with theirs).
+    // The spare of the last template (the ones before died with theirs), still a spare: one a slot took
+    // at once (a worker's restart) logs its lines with the slot's `worker` and is no spare any more.
     const since = rt.logs.lastIndexOf(templateLines(rt).at(-1)!);
-    const spare = (await until('a spare', () => rt.logs.slice(since).find((l) => l.msg === 'spare worker forked')))
-      .python_pid as number;
+    const inSlot = (pid: unknown) => rt.logs.some((l) => l.worker !== undefined && l.python_pid === pid);
+    const spare = (
+      await until('a spare no slot has taken', () =>
+        rt.logs
+          .slice(since)
+          .filter((l) => l.msg === 'spare worker forked' && !inSlot(l.python_pid))
+          .at(-1),
+      )
+    ).python_pid as number;
     const count = spares().length;
     process.kill(spare, 'SIGKILL');
     await rt.waitForLog((l) => String(l.msg).startsWith('the spare worker died'));
