@@ -3,9 +3,12 @@
 // messages, the same echo handler, rounds alternated so the machine's noise hits every build alike.
 //
 //   node bench/ab.mjs --baseline /path/to/checkout [--baseline ...] [--size 100] [--messages 3000] [--rounds 6]
+//   node bench/ab.mjs --baseline ../shared/bench/design-floor.mjs   (a script is run as is)
 //
-// Uses bench/client.c (one connection per message, as the sidecar); prints p50/p99 per build and the
-// ratio of each to this build, median over rounds.
+// Uses bench/client.c (one connection per message, as the sidecar); prints p50/p99 per build, the CPU
+// per message of the runtime's whole process tree (every thread of the supervisor and of its Python
+// processes, from schedstat) and of the supervisor's main thread alone, and the ratio of each to this
+// build, median over rounds.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,6 +25,8 @@ const { values: opt } = parseArgs({
     messages: { type: 'string', default: '3000' },
     rounds: { type: 'string', default: '6' },
     level: { type: 'string', default: 'INFO' },
+    // stdlib json, as the design floor and the peer use; `orjson` for ours at its default.
+    codec: { type: 'string', default: 'json' },
   },
 });
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-ab-'));
@@ -41,9 +46,49 @@ head.writeUInt32BE(body.length);
 fs.writeFileSync(path.join(work, 'frame'), Buffer.concat([head, body]));
 const builds = [['this', root], ...opt.baseline.map((dir) => [path.basename(dir), path.resolve(dir)])];
 
+/** Nanoseconds of CPU run by `pid`'s tree, every thread of every process: [tree, main thread of pid]. */
+function cpuOf(pid) {
+  const parent = new Map();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {}
+  }
+  const tree = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [p, pp] of parent) {
+      if (tree.has(pp) && !tree.has(p)) {
+        tree.add(p);
+        grew = true;
+      }
+    }
+  }
+  let total = 0;
+  let main = 0;
+  for (const p of tree) {
+    let tasks = [];
+    try {
+      tasks = fs.readdirSync(`/proc/${p}/task`);
+    } catch {}
+    for (const t of tasks) {
+      try {
+        const ns = Number(fs.readFileSync(`/proc/${p}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+        total += ns;
+        if (Number(t) === pid) main = ns;
+      } catch {}
+    }
+  }
+  return [total, main];
+}
+
 async function measure(dir) {
   const sockDir = fs.mkdtempSync(path.join(work, 'rt-'));
-  const child = spawn(process.execPath, [path.join(dir, 'dist', 'cli.js')], {
+  // A checkout runs its dist/cli.js; a script (the design floor, ../shared/bench/design-floor.mjs) runs as is.
+  const entry = dir.endsWith('.mjs') ? dir : path.join(dir, 'dist', 'cli.js');
+  const child = spawn(process.execPath, [entry], {
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -51,6 +96,7 @@ async function measure(dir) {
       ASYA_HANDLER: 'ab_echo.echo',
       ASYA_SOCKET_DIR: sockDir,
       ASYA_LOG_LEVEL: opt.level,
+      ASYA_JSON_CODEC: opt.codec,
     },
     stdio: ['ignore', 'ignore', 'ignore'],
   });
@@ -58,10 +104,13 @@ async function measure(dir) {
   while (!fs.existsSync(path.join(sockDir, 'runtime-ready'))) await new Promise((r) => setTimeout(r, 20));
   const sock = path.join(sockDir, 'asya-runtime.sock');
   execFileSync(client, [sock, '1000', path.join(work, 'frame')]); // warm-up
+  const before = cpuOf(child.pid);
   const out = execFileSync(client, [sock, opt.messages, path.join(work, 'frame')], {
     encoding: 'utf8',
     maxBuffer: 1 << 26,
   });
+  const after = cpuOf(child.pid);
+  const n = Number(opt.messages);
   child.kill('SIGTERM');
   await exited;
   const lat = out
@@ -69,7 +118,12 @@ async function measure(dir) {
     .filter((l) => /^\d/.test(l))
     .map(Number)
     .sort((a, b) => a - b);
-  return { p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)] };
+  return {
+    p50: lat[Math.floor(lat.length * 0.5)],
+    p99: lat[Math.floor(lat.length * 0.99)],
+    cpu: (after[0] - before[0]) / n / 1000,
+    main: (after[1] - before[1]) / n / 1000,
+  };
 }
 
 const results = Object.fromEntries(builds.map(([name]) => [name, []]));
@@ -77,14 +131,16 @@ for (let round = 0; round < Number(opt.rounds); round++) {
   const order = builds.map((_, i) => builds[(i + round) % builds.length]);
   for (const [name, dir] of order) results[name].push(await measure(dir));
 }
-const ours = { p50: median(results.this.map((r) => r.p50)), p99: median(results.this.map((r) => r.p99)) };
+const med = (name, key) => median(results[name].map((r) => r[key]));
+const ours = { p50: med('this', 'p50'), p99: med('this', 'p99'), cpu: med('this', 'cpu'), main: med('this', 'main') };
 console.log(
   `${opt.size} B, ${opt.messages} messages x ${opt.rounds} rounds, ASYA_LOG_LEVEL=${opt.level} (µs, median of rounds)`,
 );
 for (const [name] of builds) {
-  const p50 = median(results[name].map((r) => r.p50));
-  const p99 = median(results[name].map((r) => r.p99));
+  const [p50, p99, cpu, main] = ['p50', 'p99', 'cpu', 'main'].map((key) => med(name, key));
   console.log(
-    `  ${name.padEnd(24)} p50 ${p50.toFixed(0)}  p99 ${p99.toFixed(0)}   this/it: p50 ${(ours.p50 / p50).toFixed(3)}  p99 ${(ours.p99 / p99).toFixed(3)}`,
+    `  ${name.padEnd(24)} p50 ${p50.toFixed(0)}  p99 ${p99.toFixed(0)}  CPU/msg tree ${cpu.toFixed(0)} main ${main.toFixed(0)}` +
+      `   this/it: p50 ${(ours.p50 / p50).toFixed(3)}  p99 ${(ours.p99 / p99).toFixed(3)}` +
+      `  tree ${(ours.cpu / cpu).toFixed(3)}  main ${(ours.main / main).toFixed(3)}`,
   );
 }

@@ -24,6 +24,7 @@ import { tuneSupervisorMemory } from './heap.js';
 import { MessageMemory } from './message-memory.js';
 import type { MetricsServer, RuntimeMetrics } from './metrics.js';
 import { ReadyFile } from './readiness.js';
+import { optimiseHotPathEarly } from './tiering.js';
 
 /** Where the socket directory cannot be watched, how often it is checked instead. */
 const WATCH_INTERVAL_MS = 1000;
@@ -166,6 +167,8 @@ export function startRuntime(
     if (up && !startupLogged) {
       startupLogged = true;
       logStartup(log, supervisor?.loaded ?? null);
+      const tiering = optimiseHotPathEarly(process.execArgv);
+      if (tiering.length > 0) log.debug({ flags: tiering }, 'V8 tiering set for the per-message path');
     }
     if (up) firstReady(true);
   };
