@@ -100,8 +100,12 @@ async function measure(dir) {
     },
     stdio: ['ignore', 'ignore', 'ignore'],
   });
-  const exited = new Promise((r) => child.on('exit', r));
-  while (!fs.existsSync(path.join(sockDir, 'runtime-ready'))) await new Promise((r) => setTimeout(r, 20));
+  let gone = false;
+  const exited = new Promise((r) => child.on('exit', r)).then(() => (gone = true));
+  while (!fs.existsSync(path.join(sockDir, 'runtime-ready'))) {
+    if (gone) throw new Error(`${entry} exited before it was ready (run it by hand to see why)`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const sock = path.join(sockDir, 'asya-runtime.sock');
   execFileSync(client, [sock, '1000', path.join(work, 'frame')]); // warm-up
   const before = cpuOf(child.pid);

@@ -231,9 +231,9 @@ function currentEdits(route: Route, offset: number, current: number): Edit[] {
   return [{ start: at, end: at, text: `${route.hasMembers ? ',' : ''}"current":${text}` }];
 }
 
-/** The route's bytes with `current` set: the only change the runtime makes to a route. */
-export function routeWithCurrent(route: Route, current: number): Buffer {
-  return Buffer.concat(splice(route.bytes, currentEdits(route, 0, current)));
+/** The route's bytes with `current` set (as chunks): the only change the runtime makes to a route. */
+function routeWithCurrent(route: Route, current: number): Buffer[] {
+  return splice(route.bytes, currentEdits(route, 0, current));
 }
 
 /**
@@ -282,6 +282,8 @@ const PAYLOAD_FIRST = Buffer.from('"payload":');
 const PAYLOAD_NEXT = Buffer.from(',"payload":');
 const ROUTE_FIRST = Buffer.from('{"route":');
 const HEADERS_NEXT = Buffer.from(',"headers":');
+const ARRAY_ROUTE_FIRST = Buffer.from('[{"route":');
+const END_ARRAY = Buffer.from('}]');
 
 /** Joins the output envelopes, each a list of chunks, into the chunks of one JSON array. */
 function arrayChunks(envelopes: Buffer[][]): Buffer[] {
@@ -295,14 +297,18 @@ function arrayChunks(envelopes: Buffer[][]): Buffer[] {
   return chunks;
 }
 
-/** Payload mode: each returned payload becomes `{route: current+1, headers?, payload}`. */
+/**
+ * Payload mode: each returned payload becomes `{route: current+1, headers?, payload}`. The chunks
+ * reference the request and the payloads; nothing is copied until the frame is (frameChunks).
+ */
 export function payloadModeResponse(input: RequestEnvelope, payloads: Buffer[]): Buffer[] {
   if (payloads.length === 0) return [EMPTY_ARRAY];
-  const parts = [ROUTE_FIRST, routeWithCurrent(input.route, input.route.current + 1)];
-  if (input.headers) parts.push(HEADERS_NEXT, input.headers);
-  parts.push(PAYLOAD_NEXT);
-  const head = Buffer.concat(parts);
-  return arrayChunks(payloads.map((p) => [head, p, END]));
+  // Everything before the payload, shared by every output: `{"route":...,"headers":...,"payload":`.
+  const head = routeWithCurrent(input.route, input.route.current + 1);
+  if (input.headers) head.push(HEADERS_NEXT, input.headers);
+  head.push(PAYLOAD_NEXT);
+  if (payloads.length === 1) return [ARRAY_ROUTE_FIRST, ...head, payloads[0]!, END_ARRAY];
+  return arrayChunks(payloads.map((p) => [ROUTE_FIRST, ...head, p, END]));
 }
 
 /** One envelope-mode output as the shim sends it: everything but the payload, and the payload. */

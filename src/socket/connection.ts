@@ -10,7 +10,7 @@
 import type net from 'node:net';
 import { type ErrorCode, type WireError, wireError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { errorResponse, FrameDecoder, FrameTooLarge, totalLength } from './framing.js';
+import { errorResponse, FrameDecoder, FrameTooLarge } from './framing.js';
 import type { Intake, Reader } from './intake.js';
 
 /** One request's way back to its client. */
@@ -40,9 +40,6 @@ export interface ConnectionContext {
   /** Connections still open. */
   readonly open: Set<net.Socket>;
 }
-
-/** Answers up to this size are written as one buffer. */
-const JOIN_ANSWER_BYTES = 64 * 1024;
 
 const CONNECTION = Symbol('asya.connection');
 type TaggedSocket = net.Socket & { [CONNECTION]?: Connection };
@@ -81,10 +78,8 @@ export class Connection implements Exchange, Reader {
     this.ctx.intake.release(this);
     const socket = this.socket;
     if (socket.destroyed) return;
-    // One write: a small answer is joined (a copy of a few KB costs less than writev's bookkeeping in
-    // Node's streams); a large one is written as the chunks it is.
+    // One write: a small answer comes as one buffer (frameChunks); a large one is written as its chunks.
     if (chunks.length === 1) socket.write(chunks[0] as Buffer);
-    else if (totalLength(chunks) <= JOIN_ANSWER_BYTES) socket.write(Buffer.concat(chunks));
     else {
       socket.cork();
       for (const chunk of chunks) socket.write(chunk);
