@@ -4,6 +4,7 @@
 //
 //   node bench/ab.mjs --baseline /path/to/checkout [--baseline ...] [--size 100] [--messages 3000] [--rounds 6]
 //   node bench/ab.mjs --baseline ../shared/bench/design-floor.mjs   (a script is run as is)
+//   node bench/ab.mjs --warmup 0 --messages 10000 ...   (from a fresh start, JIT warm-up included)
 //
 // Uses bench/client.c (one connection per message, as the sidecar); prints p50/p99 per build, the CPU
 // per message of the runtime's whole process tree (every thread of the supervisor and of its Python
@@ -23,6 +24,8 @@ const { values: opt } = parseArgs({
     baseline: { type: 'string', multiple: true, default: [] },
     size: { type: 'string', default: '100' },
     messages: { type: 'string', default: '3000' },
+    // Messages each runtime handles before the measured ones; 0 measures from a fresh start (JIT included).
+    warmup: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '6' },
     level: { type: 'string', default: 'INFO' },
     // stdlib json, as the design floor and the peer use; `orjson` for ours at its default.
@@ -107,7 +110,7 @@ async function measure(dir) {
     await new Promise((r) => setTimeout(r, 20));
   }
   const sock = path.join(sockDir, 'asya-runtime.sock');
-  execFileSync(client, [sock, '1000', path.join(work, 'frame')]); // warm-up
+  if (Number(opt.warmup) > 0) execFileSync(client, [sock, opt.warmup, path.join(work, 'frame')]);
   const before = cpuOf(child.pid);
   const out = execFileSync(client, [sock, opt.messages, path.join(work, 'frame')], {
     encoding: 'utf8',

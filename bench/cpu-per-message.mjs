@@ -2,7 +2,9 @@
 // The supervisor's CPU per message against the handler's time: sequential 100 B messages, one connection
 // each (the sidecar's way), a handler that burns BURN_MS of CPU; CPU from the supervisor's threads'
 // schedstat (nanoseconds). SLEEP=1: the handler sleeps BURN_MS instead (no CPU of its own to compete
-// with the supervisor's). Usage, after npm run build:
+// with the supervisor's). WARM=n (default 2000): messages first handled at once (the handler's time
+// comes with each message), so V8 has compiled the per-message path before the measured ones.
+// Usage, after npm run build:
 //   node bench/cpu-per-message.mjs [dist/cli.js] [burn ms, default 0] [messages, default 300]
 //   LEVEL=WARNING NODEFLAGS="--no-memory-reducer" node bench/cpu-per-message.mjs dist/cli.js 20 150
 import { spawn } from 'node:child_process';
@@ -18,8 +20,8 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'asya-cpu-'));
 fs.writeFileSync(
   path.join(dir, 'h.py'),
   process.env.SLEEP
-    ? `import time\ndef process(p):\n    time.sleep(${burnMs / 1000})\n    return p\n`
-    : `import time\ndef process(p):\n    end = time.perf_counter() + ${burnMs / 1000}\n    while time.perf_counter() < end:\n        pass\n    return p\n`,
+    ? `import time\ndef process(p):\n    time.sleep(p['ms'] / 1000)\n    return p\n`
+    : `import time\ndef process(p):\n    end = time.perf_counter() + p['ms'] / 1000\n    while time.perf_counter() < end:\n        pass\n    return p\n`,
 );
 const child = spawn(process.execPath, [...(process.env.NODEFLAGS ? process.env.NODEFLAGS.split(' ') : []), cli], {
   env: {
@@ -42,13 +44,16 @@ const cpu = (pid) => {
   }
   return ns;
 };
-const body = Buffer.from(
-  JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: { t: 'x'.repeat(60) } }),
-);
-const head = Buffer.alloc(4);
-head.writeUInt32BE(body.length);
-const frame = Buffer.concat([head, body]);
-const one = () =>
+/** One request whose handler takes `ms`. */
+const frameFor = (ms) => {
+  const body = Buffer.from(
+    JSON.stringify({ id: 'x', route: { actors: ['a'], current: 0 }, payload: { t: 'x'.repeat(60), ms } }),
+  );
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(body.length);
+  return Buffer.concat([head, body]);
+};
+const one = (frame) =>
   new Promise((resolve) => {
     const s = net.connect(path.join(dir, 'asya-runtime.sock'));
     s.on('data', () => {});
@@ -57,15 +62,22 @@ const one = () =>
     if (process.env.HALF) s.end(frame);
     else s.write(frame);
   });
-for (let i = 0; i < 50; i++) await one();
+const warm = frameFor(0);
+for (let i = 0; i < Number(process.env.WARM ?? 2000); i++) await one(warm);
+const measured = frameFor(burnMs);
+const switches = () =>
+  Number(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8').match(/^voluntary_ctxt_switches:\s+(\d+)/m)[1]);
 const a = cpu(child.pid);
+const wakesBefore = switches();
 for (let i = 0; i < N; i++) {
-  await one();
+  await one(measured);
   if (process.env.GAP) await sleep(Number(process.env.GAP));
 }
 const b = cpu(child.pid);
+const wakes = (switches() - wakesBefore) / N;
 console.log(
-  `${process.env.SLEEP ? 'sleep' : 'burn'} ${burnMs} ms: supervisor CPU ${((b - a) / 1e6 / N).toFixed(3)} ms/msg`,
+  `${process.env.SLEEP ? 'sleep' : 'burn'} ${burnMs} ms: supervisor CPU ${((b - a) / 1e6 / N).toFixed(3)} ms/msg, ` +
+    `its main thread woken ${wakes.toFixed(2)} times a message`,
 );
 child.kill('SIGTERM');
 child.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
