@@ -1,7 +1,8 @@
-/** socket/framing.ts: the sidecar's length-prefixed frames, decoded as the bytes arrive. */
+/** socket/framing.ts: the sidecar's length-prefixed frames, decoded as the bytes arrive, and framed for it. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FrameCorrupt, FrameDecoder, FrameTooLarge } from '../../src/socket/framing.js';
+import fc from 'fast-check';
+import { FrameCorrupt, FrameDecoder, FrameTooLarge, frameChunks, JOIN_FRAME_BYTES } from '../../src/socket/framing.js';
 
 describe('framing', () => {
   it('decodes frames split at every byte boundary', () => {
@@ -49,6 +50,29 @@ describe('framing', () => {
       () => new FrameDecoder(100, { expect }).push(Buffer.from([0, 0, 0, 0]), () => undefined),
       FrameCorrupt,
       'an empty frame is no message',
+    );
+  });
+
+  it('frames a body as its length and bytes: one buffer up to JOIN_FRAME_BYTES, the chunks as they are above', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 0, max: 255 }),
+        (sizes, fill) => {
+          const body = sizes.map((n, i) => Buffer.alloc(n, (fill + i) % 256));
+          const total = sizes.reduce((a, b) => a + b, 0);
+          const framed = frameChunks(body);
+          const whole = Buffer.concat(framed);
+          assert.equal(whole.readUInt32BE(0), total);
+          assert.deepEqual(whole.subarray(4), Buffer.concat(body));
+          if (4 + total <= JOIN_FRAME_BYTES) assert.equal(framed.length, 1, `${total} bytes: one write`);
+          else {
+            assert.equal(framed.length, body.length + 1, `${total} bytes: the length, then the chunks`);
+            body.forEach((chunk, i) => assert.equal(framed[i + 1], chunk, 'not copied'));
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });
