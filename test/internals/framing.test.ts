@@ -68,7 +68,7 @@ describe('framing', () => {
           if (4 + total <= JOIN_FRAME_BYTES) assert.equal(framed.length, 1, `${total} bytes: one write`);
           else {
             assert.equal(framed.length, body.length + 1, `${total} bytes: the length, then the chunks`);
-            body.forEach((chunk, i) => assert.equal(framed[i + 1], chunk, 'not copied'));
+            for (const [i, chunk] of body.entries()) assert.equal(framed[i + 1], chunk, 'not copied');
           }
         },
       ),
