@@ -97,6 +97,17 @@ describe('the executable, with only a python3 on PATH', () => {
       'msg_parsing_error',
     );
     assert.equal(asError(await rt.send(env('not a dict'))).error, 'processing_error');
+    // Every line on stderr is a JSON record, nothing else: the runtime once set a V8 flag this Node's V8
+    // does not have, and V8 printed its error between the records.
+    const stray = rt.stderrText.filter((line) => {
+      try {
+        JSON.parse(line);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    assert.deepEqual(stray, [], 'lines on stderr that are not JSON records');
   });
 
   it('reports the interpreter it found; the shim arrived without a file, and not on the command line', async () => {

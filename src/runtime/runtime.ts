@@ -168,7 +168,8 @@ export function startRuntime(
       startupLogged = true;
       logStartup(log, supervisor?.loaded ?? null);
       const tiering = optimiseHotPathEarly(process.execArgv);
-      if (tiering.length > 0) log.debug({ flags: tiering }, 'V8 tiering set for the per-message path');
+      if (tiering.length > 0)
+        log.debug({ flags: tiering, v8: process.versions.v8 }, 'V8 tiering set for the per-message path');
     }
     if (up) firstReady(true);
   };
