@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median } from './stats.mjs';
+import { median, treeCpu } from './stats.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -49,44 +49,6 @@ head.writeUInt32BE(body.length);
 fs.writeFileSync(path.join(work, 'frame'), Buffer.concat([head, body]));
 const builds = [['this', root], ...opt.baseline.map((dir) => [path.basename(dir), path.resolve(dir)])];
 
-/** Nanoseconds of CPU run by `pid`'s tree, every thread of every process: [tree, main thread of pid]. */
-function cpuOf(pid) {
-  const parent = new Map();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  const tree = new Set([pid]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [p, pp] of parent) {
-      if (tree.has(pp) && !tree.has(p)) {
-        tree.add(p);
-        grew = true;
-      }
-    }
-  }
-  let total = 0;
-  let main = 0;
-  for (const p of tree) {
-    let tasks = [];
-    try {
-      tasks = fs.readdirSync(`/proc/${p}/task`);
-    } catch {}
-    for (const t of tasks) {
-      try {
-        const ns = Number(fs.readFileSync(`/proc/${p}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-        total += ns;
-        if (Number(t) === pid) main = ns;
-      } catch {}
-    }
-  }
-  return [total, main];
-}
-
 async function measure(dir) {
   const sockDir = fs.mkdtempSync(path.join(work, 'rt-'));
   // A checkout runs its dist/cli.js; a script (the design floor, ../shared/bench/design-floor.mjs) runs as is.
@@ -111,12 +73,12 @@ async function measure(dir) {
   }
   const sock = path.join(sockDir, 'asya-runtime.sock');
   if (Number(opt.warmup) > 0) execFileSync(client, [sock, opt.warmup, path.join(work, 'frame')]);
-  const before = cpuOf(child.pid);
+  const before = treeCpu(child.pid);
   const out = execFileSync(client, [sock, opt.messages, path.join(work, 'frame')], {
     encoding: 'utf8',
     maxBuffer: 1 << 26,
   });
-  const after = cpuOf(child.pid);
+  const after = treeCpu(child.pid);
   const n = Number(opt.messages);
   child.kill('SIGTERM');
   await exited;
@@ -128,8 +90,8 @@ async function measure(dir) {
   return {
     p50: lat[Math.floor(lat.length * 0.5)],
     p99: lat[Math.floor(lat.length * 0.99)],
-    cpu: (after[0] - before[0]) / n / 1000,
-    main: (after[1] - before[1]) / n / 1000,
+    cpu: (after.ns - before.ns) / n / 1000,
+    main: (after.mainNs - before.mainNs) / n / 1000,
   };
 }
 

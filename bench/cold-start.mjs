@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median } from './stats.mjs';
+import { median, treeCpu } from './stats.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -80,7 +80,10 @@ async function coldStart(rt) {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 30_000).unref());
   const t1 = await Promise.race([created, exited.then(() => null), timeout]);
-  const cpu = t1 === null ? null : treeCpuMs(child.pid);
+  // CPU of the process and its Python processes when the ready file appears: less sensitive than wall time
+  // to other load on a shared machine.
+  const used = t1 === null ? null : treeCpu(child.pid);
+  const cpu = used === null ? null : used.ns / 1e6;
   watcher.close();
   child.kill('SIGTERM');
   await exited;
@@ -88,29 +91,6 @@ async function coldStart(rt) {
   fs.rmSync(dir, { recursive: true, force: true });
   if (t1 === null) throw new Error(`${rt.name} did not become ready:\n${text.slice(-2000)}`);
   return { ms: Number(t1 - t0) / 1e6, cpu, phases: opt.phases && rt.ours ? phasesFrom(text) : null };
-}
-
-/**
- * CPU time (ms, every thread) the process and its descendants (the Python processes) have used, read
- * from /proc/<pid>/task/<tid>/schedstat (nanoseconds) when the ready file appears. Less sensitive
- * than wall time to other load on a shared machine; null off Linux.
- */
-function treeCpuMs(pid) {
-  let ns = 0;
-  const todo = [pid];
-  try {
-    while (todo.length > 0) {
-      const p = todo.pop();
-      for (const tid of fs.readdirSync(`/proc/${p}/task`)) {
-        ns += Number(fs.readFileSync(`/proc/${p}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-        const kids = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
-        if (kids) todo.push(...kids.split(' ').map(Number));
-      }
-    }
-  } catch {
-    return null;
-  }
-  return ns / 1e6;
 }
 
 /** The `startup_ms` field of the runtime's "started in" line: each phase's end, ms since the process started. */
