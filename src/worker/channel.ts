@@ -7,7 +7,7 @@
 import { Packr, Unpackr } from 'msgpackr';
 import type { EnvelopeOutput } from '../envelope/envelope.js';
 import type { MessageContext } from '../envelope/trace.js';
-import { lengthPrefix } from '../socket/framing.js';
+import { frameChunks, JOIN_FRAME_BYTES, lengthPrefix, totalLength } from '../socket/framing.js';
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
@@ -147,9 +147,6 @@ export type ShimMessage =
 /** A handler's metric update (context.metrics): kind, name, value, labels as [name, value] pairs. */
 export type MetricUpdate = ['counter' | 'gauge' | 'histogram', string, number, Array<[string, string]>];
 
-/** Below this, a call is one buffer (one write); above, chunks, so the payload is never copied. */
-const SMALL_CALL = 64 * 1024;
-
 function binHeader(key: string, length: number): Buffer {
   // fixstr key (1 char) + bin32 length
   const head = Buffer.allocUnsafe(7);
@@ -183,10 +180,10 @@ export function encodeCall({ payload, meta, wideIntegers, contextMeta, deadline 
     d.writeDoubleBE(deadline, 3);
     parts.push(d);
   }
-  let length = 0;
-  for (const part of parts) length += part.length;
-  if (length < SMALL_CALL) return [Buffer.concat([lengthPrefix(length), ...parts], 4 + length)];
-  // The prefix and headers in one chunk; payload and meta as they are
+  const length = totalLength(parts);
+  // A small call is one buffer, one write (the answer's rule); a large one keeps its payload and meta as
+  // they are, the prefix and headers joined in front of them.
+  if (4 + length <= JOIN_FRAME_BYTES) return frameChunks(parts);
   return [Buffer.concat([lengthPrefix(length), parts[0]!, parts[1]!]), ...parts.slice(2)];
 }
 
