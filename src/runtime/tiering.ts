@@ -24,7 +24,7 @@
 import v8 from 'node:v8';
 
 /** V8's tiering flags for the per-message path, by V8 major version, with the values they get. */
-export const TIERING_FLAGS: Readonly<Record<number, Readonly<Record<string, number>>>> = {
+const TIERING_FLAGS: Readonly<Record<number, Readonly<Record<string, number>>>> = {
   11: { 'interrupt-budget': 8000, 'minimum-invocations-after-ic-update': 50 },
 };
 
